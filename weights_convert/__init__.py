@@ -1,0 +1,1 @@
+"""Torch-free readers and converters for official GAN checkpoints."""
