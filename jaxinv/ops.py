@@ -1,0 +1,358 @@
+"""StyleGAN ops written once, shared by every StyleGAN family (NVlabs SG2-ADA, stylegan3 repo, rosinality).
+
+All tensors are NHWC; conv weights are HWIO ``[kh, kw, in, out]``; dense weights ``[in, out]``.
+Filters are static numpy arrays. Resampling filters are applied as shifted adds (separable when the
+filter has rank 1): XLA's CPU path for depthwise (``feature_group_count=C``) convs is ~10x slower.
+Modulated convs scale activations around one shared-weight conv instead of the official per-sample
+grouped conv: the same maths, but a batch becomes one ordinary conv and its backward needs no
+weight-gradient convs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+# ---------------------------------------------------------------------------------------------
+# bias_act
+
+
+_ACTIVATIONS = {
+    # name: (function(x, alpha), default alpha, default gain) as torch_utils.ops.bias_act.
+    "linear": (lambda x, a: x, 0.0, 1.0),
+    "relu": (lambda x, a: jnp.maximum(x, 0), 0.0, float(np.sqrt(2))),
+    "lrelu": (lambda x, a: jnp.where(x >= 0, x, x * a), 0.2, float(np.sqrt(2))),
+    "tanh": (lambda x, a: jnp.tanh(x), 0.0, 1.0),
+    "sigmoid": (lambda x, a: jax.nn.sigmoid(x), 0.0, 1.0),
+    "elu": (lambda x, a: jax.nn.elu(x), 0.0, 1.0),
+    "selu": (lambda x, a: jax.nn.selu(x), 0.0, 1.0),
+    "softplus": (lambda x, a: jax.nn.softplus(x), 0.0, 1.0),
+    "swish": (lambda x, a: x * jax.nn.sigmoid(x), 0.0, float(np.sqrt(2))),
+}
+
+
+def activation_gain(act: str) -> float:
+    return _ACTIVATIONS[act][2]
+
+
+def bias_act(
+    x: jax.Array,
+    b: jax.Array | None = None,
+    act: str = "linear",
+    alpha: float | None = None,
+    gain: float | None = None,
+    clamp: float | None = None,
+) -> jax.Array:
+    """``clamp(act(x + b) * gain)``, bias over the last (channel) axis, as the official bias_act."""
+    fn, def_alpha, def_gain = _ACTIVATIONS[act]
+    if b is not None:
+        x = x + b
+    x = fn(x, def_alpha if alpha is None else alpha)
+    gain = def_gain if gain is None else float(gain)
+    if gain != 1:
+        x = x * gain
+    if clamp is not None and clamp >= 0:
+        x = jnp.clip(x, -clamp, clamp)
+    return x
+
+
+def normalize_2nd_moment(x: jax.Array, axis: int = -1, eps: float = 1e-8) -> jax.Array:
+    return x * lax.rsqrt(jnp.mean(jnp.square(x), axis=axis, keepdims=True) + eps)
+
+
+def fully_connected(
+    x: jax.Array,
+    weight: jax.Array,
+    bias: jax.Array | None = None,
+    lr_multiplier: float = 1.0,
+    activation: str = "linear",
+    bias_gain: float | None = None,
+) -> jax.Array:
+    """Equalised-learning-rate dense layer: ``weight`` is ``[in, out]`` as stored (unscaled)."""
+    weight_gain = lr_multiplier / np.sqrt(weight.shape[0])
+    bias_gain = lr_multiplier if bias_gain is None else bias_gain
+    x = x @ (weight * weight_gain)
+    b = None if bias is None else (bias * bias_gain if bias_gain != 1 else bias)
+    return bias_act(x, b, act=activation)
+
+
+# ---------------------------------------------------------------------------------------------
+# upfirdn2d
+
+
+def setup_filter(f: Sequence[float] | np.ndarray, normalize: bool = True, separable: bool | None = None,
+                 gain: float = 1.0) -> np.ndarray:
+    """The official ``upfirdn2d.setup_filter``: 1-D taps become a 2-D outer product unless separable."""
+    f = np.asarray(f, dtype=np.float32)
+    if f.ndim == 0:
+        f = f[np.newaxis]
+    if separable is None:
+        separable = f.ndim == 1 and f.size >= 8
+    if f.ndim == 1 and not separable:
+        f = np.outer(f, f)
+    if normalize:
+        f = f / f.sum()
+    return (f * (gain ** (f.ndim / 2))).astype(np.float32)
+
+
+def _parse_padding(padding: int | Sequence[int]) -> tuple[int, int, int, int]:
+    if isinstance(padding, int | np.integer):
+        p = int(padding)
+        return p, p, p, p
+    padding = [int(p) for p in padding]
+    if len(padding) == 2:
+        px, py = padding
+        return px, px, py, py
+    px0, px1, py0, py1 = padding
+    return px0, px1, py0, py1
+
+
+def _filter_size(f: np.ndarray | None) -> tuple[int, int]:
+    if f is None:
+        return 1, 1
+    f = np.asarray(f)
+    return (f.shape[-1], f.shape[0]) if f.ndim == 2 else (f.shape[0], f.shape[0])
+
+
+def _separate(f: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Split a rank-1 2-D filter into (taps along H, taps along W); None if it is not rank 1."""
+    f64 = f.astype(np.float64)
+    total = f64.sum()
+    if total == 0:
+        return None
+    fy, fx = f64.sum(axis=1), f64.sum(axis=0) / total
+    if np.abs(np.outer(fy, fx) - f64).max() > 1e-7 * np.abs(f64).max():
+        return None
+    return fy, fx
+
+
+def _pad_axis(x: jax.Array, axis: int, p0: int, p1: int) -> jax.Array:
+    """Zero-pad (positive) or crop (negative) one axis."""
+    if p0 < 0 or p1 < 0:
+        n = x.shape[axis]
+        x = lax.slice_in_dim(x, max(-p0, 0), n - max(-p1, 0), axis=axis)
+    if p0 > 0 or p1 > 0:
+        cfg = [(0, 0, 0)] * x.ndim
+        cfg[axis] = (max(p0, 0), max(p1, 0), 0)
+        x = lax.pad(x, jnp.zeros((), x.dtype), cfg)
+    return x
+
+
+def _upsample_axis(x: jax.Array, axis: int, up: int) -> jax.Array:
+    """Zero-stuffing as the official: each sample followed by ``up - 1`` zeros."""
+    if up == 1:
+        return x
+    cfg = [(0, 0, 0)] * x.ndim
+    cfg[axis] = (0, up - 1, up - 1)
+    return lax.pad(x, jnp.zeros((), x.dtype), cfg)
+
+
+def _fir_axis(x: jax.Array, axis: int, taps: np.ndarray, down: int) -> jax.Array:
+    """Correlate one axis with static taps (shifted adds), keeping every ``down``-th output."""
+    k = len(taps)
+    n_out = (x.shape[axis] - k) // down + 1
+    if n_out <= 0:
+        raise ValueError(f"upfirdn2d: filter of {k} taps does not fit an axis of {x.shape[axis]} samples")
+    y = None
+    for t, c in enumerate(taps):
+        if c == 0:
+            continue
+        term = lax.slice_in_dim(x, t, t + (n_out - 1) * down + 1, stride=down, axis=axis) * np.float32(c)
+        y = term if y is None else y + term
+    if y is None:
+        shape = list(x.shape)
+        shape[axis] = n_out
+        y = jnp.zeros(shape, x.dtype)
+    return y
+
+
+def upfirdn2d(
+    x: jax.Array,
+    f: np.ndarray | None,
+    up: int | Sequence[int] = 1,
+    down: int | Sequence[int] = 1,
+    padding: int | Sequence[int] = 0,
+    flip_filter: bool = False,
+    gain: float = 1.0,
+) -> jax.Array:
+    """Upsample (zero-stuff), pad, FIR-filter and downsample a batch of NHWC images.
+
+    Same semantics as the official ``upfirdn2d`` (``f`` is applied as a convolution unless
+    ``flip_filter``; a 1-D ``f`` is applied along W and along H; ``gain`` scales the filter).
+    """
+    upx, upy = (up, up) if isinstance(up, int) else up
+    downx, downy = (down, down) if isinstance(down, int) else down
+    px0, px1, py0, py1 = _parse_padding(padding)
+    f = np.ones([1, 1], np.float32) if f is None else np.asarray(f, np.float32)
+    if f.ndim == 1:
+        fy = fx = f.astype(np.float64)
+        sep = (fy, fx)
+    else:
+        sep = _separate(f)
+    if sep is not None:
+        fy, fx = sep
+        if not flip_filter:
+            fy, fx = fy[::-1], fx[::-1]
+        fx = fx * gain  # the whole gain on one axis: exact for the power-of-two gains used here
+        x = _upsample_axis(x, 2, upx)
+        x = _pad_axis(x, 2, px0, px1)
+        x = _fir_axis(x, 2, fx, downx)
+        x = _upsample_axis(x, 1, upy)
+        x = _pad_axis(x, 1, py0, py1)
+        return _fir_axis(x, 1, fy, downy)
+
+    # Non-separable 2-D filter: shifted adds over all taps.
+    g = f.astype(np.float64) * gain
+    if not flip_filter:
+        g = g[::-1, ::-1]
+    x = _upsample_axis(_upsample_axis(x, 2, upx), 1, upy)
+    x = _pad_axis(_pad_axis(x, 2, px0, px1), 1, py0, py1)
+    kh, kw = g.shape
+    h_out = (x.shape[1] - kh) // downy + 1
+    w_out = (x.shape[2] - kw) // downx + 1
+    y = None
+    for i in range(kh):
+        for j in range(kw):
+            if g[i, j] == 0:
+                continue
+            s = lax.slice(x, (0, i, j, 0),
+                          (x.shape[0], i + (h_out - 1) * downy + 1, j + (w_out - 1) * downx + 1, x.shape[3]),
+                          (1, downy, downx, 1))
+            term = s * np.float32(g[i, j])
+            y = term if y is None else y + term
+    return y
+
+
+def upsample2d(x: jax.Array, f: np.ndarray, up: int = 2, padding: int | Sequence[int] = 0,
+               flip_filter: bool = False, gain: float = 1.0) -> jax.Array:
+    """Official ``upfirdn2d.upsample2d``: pad so the output is exactly ``up`` times larger."""
+    px0, px1, py0, py1 = _parse_padding(padding)
+    fw, fh = _filter_size(f)
+    p = [px0 + (fw + up - 1) // 2, px1 + (fw - up) // 2, py0 + (fh + up - 1) // 2, py1 + (fh - up) // 2]
+    return upfirdn2d(x, f, up=up, padding=p, flip_filter=flip_filter, gain=gain * up * up)
+
+
+def downsample2d(x: jax.Array, f: np.ndarray, down: int = 2, padding: int | Sequence[int] = 0,
+                 flip_filter: bool = False, gain: float = 1.0) -> jax.Array:
+    px0, px1, py0, py1 = _parse_padding(padding)
+    fw, fh = _filter_size(f)
+    p = [px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2, py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2]
+    return upfirdn2d(x, f, down=down, padding=p, flip_filter=flip_filter, gain=gain)
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolutions
+
+
+def conv2d(x: jax.Array, w: jax.Array, stride: int = 1, padding: int | Sequence[int] = 0,
+           flip_weight: bool = True) -> jax.Array:
+    """Plain conv (``flip_weight=True`` = correlation, as torch); padding ``p`` or ``(py, px)``."""
+    if not flip_weight:
+        w = w[::-1, ::-1]
+    py, px = (padding, padding) if isinstance(padding, int) else padding
+    return lax.conv_general_dilated(x, w, (stride, stride), ((py, py), (px, px)), dimension_numbers=_DN)
+
+
+def conv_transpose2d(x: jax.Array, w: jax.Array, stride: int, padding: Sequence[int] = (0, 0),
+                     flip_weight: bool = True) -> jax.Array:
+    """torch ``conv_transpose2d`` with our HWIO weight (I = input channels of the transposed conv)."""
+    kh, kw = w.shape[:2]
+    if flip_weight:  # conv_transpose with the stored weight == correlation with the flipped weight
+        w = w[::-1, ::-1]
+    py, px = padding
+    pad = ((kh - 1 - py, kh - 1 - py), (kw - 1 - px, kw - 1 - px))
+    return lax.conv_general_dilated(x, w, (1, 1), pad, lhs_dilation=(stride, stride), dimension_numbers=_DN)
+
+
+def conv2d_resample(
+    x: jax.Array,
+    w: jax.Array,
+    f: np.ndarray | None = None,
+    up: int = 1,
+    down: int = 1,
+    padding: int | Sequence[int] = 0,
+    flip_weight: bool = True,
+    flip_filter: bool = False,
+) -> jax.Array:
+    """Conv with optional up/downsampling, the official ``conv2d_resample`` paths (padding once)."""
+    kh, kw = w.shape[:2]
+    fw, fh = _filter_size(f)
+    px0, px1, py0, py1 = _parse_padding(padding)
+    if up > 1:
+        px0 += (fw + up - 1) // 2
+        px1 += (fw - up) // 2
+        py0 += (fh + up - 1) // 2
+        py1 += (fh - up) // 2
+    if down > 1:
+        px0 += (fw - down + 1) // 2
+        px1 += (fw - down) // 2
+        py0 += (fh - down + 1) // 2
+        py1 += (fh - down) // 2
+
+    if kw == 1 and kh == 1 and down > 1 and up == 1:
+        x = upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
+        return conv2d(x, w, flip_weight=flip_weight)
+    if kw == 1 and kh == 1 and up > 1 and down == 1:
+        x = conv2d(x, w, flip_weight=flip_weight)
+        return upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up**2, flip_filter=flip_filter)
+    if down > 1 and up == 1:
+        x = upfirdn2d(x, f, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
+        return conv2d(x, w, stride=down, flip_weight=flip_weight)
+    if up > 1:
+        px0 -= kw - 1
+        px1 -= kw - up
+        py0 -= kh - 1
+        py1 -= kh - up
+        pxt = max(min(-px0, -px1), 0)
+        pyt = max(min(-py0, -py1), 0)
+        x = conv_transpose2d(x, w, stride=up, padding=(pyt, pxt), flip_weight=not flip_weight)
+        x = upfirdn2d(x, f, padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up**2,
+                      flip_filter=flip_filter)
+        if down > 1:
+            x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
+        return x
+    if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
+        return conv2d(x, w, padding=(py0, px0), flip_weight=flip_weight)
+    x = upfirdn2d(x, None, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
+    return conv2d(x, w, flip_weight=flip_weight)
+
+
+def demodulation_coefficients(w: jax.Array, styles: jax.Array, eps: float = 1e-8) -> jax.Array:
+    """``rsqrt(sum_{i,kh,kw} (w[.., i, o] * s[b, i])^2 + eps)`` as ``s^2 @ sum_k w^2``: ``[B, O]``."""
+    w_sq = jnp.sum(jnp.square(w), axis=(0, 1))  # [I, O]
+    return lax.rsqrt(jnp.square(styles) @ w_sq + eps)
+
+
+def modulated_conv2d(
+    x: jax.Array,
+    weight: jax.Array,
+    styles: jax.Array,
+    *,
+    noise: jax.Array | None = None,
+    up: int = 1,
+    down: int = 1,
+    padding: int | Sequence[int] = 0,
+    resample_filter: np.ndarray | None = None,
+    demodulate: bool = True,
+    flip_weight: bool = True,
+    flip_filter: bool = False,
+) -> jax.Array:
+    """StyleGAN2 modulated conv: ``conv(x * s, w) * dcoefs + noise``.
+
+    Equal to the official per-sample weights ``w * s * dcoefs`` because modulation scales input
+    channels and demodulation scales output channels, both of which commute with the conv.
+    """
+    x = x * styles[:, None, None, :].astype(x.dtype)
+    x = conv2d_resample(x, weight, f=resample_filter, up=up, down=down, padding=padding,
+                        flip_weight=flip_weight, flip_filter=flip_filter)
+    if demodulate:
+        x = x * demodulation_coefficients(weight, styles)[:, None, None, :]
+    if noise is not None:
+        x = x + noise
+    return x
