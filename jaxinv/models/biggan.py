@@ -1,0 +1,451 @@
+"""BigGAN-deep generator as in huggingface/pytorch-pretrained-BigGAN (`BigGAN` + `BigGANConfig`).
+
+Layout: NHWC activations, HWIO conv weights, [in, out] dense weights. Spectral norm is evaluated once at load
+time from the stored `weight_orig`, `weight_u`, `weight_v` (eval mode does no power iteration), so params hold
+the normalised weights `W / sigma`.
+
+Params pytree (names follow the official modules; `layers` keyed by the official ModuleList index):
+    embeddings.weight                                  [num_classes, z_dim]
+    generator.gen_z.{weight [2*z_dim, 4*4*16*ch], bias}
+    generator.layers.<k>.bn_{0..3}.{running_means, running_vars [n_stats, C], scale.weight, offset.weight [2*z_dim, C]}
+    generator.layers.<k>.conv_{0..3}.{weight HWIO, bias}          (GenBlock)
+    generator.layers.<k>.snconv1x1_{theta,phi,g,o_conv}.weight [1, 1, in, out], gamma [1]   (SelfAttn)
+    generator.bn.{running_means, running_vars, weight, bias}
+    generator.conv_to_rgb.{weight [3, 3, ch, ch], bias [ch]}
+
+Truncation is a static Python float: it selects (and interpolates) the per-truncation BN statistics, so every
+distinct value compiles its own graph under `jax.jit(generate, static_argnums=(0, 4))`. `z` must already be
+sampled at that truncation (the official `truncated_noise_sample` multiplies by it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinv.errors import CheckpointError, ConfigError
+
+Params = dict[str, Any]
+
+_HIGHEST = jax.lax.Precision.HIGHEST
+_CONFIG_KEYS = ("output_dim", "z_dim", "class_embed_dim", "channel_width", "num_classes", "layers",
+                "attention_layer_position", "eps", "n_stats")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Config
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    output_dim: int                              # Image resolution the layout produces (4 * 2**num_upsamples).
+    z_dim: int                                   # Latent size; the class embedding has the same size.
+    class_embed_dim: int                         # Stored by BigGANConfig; the official model sizes by z_dim.
+    channel_width: int                           # ch: block channels are ch * layer multipliers.
+    num_classes: int                             # Length of the (soft) class vector.
+    layers: tuple[tuple[bool, int, int], ...]    # Per GenBlock: (up_sample, in_mult, out_mult).
+    attention_layer_position: int                # SelfAttn is inserted before GenBlock number this.
+    eps: float                                   # BN epsilon (also the unused power-iteration eps).
+    n_stats: int                                 # Number of stored per-truncation BN statistics.
+
+    def __post_init__(self) -> None:
+        layers = tuple((bool(u), int(i), int(o)) for u, i, o in self.layers)
+        object.__setattr__(self, "layers", layers)
+        if not layers:
+            raise ConfigError("BigGAN config: 'layers' is empty")
+        if layers[0][1] != 16:
+            raise ConfigError(f"BigGAN config: first layer in_mult must be 16 (gen_z gives 16*ch channels), "
+                              f"got {layers[0][1]}")
+        for n, ((_, _, o), (_, i, _)) in enumerate(zip(layers[:-1], layers[1:], strict=True)):
+            if o != i:
+                raise ConfigError(f"BigGAN config: layers[{n}] out_mult {o} != layers[{n + 1}] in_mult {i}")
+        for n, (_, i, o) in enumerate(layers):
+            cin, cout = i * self.channel_width, o * self.channel_width
+            if cin != cout and cout != cin // 2:
+                raise ConfigError(f"BigGAN config: layers[{n}] changes channels {cin}->{cout}; the official "
+                                  "GenBlock only supports keeping or halving them")
+            if cin // 4 == 0:
+                raise ConfigError(f"BigGAN config: layers[{n}] has {cin} channels (< 4, no bottleneck)")
+        res = 4 * 2 ** sum(u for u, _, _ in layers)
+        if res != self.output_dim:
+            raise ConfigError(f"BigGAN config: layers produce {res}x{res} images but output_dim={self.output_dim}")
+        if self.has_attention and self.attention_channels % 8 != 0:
+            raise ConfigError(f"BigGAN config: attention needs channels divisible by 8, got "
+                              f"{self.attention_channels}")
+        if self.n_stats < 2:
+            raise ConfigError(f"BigGAN config: n_stats must be >= 2, got {self.n_stats}")
+
+    @classmethod
+    def from_hf(cls, config: dict) -> Config:
+        """From the HF `config.json` dict (`BigGANConfig.to_dict()`); layers may be JSON lists."""
+        if not isinstance(config, dict):
+            raise ConfigError(f"BigGAN config: expected a dict, got {type(config).__name__}")
+        missing = [k for k in _CONFIG_KEYS if k not in config]
+        if missing:
+            raise ConfigError(f"BigGAN config: missing keys {missing}")
+        try:
+            layers = tuple(tuple(layer) for layer in config["layers"])
+            if any(len(layer) != 3 for layer in layers):
+                raise ValueError("each layer must be [up_sample, in_mult, out_mult]")
+            return cls(output_dim=int(config["output_dim"]), z_dim=int(config["z_dim"]),
+                       class_embed_dim=int(config["class_embed_dim"]),
+                       channel_width=int(config["channel_width"]), num_classes=int(config["num_classes"]),
+                       layers=layers, attention_layer_position=int(config["attention_layer_position"]),
+                       eps=float(config["eps"]), n_stats=int(config["n_stats"]))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"BigGAN config: invalid value ({e})") from None
+
+    def to_hf(self) -> dict:
+        """The HF config dict (layers as lists, as `config.json` stores them)."""
+        d = dataclasses.asdict(self)
+        d["layers"] = [list(layer) for layer in self.layers]
+        return d
+
+    @property
+    def cond_dim(self) -> int:
+        return 2 * self.z_dim
+
+    @property
+    def img_resolution(self) -> int:
+        return self.output_dim
+
+    @property
+    def has_attention(self) -> bool:
+        return 0 <= self.attention_layer_position < len(self.layers)
+
+    @property
+    def attention_channels(self) -> int:
+        return self.channel_width * self.layers[self.attention_layer_position][1]
+
+    def module_index(self, block: int) -> int:
+        """Official `generator.layers` index of GenBlock number `block` (SelfAttn shifts the later ones)."""
+        return block + 1 if self.has_attention and block >= self.attention_layer_position else block
+
+    @property
+    def attention_index(self) -> int | None:
+        return self.attention_layer_position if self.has_attention else None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Load-time helpers (numpy)
+
+
+def spectral_sigma(weight_orig: np.ndarray, weight_u: np.ndarray, weight_v: np.ndarray) -> np.float32:
+    """Eval-mode spectral norm estimate `u . (W_mat v)`, W_mat = weight_orig.reshape(out, -1)."""
+    w = np.asarray(weight_orig, np.float64).reshape(weight_orig.shape[0], -1)
+    return np.float32(np.dot(np.asarray(weight_u, np.float64), w @ np.asarray(weight_v, np.float64)))
+
+
+def bn_stat_interpolation(truncation: float, n_stats: int) -> tuple[int, float]:
+    """(start_idx, coef) as the official BigGANBatchNorm: modf(truncation / step) in float64.
+
+    Statistics = stats[start]*coef + stats[start+1]*(1-coef) when coef != 0 (coef weights the LOWER index),
+    else stats[start].
+    """
+    if not isinstance(truncation, (int, float, np.floating)) or isinstance(truncation, bool):
+        raise ConfigError(f"truncation must be a static Python float (it selects BN statistics), "
+                          f"got {type(truncation).__name__}")
+    truncation = float(truncation)
+    if not 0.0 < truncation <= 1.0:
+        raise ConfigError(f"truncation={truncation}: must be in (0, 1]")
+    coef, start = math.modf(truncation / (1.0 / (n_stats - 1)))
+    start = int(start)
+    if start > n_stats - 1 or (coef != 0.0 and start + 1 > n_stats - 1):
+        raise ConfigError(f"truncation={truncation}: selects BN statistics beyond the {n_stats} stored")
+    return start, coef
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Forward (pure functions; cfg and truncation static)
+
+
+def _dense(x: jax.Array, weight: jax.Array, bias: jax.Array | None = None) -> jax.Array:
+    y = jnp.matmul(x, weight, precision=_HIGHEST)
+    return y if bias is None else y + bias
+
+
+def _conv(x: jax.Array, weight: jax.Array, bias: jax.Array | None = None) -> jax.Array:
+    """Stride-1 'same' conv, NHWC x HWIO; 1x1 convs as a matmul."""
+    kh, kw = weight.shape[:2]
+    if kh == 1 and kw == 1:
+        return _dense(x, weight[0, 0], bias)
+    y = jax.lax.conv_general_dilated(x, weight, (1, 1), ((kh // 2, kh // 2), (kw // 2, kw // 2)),
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=_HIGHEST)
+    return y if bias is None else y + bias
+
+
+def _upsample2x(x: jax.Array) -> jax.Array:
+    """Nearest-neighbour x2 (F.interpolate(scale_factor=2, mode='nearest'))."""
+    b, h, w, c = x.shape
+    x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c))
+    return x.reshape(b, 2 * h, 2 * w, c)
+
+
+def _maxpool2x(x: jax.Array) -> jax.Array:
+    b, h, w, c = x.shape
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def _bn_stats(p: Params, truncation: float, n_stats: int) -> tuple[jax.Array, jax.Array]:
+    start, coef = bn_stat_interpolation(truncation, n_stats)
+    means, variances = p["running_means"], p["running_vars"]
+    if coef != 0.0:
+        # Same float32 roundings as the official: each row times a (float32-cast) Python float.
+        return (means[start] * coef + means[start + 1] * (1.0 - coef),
+                variances[start] * coef + variances[start + 1] * (1.0 - coef))
+    return means[start], variances[start]
+
+
+def conditional_bn(cfg: Config, p: Params, x: jax.Array, cond_vector: jax.Array, truncation: float) -> jax.Array:
+    """(x - mean)/sqrt(var + eps) * (1 + scale(cond)) + offset(cond), stats picked by truncation."""
+    mean, var = _bn_stats(p, truncation, cfg.n_stats)
+    weight = 1.0 + _dense(cond_vector, p["scale"]["weight"])
+    bias = _dense(cond_vector, p["offset"]["weight"])
+    x = (x - mean) / jnp.sqrt(var + cfg.eps)
+    return x * weight[:, None, None, :] + bias[:, None, None, :]
+
+
+def gen_block(cfg: Config, p: Params, x: jax.Array, cond_vector: jax.Array, truncation: float,
+              up_sample: bool) -> jax.Array:
+    """BigGAN-deep bottleneck residual block."""
+    x0 = x
+    x = _conv(jax.nn.relu(conditional_bn(cfg, p["bn_0"], x, cond_vector, truncation)),
+              p["conv_0"]["weight"], p["conv_0"]["bias"])
+    x = jax.nn.relu(conditional_bn(cfg, p["bn_1"], x, cond_vector, truncation))
+    if up_sample:
+        x = _upsample2x(x)
+    x = _conv(x, p["conv_1"]["weight"], p["conv_1"]["bias"])
+    x = _conv(jax.nn.relu(conditional_bn(cfg, p["bn_2"], x, cond_vector, truncation)),
+              p["conv_2"]["weight"], p["conv_2"]["bias"])
+    x = _conv(jax.nn.relu(conditional_bn(cfg, p["bn_3"], x, cond_vector, truncation)),
+              p["conv_3"]["weight"], p["conv_3"]["bias"])
+    out_ch = p["conv_3"]["weight"].shape[-1]
+    if out_ch != x0.shape[-1]:
+        x0 = x0[..., : x0.shape[-1] // 2]  # the official drops the second half of the channels
+    if up_sample:
+        x0 = _upsample2x(x0)
+    return x + x0
+
+
+def self_attention(p: Params, x: jax.Array) -> jax.Array:
+    """SAGAN attention: keys/values max-pooled 2x2, softmax over the pooled positions."""
+    b, h, w, c = x.shape
+    theta = _conv(x, p["snconv1x1_theta"]["weight"]).reshape(b, h * w, c // 8)
+    phi = _maxpool2x(_conv(x, p["snconv1x1_phi"]["weight"])).reshape(b, h * w // 4, c // 8)
+    g = _maxpool2x(_conv(x, p["snconv1x1_g"]["weight"])).reshape(b, h * w // 4, c // 2)
+    attn = jax.nn.softmax(jnp.einsum("bqc,bkc->bqk", theta, phi, precision=_HIGHEST), axis=-1)
+    attn_g = jnp.einsum("bqk,bkc->bqc", attn, g, precision=_HIGHEST).reshape(b, h, w, c // 2)
+    return x + p["gamma"] * _conv(attn_g, p["snconv1x1_o_conv"]["weight"])
+
+
+def embed(cfg: Config, params: Params, class_vector: jax.Array) -> jax.Array:
+    """Class embedding of (soft) class vectors [B, num_classes] -> [B, z_dim] (Linear without bias)."""
+    return _dense(jnp.asarray(class_vector, jnp.float32), params["embeddings"]["weight"])
+
+
+def cond_vector(cfg: Config, params: Params, z: jax.Array, class_vector: jax.Array) -> jax.Array:
+    """cat(z, embed(class_vector)) -> [B, 2*z_dim]."""
+    return jnp.concatenate([jnp.asarray(z, jnp.float32), embed(cfg, params, class_vector)], axis=1)
+
+
+def generator(cfg: Config, params: Params, cond: jax.Array, truncation: float) -> jax.Array:
+    """`BigGAN.generator`: cond_vector [B, 2*z_dim] -> image [B, H, W, 3] in (-1, 1), NHWC float32."""
+    g = params["generator"]
+    ch = cfg.channel_width
+    # The official view(-1, 4, 4, 16*ch) is NHWC already (TF weight order); it then permutes to NCHW.
+    x = _dense(cond, g["gen_z"]["weight"], g["gen_z"]["bias"]).reshape(-1, 4, 4, 16 * ch)
+    for block, (up_sample, _, _) in enumerate(cfg.layers):
+        if block == cfg.attention_index:
+            x = self_attention(g["layers"][str(block)], x)
+        x = gen_block(cfg, g["layers"][str(cfg.module_index(block))], x, cond, truncation, up_sample)
+    mean, var = _bn_stats(g["bn"], truncation, cfg.n_stats)
+    x = (x - mean) / jnp.sqrt(var + cfg.eps) * g["bn"]["weight"] + g["bn"]["bias"]
+    x = jax.nn.relu(x)
+    # Only the first 3 output channels of conv_to_rgb are kept: slice the weight instead of the output.
+    x = _conv(x, g["conv_to_rgb"]["weight"][..., :3], g["conv_to_rgb"]["bias"][:3])
+    return jnp.tanh(x)
+
+
+def generate(cfg: Config, params: Params, z: jax.Array, class_vector: jax.Array, truncation: float) -> jax.Array:
+    """`BigGAN.forward(z, class_vector, truncation)` -> [B, H, W, 3] NHWC float32.
+
+    z: [B, z_dim] (already truncated-normal * truncation); class_vector: [B, num_classes] (one-hot or soft);
+    truncation: static Python float in (0, 1] (selects BN statistics; jit with it static).
+    """
+    bn_stat_interpolation(truncation, cfg.n_stats)  # validate early with a clear error
+    return generator(cfg, params, cond_vector(cfg, params, z, class_vector), truncation)
+
+
+def one_hot(labels: Any, num_classes: int) -> np.ndarray:
+    """Integer class labels -> one-hot float32 class vectors [B, num_classes]."""
+    labels = np.atleast_1d(np.asarray(labels))
+    if labels.dtype.kind not in "iu" or labels.ndim != 1 or (labels < 0).any() or (labels >= num_classes).any():
+        raise ConfigError(f"class labels must be integers in [0, {num_classes}), got {labels.tolist()}")
+    out = np.zeros((labels.shape[0], num_classes), np.float32)
+    out[np.arange(labels.shape[0]), labels] = 1.0
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Conversion from the official state_dict (declarative table)
+
+# kind -> how official tensors map to one param leaf.
+#   "sn_dense": <stem>.weight_orig [out, in] (+ _u [out], _v [in]) -> weight/sigma transposed to [in, out]
+#   "sn_conv":  <stem>.weight_orig [out, in, kh, kw] (+ _u, _v)    -> weight/sigma as HWIO
+#   "dense":    <stem> [out, in]                                   -> transposed [in, out]
+#   "copy":     <stem> as stored
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    target: tuple[str, ...]     # path in the params pytree
+    stem: str                   # official state_dict name (without _orig/_u/_v for spectral-normed tensors)
+    kind: str
+    shape: tuple[int, ...]      # official shape of the (orig) weight
+
+
+def _sn_names(stem: str) -> tuple[str, str, str]:
+    return stem + ".weight_orig", stem + ".weight_u", stem + ".weight_v"
+
+
+def param_table(cfg: Config) -> list[_Entry]:
+    """Every param leaf with its official source name, layout fix and official shape."""
+    ch, cond = cfg.channel_width, cfg.cond_dim
+    t: list[_Entry] = [
+        _Entry(("embeddings", "weight"), "embeddings.weight", "dense", (cfg.z_dim, cfg.num_classes)),
+        _Entry(("generator", "gen_z", "weight"), "generator.gen_z", "sn_dense", (4 * 4 * 16 * ch, cond)),
+        _Entry(("generator", "gen_z", "bias"), "generator.gen_z.bias", "copy", (4 * 4 * 16 * ch,)),
+    ]
+
+    def bn(path: tuple[str, ...], stem: str, c: int, conditional: bool) -> None:
+        t.append(_Entry(path + ("running_means",), stem + ".running_means", "copy", (cfg.n_stats, c)))
+        t.append(_Entry(path + ("running_vars",), stem + ".running_vars", "copy", (cfg.n_stats, c)))
+        if conditional:
+            t.append(_Entry(path + ("scale", "weight"), stem + ".scale", "sn_dense", (c, cond)))
+            t.append(_Entry(path + ("offset", "weight"), stem + ".offset", "sn_dense", (c, cond)))
+        else:
+            t.append(_Entry(path + ("weight",), stem + ".weight", "copy", (c,)))
+            t.append(_Entry(path + ("bias",), stem + ".bias", "copy", (c,)))
+
+    def conv(path: tuple[str, ...], stem: str, cin: int, cout: int, k: int, bias: bool = True) -> None:
+        t.append(_Entry(path + ("weight",), stem, "sn_conv", (cout, cin, k, k)))
+        if bias:
+            t.append(_Entry(path + ("bias",), stem + ".bias", "copy", (cout,)))
+
+    for block, (_, in_mult, out_mult) in enumerate(cfg.layers):
+        cin, cout = ch * in_mult, ch * out_mult
+        if block == cfg.attention_index:
+            k = str(block)
+            path, stem = ("generator", "layers", k), f"generator.layers.{k}"
+            conv(path + ("snconv1x1_theta",), stem + ".snconv1x1_theta", cin, cin // 8, 1, bias=False)
+            conv(path + ("snconv1x1_phi",), stem + ".snconv1x1_phi", cin, cin // 8, 1, bias=False)
+            conv(path + ("snconv1x1_g",), stem + ".snconv1x1_g", cin, cin // 2, 1, bias=False)
+            conv(path + ("snconv1x1_o_conv",), stem + ".snconv1x1_o_conv", cin // 2, cin, 1, bias=False)
+            t.append(_Entry(path + ("gamma",), stem + ".gamma", "copy", (1,)))
+        k = str(cfg.module_index(block))
+        path, stem = ("generator", "layers", k), f"generator.layers.{k}"
+        mid = cin // 4
+        for n, (c_bn, c_in, c_out, ks) in enumerate([(cin, cin, mid, 1), (mid, mid, mid, 3),
+                                                     (mid, mid, mid, 3), (mid, mid, cout, 1)]):
+            bn(path + (f"bn_{n}",), f"{stem}.bn_{n}", c_bn, conditional=True)
+            conv(path + (f"conv_{n}",), f"{stem}.conv_{n}", c_in, c_out, ks)
+    bn(("generator", "bn"), "generator.bn", ch, conditional=False)
+    conv(("generator", "conv_to_rgb"), "generator.conv_to_rgb", ch, ch, 3)
+    return t
+
+
+def state_dict_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
+    """Official state_dict names and shapes for this config (what a checkpoint must contain)."""
+    out: dict[str, tuple[int, ...]] = {}
+    for e in param_table(cfg):
+        if e.kind.startswith("sn_"):
+            orig, u, v = _sn_names(e.stem)
+            out[orig] = e.shape
+            out[u] = (e.shape[0],)
+            out[v] = (int(np.prod(e.shape[1:])),)
+        else:
+            out[e.stem] = e.shape
+    return out
+
+
+def spectral_norm_modules(cfg: Config) -> list[str]:
+    """Official names of the spectral-normed modules (e.g. 'generator.layers.0.conv_0')."""
+    return [e.stem for e in param_table(cfg) if e.kind.startswith("sn_")]
+
+
+def _target_shape(e: _Entry) -> tuple[int, ...]:
+    if e.kind in ("sn_dense", "dense"):
+        return (e.shape[1], e.shape[0])
+    if e.kind == "sn_conv":
+        o, i, kh, kw = e.shape
+        return (kh, kw, i, o)
+    return e.shape
+
+
+def param_shapes(cfg: Config) -> Params:
+    """The params pytree as jax.ShapeDtypeStruct leaves (for eval_shape / allocation checks)."""
+    out: Params = {}
+    for e in param_table(cfg):
+        node = out
+        for key in e.target[:-1]:
+            node = node.setdefault(key, {})
+        node[e.target[-1]] = jax.ShapeDtypeStruct(_target_shape(e), jnp.float32)
+    return out
+
+
+def convert_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], source: str = "state_dict") -> Params:
+    """Official state_dict -> params pytree; names and shapes checked, spectral norm applied."""
+    expected = state_dict_shapes(cfg)
+    missing = [k for k in expected if k not in state_dict]
+    extra = [k for k in state_dict if k not in expected]
+    if missing or extra:
+        raise CheckpointError(f"{source}: BigGAN state_dict does not match the config: "
+                              f"missing {missing[:20]}{' ...' if len(missing) > 20 else ''} ({len(missing)}), "
+                              f"unexpected {extra[:20]}{' ...' if len(extra) > 20 else ''} ({len(extra)})")
+    bad = [f"{k} {tuple(np.shape(state_dict[k]))} != {s}" for k, s in expected.items()
+           if tuple(np.shape(state_dict[k])) != s]
+    if bad:
+        raise CheckpointError(f"{source}: BigGAN tensors with wrong shapes: {'; '.join(bad[:10])}"
+                              f"{' ...' if len(bad) > 10 else ''}")
+    params: Params = {}
+    for e in param_table(cfg):
+        if e.kind.startswith("sn_"):
+            orig, u, v = (np.asarray(state_dict[n], np.float32) for n in _sn_names(e.stem))
+            sigma = spectral_sigma(orig, u, v)
+            if not np.isfinite(sigma) or sigma == 0:
+                raise CheckpointError(f"{source}: spectral norm of {e.stem} is {sigma} (bad weight_u/weight_v)")
+            w = orig / sigma
+            value = w.T if e.kind == "sn_dense" else w.transpose(2, 3, 1, 0)
+        elif e.kind == "dense":
+            value = np.asarray(state_dict[e.stem], np.float32).T
+        else:
+            value = np.asarray(state_dict[e.stem], np.float32)
+        value = np.ascontiguousarray(value)
+        if value.shape != _target_shape(e):  # table self-check
+            raise CheckpointError(f"{source}: {e.stem} converted to {value.shape}, expected {_target_shape(e)}")
+        node = params
+        for key in e.target[:-1]:
+            node = node.setdefault(key, {})
+        node[e.target[-1]] = jnp.asarray(value)
+    return params
+
+
+def from_source(src: Any) -> tuple[Config, Params]:
+    """Config + params from a `weights_convert.source.Source` with family 'biggan'.
+
+    src.init is the HF config dict (config.json); src.state_dict the official names/layouts.
+    """
+    if getattr(src, "family", None) != "biggan":
+        raise CheckpointError(f"{_source_name(src)}: expected a BigGAN source, got family {src.family!r}")
+    cfg = Config.from_hf(src.init)
+    return cfg, convert_state_dict(cfg, src.state_dict, _source_name(src))
+
+
+def _source_name(src: Any) -> str:
+    prov = getattr(src, "provenance", None) or {}
+    return str(prov.get("path", "BigGAN source"))
