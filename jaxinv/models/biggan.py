@@ -82,7 +82,10 @@ class Config:
 
     @classmethod
     def from_hf(cls, config: dict) -> Config:
-        """From the HF `config.json` dict (`BigGANConfig.to_dict()`); layers may be JSON lists."""
+        """From the HF `config.json` dict (`BigGANConfig.to_dict()`; layers may be JSON lists), or a golden
+        `init_kwargs.json` dict that wraps it as {"family", "class_name", "config"}."""
+        if isinstance(config, dict) and "layers" not in config and isinstance(config.get("config"), dict):
+            config = config["config"]
         if not isinstance(config, dict):
             raise ConfigError(f"BigGAN config: expected a dict, got {type(config).__name__}")
         missing = [k for k in _CONFIG_KEYS if k not in config]
@@ -448,4 +451,4 @@ def from_source(src: Any) -> tuple[Config, Params]:
 
 def _source_name(src: Any) -> str:
     prov = getattr(src, "provenance", None) or {}
-    return str(prov.get("path", "BigGAN source"))
+    return str(prov.get("source") or prov.get("path") or "BigGAN source")
