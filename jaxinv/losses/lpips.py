@@ -1,0 +1,207 @@
+"""LPIPS-VGG16 (v0.1) as the official stylegan2-ada-pytorch projector computes it.
+
+The projector calls the NVlabs TorchScript `vgg16.pt` as `vgg16(img_0_255, resize_images=False,
+return_lpips=True)`, which returns per image a flat feature vector f with ||f(a) - f(b)||^2 = LPIPS(a, b):
+    x = img / 127.5 - 1                       (img in [0, 255])
+    x = (x - shift) / scale                   shift (-.030, -.088, -.188), scale (.458, .448, .450)
+    per tap t (relu1_2 .. relu5_3 of VGG16):  f_t = n_t * sqrt(w_t[c]) / sqrt(h_t * w_t)
+        with n_t = f / (sqrt(sum_c f^2) + 1e-10) and w_t the LPIPS v0.1 linear head
+and the projector resizes images taller than 256 to 256x256 with `F.interpolate(mode='area')` first.
+
+So targets' features are computed once (`lpips_features`) and every step needs one forward of the
+synthesised images plus `lpips_distance`. Features here are flattened per tap in NHWC order (the
+official flattens NCHW); distances are identical.
+
+Params: {"vgg16": <jaxinv.losses.vgg16 params>, "lin0": [64], "lin1": [128], "lin2": [256],
+         "lin3": [512], "lin4": [512]}   (head weights w_t as 1-D float32 arrays).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinv.errors import CheckpointError
+from jaxinv.losses import vgg16 as _vgg
+
+__all__ = [
+    "LPIPS_SHIFT",
+    "LPIPS_SCALE",
+    "area_resize",
+    "load_lpips_heads",
+    "lpips_heads_from_state_dict",
+    "lpips_params",
+    "load_lpips",
+    "procedural_lpips",
+    "nvlabs_vgg16_call",
+    "lpips_features",
+    "lpips_distance",
+    "lpips",
+]
+
+LPIPS_SHIFT: tuple[float, float, float] = (-0.030, -0.088, -0.188)
+LPIPS_SCALE: tuple[float, float, float] = (0.458, 0.448, 0.450)
+_EPS = 1e-10
+
+
+# ----------------------------------------------------------------------------------------------------
+# Resizing
+
+
+def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
+    # torch 'area' == adaptive_avg_pool: output i averages input [floor(i*n/m), ceil((i+1)*n/m)).
+    m = np.zeros((n_out, n_in), np.float64)
+    for i in range(n_out):
+        a = (i * n_in) // n_out
+        b = -((-(i + 1) * n_in) // n_out)
+        m[i, a:b] = 1.0 / (b - a)
+    return m.astype(np.float32)
+
+
+def area_resize(x: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """`F.interpolate(x, size, mode='area')` for NHWC `x` (adaptive average pooling).
+
+    Integer down-scaling factors use an exact block mean; other sizes use the adaptive-pool bins.
+    """
+    b, h, w, c = x.shape
+    oh, ow = size
+    if (oh, ow) == (h, w):
+        return x
+    if h % oh == 0 and w % ow == 0:
+        fh, fw = h // oh, w // ow
+        return x.reshape(b, oh, fh, ow, fw, c).mean(axis=(2, 4))
+    mh = jnp.asarray(_area_matrix(h, oh))
+    mw = jnp.asarray(_area_matrix(w, ow))
+    hp = jax.lax.Precision.HIGHEST
+    x = jnp.einsum("oh,bhwc->bowc", mh, x, precision=hp)
+    return jnp.einsum("pw,bowc->bopc", mw, x, precision=hp)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Params
+
+
+def lpips_heads_from_state_dict(state_dict: Mapping[str, Any], src: str = "state_dict") -> dict:
+    """LPIPS v0.1 VGG heads from either `lin{k}.model.1.weight` (lpips package, [1, C, 1, 1]) or the
+    NVlabs `vgg16.pt` buffers `lpips{k}` (C values; stored as the weight applied to squared differences)."""
+    heads = {}
+    for k, ch in enumerate(_vgg.TAP_CHANNELS):
+        for name in (f"lin{k}.model.1.weight", f"lpips{k}", f"lin{k}"):
+            if name in state_dict:
+                w = np.asarray(state_dict[name], np.float32)
+                if w.size != ch:
+                    raise CheckpointError(f"{src}: {name}: expected {ch} values, got shape {w.shape}")
+                if np.any(w < 0):
+                    raise CheckpointError(f"{src}: {name}: LPIPS head weights must be non-negative")
+                heads[f"lin{k}"] = w.reshape(ch)
+                break
+        else:
+            raise CheckpointError(f"{src}: missing LPIPS head lin{k} (tried lin{k}.model.1.weight, lpips{k})")
+    return heads
+
+
+def load_lpips_heads(source: str | os.PathLike | Mapping[str, Any]) -> dict:
+    """Heads from a path (`vgg_v0.1.npz` / `.pth`) or an in-memory dict."""
+    if isinstance(source, Mapping):
+        return lpips_heads_from_state_dict(source)
+    return lpips_heads_from_state_dict(_vgg.load_state_dict(source), src=os.fspath(source))
+
+
+def lpips_params(vgg16_params: Mapping[str, Any], heads: Mapping[str, Any]) -> dict:
+    """Combine backbone params and heads into LPIPS params."""
+    out = {"vgg16": vgg16_params}
+    for k in range(len(_vgg.TAP_NAMES)):
+        out[f"lin{k}"] = jnp.asarray(heads[f"lin{k}"], jnp.float32)
+    return out
+
+
+def load_lpips(backbone: str | os.PathLike | Mapping[str, Any],
+               heads: str | os.PathLike | Mapping[str, Any] | None = None) -> dict:
+    """LPIPS params from a backbone checkpoint (torchvision or NVlabs layout) and heads.
+
+    `heads=None` takes the heads from the backbone file itself (the NVlabs `vgg16.pt` carries them).
+    """
+    sd = backbone if isinstance(backbone, Mapping) else _vgg.load_state_dict(backbone)
+    src = "state_dict" if isinstance(backbone, Mapping) else os.fspath(backbone)
+    vgg = _vgg.vgg16_params_from_state_dict(sd, src)
+    h = lpips_heads_from_state_dict(sd, src) if heads is None else load_lpips_heads(heads)
+    return lpips_params(vgg, h)
+
+
+def procedural_lpips(heads: str | os.PathLike | Mapping[str, Any],
+                     seed: str = "vgg16-lpips-golden") -> dict:
+    """LPIPS params of the projector golden: procedural backbone + the real v0.1 heads."""
+    return lpips_params(_vgg.procedural_vgg16(seed), load_lpips_heads(heads))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Features and distance
+
+
+def _normalize_channels(f: jax.Array) -> jax.Array:
+    s = jnp.sum(jnp.square(f), axis=-1, keepdims=True)
+    # sqrt with a finite gradient at 0 (all-zero ReLU columns happen); same forward value.
+    pos = s > 0
+    norm = jnp.where(pos, jnp.sqrt(jnp.where(pos, s, 1.0)), 0.0)
+    return f / (norm + _EPS)
+
+
+def nvlabs_vgg16_call(params: Mapping[str, Any], img: jax.Array, resize_images: bool = False) -> jax.Array:
+    """Exact semantics of `vgg16(img, resize_images, return_lpips=True)` of the NVlabs TorchScript.
+
+    img: [B, H, W, 3] float in [0, 255] (values outside are not clamped). Returns [B, D] features.
+    """
+    x = img.astype(jnp.float32) / 127.5 - 1.0
+    if resize_images:
+        x = area_resize(x, (224, 224))
+    shift = jnp.asarray(LPIPS_SHIFT, jnp.float32)
+    scale = jnp.asarray(LPIPS_SCALE, jnp.float32)
+    x = (x - shift) / scale
+    taps = _vgg.vgg16_features(params["vgg16"], x, _vgg.TAP_NAMES)
+    out = []
+    for k, name in enumerate(_vgg.TAP_NAMES):
+        f = _normalize_channels(taps[name])
+        _, h, w, _ = f.shape
+        f = f * jnp.sqrt(params[f"lin{k}"]) / np.float32(np.sqrt(h * w))
+        out.append(f.reshape(f.shape[0], -1))
+    return jnp.concatenate(out, axis=1)
+
+
+def lpips_features(
+    params: Mapping[str, Any],
+    img: jax.Array,
+    *,
+    drange: tuple[float, float] = (-1.0, 1.0),
+    max_size: int | None = 256,
+) -> jax.Array:
+    """Per-image LPIPS feature vectors [B, D] as the official projector builds them.
+
+    img: [B, H, W, 3] with values nominally in `drange` ((-1, 1) for generator outputs, (0, 255) for
+    uint8-style targets). Mapped to [0, 255] as the projector does (`(img + 1) * (255 / 2)`), then, if
+    taller than `max_size`, area-resized to max_size x max_size, then `nvlabs_vgg16_call`.
+    """
+    lo, hi = drange
+    x = img.astype(jnp.float32)
+    if (lo, hi) != (0.0, 255.0):
+        x = (x - lo) * (255.0 / (hi - lo))
+    if max_size is not None and x.shape[1] > max_size:
+        x = area_resize(x, (max_size, max_size))
+    return nvlabs_vgg16_call(params, x, resize_images=False)
+
+
+def lpips_distance(feat_a: jax.Array, feat_b: jax.Array) -> jax.Array:
+    """Per-item LPIPS = ||feat_a - feat_b||^2 over the feature axis ([B, D] x [B or 1, D] -> [B])."""
+    return jnp.sum(jnp.square(feat_a - feat_b), axis=-1)
+
+
+def lpips(params: Mapping[str, Any], a: jax.Array, b: jax.Array, *,
+          drange: tuple[float, float] = (-1.0, 1.0), max_size: int | None = 256) -> jax.Array:
+    """Per-item LPIPS distance between image batches `a` and `b` (both NHWC in `drange`)."""
+    fa = lpips_features(params, a, drange=drange, max_size=max_size)
+    fb = lpips_features(params, b, drange=drange, max_size=max_size)
+    return lpips_distance(fa, fb)

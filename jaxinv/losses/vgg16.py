@@ -1,0 +1,251 @@
+"""VGG16 convolutional stack (torchvision `vgg16().features[0:30]`), NHWC, with the five LPIPS taps.
+
+Params (plain dict, torchvision names, jaxinv layouts):
+    params["features"][str(i)] = {"weight": [3, 3, in, out] (HWIO), "bias": [out]}
+for the conv indices i = 0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28 of torchvision's `features`
+Sequential. ReLUs follow every conv; 2x2 max-pools sit at indices 4, 9, 16, 23.
+
+Two checkpoint layouts are read (both OIHW conv weights, transposed to HWIO here):
+* torchvision state_dict: `features.{i}.weight` / `features.{i}.bias` (`classifier.*` ignored).
+* NVlabs `vgg16.pt` (the TorchScript LPIPS-VGG16 of the stylegan2-ada-pytorch projector, sha256
+  b437eb095feaeb0b83eb3fa11200ebca4548ee39a07fb944a417ddc516cc07c3): `layers.conv{k}.weight` /
+  `layers.conv{k}.bias` for k = 1..13 (conv1_1 .. conv5_3 in order), classifier `layers.fc{1,2,3}.*`
+  (ignored) and the LPIPS heads `lpips{0..4}` (read by `jaxinv.losses.lpips`). Evidence for these
+  names: public code that loads that exact file (sha256 above) into a plain VGG16 by this name map and
+  code that reaches its submodules as `vgg16.layers.conv1 .. conv13`, `pool1 .. pool5`, `fc1 .. fc3`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxinv.errors import CheckpointError
+
+__all__ = [
+    "CONV_INDICES",
+    "CONV_CHANNELS",
+    "POOL_INDICES",
+    "TAP_INDICES",
+    "TAP_NAMES",
+    "TAP_CHANNELS",
+    "vgg16_features",
+    "vgg16_params_from_torchvision",
+    "vgg16_params_from_nvlabs",
+    "vgg16_params_from_state_dict",
+    "load_state_dict",
+    "load_vgg16",
+    "procedural_vgg16_state_dict",
+    "procedural_vgg16",
+]
+
+# torchvision `features` indices of the 13 convs and their (in, out) channels.
+CONV_INDICES: tuple[int, ...] = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+CONV_CHANNELS: tuple[tuple[int, int], ...] = (
+    (3, 64), (64, 64),
+    (64, 128), (128, 128),
+    (128, 256), (256, 256), (256, 256),
+    (256, 512), (512, 512), (512, 512),
+    (512, 512), (512, 512), (512, 512),
+)
+POOL_INDICES: tuple[int, ...] = (4, 9, 16, 23)
+# Outputs of the ReLUs at these indices are the LPIPS taps.
+TAP_INDICES: tuple[int, ...] = (3, 8, 15, 22, 29)
+TAP_NAMES: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+TAP_CHANNELS: tuple[int, ...] = (64, 128, 256, 512, 512)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Forward
+
+
+def _conv3x3(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+    y = jax.lax.conv_general_dilated(
+        x, w.astype(x.dtype), window_strides=(1, 1), padding=((1, 1), (1, 1)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+    return y + b.astype(x.dtype)
+
+
+def _maxpool2x2(x: jax.Array) -> jax.Array:
+    # MaxPool2d(2, 2): floor mode, odd trailing rows/cols dropped.
+    b, h, w, c = x.shape
+    x = x[:, : h // 2 * 2, : w // 2 * 2, :]
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def vgg16_features(
+    params: Mapping[str, Any], x: jax.Array, taps: Sequence[str] = TAP_NAMES
+) -> dict[str, jax.Array]:
+    """Run the conv stack on `x` [B, H, W, 3] (already normalised) and return the requested ReLU taps.
+
+    Stops after the deepest requested tap. Tap names: relu{block}_{conv} (relu1_1 .. relu5_3).
+    """
+    names = _relu_names()
+    wanted = set(taps)
+    unknown = wanted - set(names.values())
+    if unknown:
+        raise ValueError(f"unknown VGG16 taps {sorted(unknown)}; known: {list(names.values())}")
+    last = max(i for i, n in names.items() if n in wanted)
+    feats = params["features"]
+    out: dict[str, jax.Array] = {}
+    for i in range(last + 1):
+        if i in CONV_INDICES:
+            p = feats[str(i)]
+            x = _conv3x3(x, p["weight"], p["bias"])
+        elif i in POOL_INDICES:
+            x = _maxpool2x2(x)
+        else:  # ReLU
+            x = jax.nn.relu(x)
+            if names[i] in wanted:
+                out[names[i]] = x
+    return {n: out[n] for n in taps}
+
+
+def _relu_names() -> dict[int, str]:
+    names, block, k = {}, 1, 0
+    for i in range(30):
+        if i in POOL_INDICES:
+            block, k = block + 1, 0
+        elif i not in CONV_INDICES:
+            k += 1
+            names[i] = f"relu{block}_{k}"
+    return names
+
+
+# ----------------------------------------------------------------------------------------------------
+# Loaders
+
+
+def _check_conv(name: str, w: np.ndarray, b: np.ndarray, cin: int, cout: int, src: str) -> dict:
+    w = np.asarray(w)
+    b = np.asarray(b)
+    if w.shape != (cout, cin, 3, 3) or b.shape != (cout,):
+        raise CheckpointError(
+            f"{src}: {name}: expected weight {(cout, cin, 3, 3)} and bias {(cout,)}, "
+            f"got {tuple(w.shape)} and {tuple(b.shape)}"
+        )
+    return {
+        "weight": np.ascontiguousarray(w.astype(np.float32).transpose(2, 3, 1, 0)),
+        "bias": b.astype(np.float32),
+    }
+
+
+def _convert(state_dict: Mapping[str, Any], names: Sequence[tuple[str, str]], src: str,
+             allowed_extra: Sequence[str]) -> dict:
+    required = [n for pair in names for n in pair]
+    missing = [n for n in required if n not in state_dict]
+    if missing:
+        raise CheckpointError(f"{src}: missing VGG16 tensors {missing}")
+    extra = [k for k in state_dict if k not in required and not k.startswith(tuple(allowed_extra))]
+    if extra:
+        raise CheckpointError(f"{src}: unexpected tensors for a VGG16 checkpoint: {extra}")
+    features = {}
+    for (wn, bn), idx, (cin, cout) in zip(names, CONV_INDICES, CONV_CHANNELS, strict=True):
+        features[str(idx)] = _check_conv(wn, state_dict[wn], state_dict[bn], cin, cout, src)
+    return {"features": features}
+
+
+def vgg16_params_from_torchvision(state_dict: Mapping[str, Any], src: str = "state_dict") -> dict:
+    """Params from a torchvision VGG16 state_dict (`features.{i}.weight` OIHW, `.bias`)."""
+    names = [(f"features.{i}.weight", f"features.{i}.bias") for i in CONV_INDICES]
+    return _convert(state_dict, names, src, allowed_extra=("classifier.",))
+
+
+def vgg16_params_from_nvlabs(state_dict: Mapping[str, Any], src: str = "vgg16.pt") -> dict:
+    """Params from the NVlabs `vgg16.pt` layout (`layers.conv{1..13}.weight` OIHW, `.bias`)."""
+    names = [(f"layers.conv{k}.weight", f"layers.conv{k}.bias") for k in range(1, 14)]
+    return _convert(state_dict, names, src, allowed_extra=("layers.fc", "lpips"))
+
+
+def vgg16_params_from_state_dict(state_dict: Mapping[str, Any], src: str = "state_dict") -> dict:
+    """Detect the layout (torchvision or NVlabs) by its names and convert."""
+    if "features.0.weight" in state_dict:
+        return vgg16_params_from_torchvision(state_dict, src)
+    if "layers.conv1.weight" in state_dict:
+        return vgg16_params_from_nvlabs(state_dict, src)
+    raise CheckpointError(
+        f"{src}: not a VGG16 checkpoint (neither 'features.0.weight' nor 'layers.conv1.weight' found)"
+    )
+
+
+def _flatten_state(obj: Any, prefix: str, out: dict[str, np.ndarray], depth: int = 0) -> None:
+    """Collect arrays of a nested reader object (dicts / objects with state) under dotted names."""
+    if depth > 8:
+        return
+    if isinstance(obj, np.ndarray):
+        out[prefix] = obj
+        return
+    if isinstance(obj, Mapping):
+        items = obj.items()
+    elif hasattr(obj, "state_dict") and callable(obj.state_dict):
+        for k, v in obj.state_dict().items():
+            out[f"{prefix}.{k}" if prefix else k] = np.asarray(v)
+        return
+    elif hasattr(obj, "__dict__"):
+        items = vars(obj).items()
+    else:
+        return
+    for k, v in items:
+        if isinstance(k, str) and not k.startswith("_"):
+            _flatten_state(v, f"{prefix}.{k}" if prefix else k, out, depth + 1)
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Flat `name -> array` dict from a `.npz` or a torch file (`.pth` / `.pt`, read without torch)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: file not found")
+    if path.endswith(".npz"):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"{path}: cannot read npz ({e})") from None
+    try:
+        from weights_convert.torch_formats import load_torch
+    except ImportError as e:  # the reader lives in weights_convert
+        raise CheckpointError(f"{path}: torch file reader unavailable ({e})") from None
+    obj = load_torch(path)
+    out: dict[str, np.ndarray] = {}
+    _flatten_state(obj, "", out)
+    if not out:
+        raise CheckpointError(f"{path}: no tensors found")
+    return out
+
+
+def load_vgg16(source: str | os.PathLike | Mapping[str, Any]) -> dict:
+    """VGG16 params from a file path (.npz/.pth/.pt) or an in-memory state_dict of numpy arrays."""
+    if isinstance(source, Mapping):
+        return vgg16_params_from_state_dict(source)
+    return vgg16_params_from_state_dict(load_state_dict(source), src=os.fspath(source))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Procedural weights of the projector golden (shared/golden/README.md sections 6 and 9)
+
+
+def procedural_vgg16_state_dict(seed: str = "vgg16-lpips-golden") -> dict[str, np.ndarray]:
+    """torchvision-layout state_dict of the golden's procedural LPIPS backbone (OIHW, float32).
+
+    Weight scale sqrt(3/fan_in)*sqrt(2) (He-uniform, fan_in = Cin*9), bias scale 0.01, offset 0.
+    """
+    from jaxinv.procedural import proc_tensor
+
+    sd = {}
+    for idx, (cin, cout) in zip(CONV_INDICES, CONV_CHANNELS, strict=True):
+        scale = math.sqrt(3.0 / (cin * 9)) * math.sqrt(2.0)
+        sd[f"features.{idx}.weight"] = proc_tensor(seed, f"features.{idx}.weight", (cout, cin, 3, 3),
+                                                   scale, 0.0)
+        sd[f"features.{idx}.bias"] = proc_tensor(seed, f"features.{idx}.bias", (cout,), 0.01, 0.0)
+    return sd
+
+
+def procedural_vgg16(seed: str = "vgg16-lpips-golden") -> dict:
+    """jaxinv VGG16 params (HWIO) of the projector golden's procedural backbone."""
+    return vgg16_params_from_torchvision(procedural_vgg16_state_dict(seed), src=f"procedural:{seed}")
