@@ -1,0 +1,194 @@
+"""Identity loss on the dlib face-recognition ResNet (128-D descriptor), TF.js port of face-api.js.
+
+Weights: `face_recognition_model-weights_manifest.json` + `face_recognition_model.bin` (uint8-quantised
+TF.js tensors). Params keep the TF.js names, nested at "/":
+    params["conv32_down"]["conv"]["filters"]            [7, 7, 3, 32]  (HWIO, as stored)
+    params["conv64_1"]["conv1"]["scale"]["weights"]     [64]
+    params["fc"]                                        [256, 128]
+Network (face-api.js `FaceRecognitionNet.forwardInput`): a conv unit is conv + bias, then a per-channel
+affine (`scale`); `conv32_down` 7x7/2 VALID + ReLU, 3x3/2 VALID max-pool, plain residual blocks (3x3 SAME
+conv+ReLU, 3x3 SAME conv, + input, ReLU) and down blocks (3x3/2 VALID conv+ReLU, 3x3 SAME conv; shortcut
+2x2/2 average pool with zero channels appended; the main branch padded by one zero row/column at the
+bottom/right when it is one pixel smaller; add; ReLU); spatial mean; `fc` without bias.
+
+Input: 150x150 RGB in 0..255, minus the mean (122.782, 117.001, 104.298), divided by `input_divisor`.
+face-api.js divides by 256; the golden in shared/realdata (SOURCE.md) divides by 255 (the default here,
+see tests/test_identity.py for both).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinv.errors import CheckpointError
+from jaxinv.losses import _tfjs
+
+__all__ = [
+    "FACE_MEAN_RGB",
+    "FACE_INPUT_SIZE",
+    "BLOCKS",
+    "load_face_id",
+    "face_id_params_from_weights",
+    "preprocess_face",
+    "face_descriptor",
+    "face_descriptor_from_image",
+    "cosine_similarity",
+    "identity_loss",
+]
+
+FACE_MEAN_RGB: tuple[float, float, float] = (122.782, 117.001, 104.298)
+FACE_INPUT_SIZE = 150
+# (name, kind, channels) after the stem, in forward order.
+BLOCKS: tuple[tuple[str, str, int], ...] = (
+    ("conv32_1", "res", 32), ("conv32_2", "res", 32), ("conv32_3", "res", 32),
+    ("conv64_down", "down", 64), ("conv64_1", "res", 64), ("conv64_2", "res", 64), ("conv64_3", "res", 64),
+    ("conv128_down", "down", 128), ("conv128_1", "res", 128), ("conv128_2", "res", 128),
+    ("conv256_down", "down", 256), ("conv256_1", "res", 256), ("conv256_2", "res", 256),
+    ("conv256_down_out", "down", 256),
+)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _expected_shapes() -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def unit(prefix: str, k: int, cin: int, cout: int) -> None:
+        shapes[f"{prefix}/conv/filters"] = (k, k, cin, cout)
+        shapes[f"{prefix}/conv/bias"] = (cout,)
+        shapes[f"{prefix}/scale/weights"] = (cout,)
+        shapes[f"{prefix}/scale/biases"] = (cout,)
+
+    unit("conv32_down", 7, 3, 32)
+    cin = 32
+    for name, _, ch in BLOCKS:
+        unit(f"{name}/conv1", 3, cin, ch)
+        unit(f"{name}/conv2", 3, ch, ch)
+        cin = ch
+    shapes["fc"] = (256, 128)
+    return shapes
+
+
+def face_id_params_from_weights(weights: Mapping[str, np.ndarray], src: str = "weights") -> dict:
+    """Shape-check a flat TF.js `name -> array` map and nest it into params."""
+    expected = _expected_shapes()
+    missing = [n for n in expected if n not in weights]
+    extra = [n for n in weights if n not in expected]
+    if missing or extra:
+        raise CheckpointError(f"{src}: face-ID weights mismatch: missing {missing}, unexpected {extra}")
+    for n, shp in expected.items():
+        if tuple(weights[n].shape) != shp:
+            raise CheckpointError(f"{src}: {n}: expected shape {shp}, got {tuple(weights[n].shape)}")
+    return _tfjs.nest({n: np.asarray(weights[n], np.float32) for n in expected})
+
+
+def load_face_id(path: str | os.PathLike) -> dict:
+    """Params from the face-api.js weights manifest JSON (or the folder holding it)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, "face_recognition_model-weights_manifest.json")
+    manifest = _tfjs.read_json(path)
+    weights = _tfjs.read_weights_manifest(manifest, os.path.dirname(path), src=path)
+    return face_id_params_from_weights(weights, src=path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Forward
+
+
+def _conv(x: jax.Array, w: jax.Array, stride: int, padding: str) -> jax.Array:
+    return jax.lax.conv_general_dilated(
+        x, w.astype(x.dtype), window_strides=(stride, stride), padding=padding,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+
+
+def _unit(x: jax.Array, p: Mapping[str, Any], stride: int, padding: str, relu: bool) -> jax.Array:
+    y = _conv(x, p["conv"]["filters"], stride, padding) + p["conv"]["bias"]
+    y = y * p["scale"]["weights"] + p["scale"]["biases"]
+    return jax.nn.relu(y) if relu else y
+
+
+def _avgpool2(x: jax.Array) -> jax.Array:
+    b, h, w, c = x.shape
+    x = x[:, : h // 2 * 2, : w // 2 * 2]
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def _maxpool3s2(x: jax.Array) -> jax.Array:
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "VALID")
+
+
+def _residual(x: jax.Array, p: Mapping[str, Any]) -> jax.Array:
+    out = _unit(x, p["conv1"], 1, "SAME", True)
+    out = _unit(out, p["conv2"], 1, "SAME", False)
+    return jax.nn.relu(out + x)
+
+
+def _residual_down(x: jax.Array, p: Mapping[str, Any]) -> jax.Array:
+    out = _unit(x, p["conv1"], 2, "VALID", True)
+    out = _unit(out, p["conv2"], 1, "SAME", False)
+    pooled = _avgpool2(x)
+    if pooled.shape[1:3] != out.shape[1:3]:
+        # face-api.js appends one zero row (bottom) and one zero column (right) to the main branch.
+        out = jnp.pad(out, ((0, 0), (0, 1), (0, 1), (0, 0)))
+    if pooled.shape[3] != out.shape[3]:
+        pooled = jnp.concatenate([pooled, jnp.zeros_like(pooled)], axis=3)
+    return jax.nn.relu(pooled + out)
+
+
+def face_descriptor(params: Mapping[str, Any], x: jax.Array) -> jax.Array:
+    """128-D descriptors [B, 128] of preprocessed faces x [B, 150, 150, 3] (see `preprocess_face`)."""
+    out = _unit(x, params["conv32_down"], 2, "VALID", True)
+    out = _maxpool3s2(out)
+    for name, kind, _ in BLOCKS:
+        out = (_residual_down if kind == "down" else _residual)(out, params[name])
+    return jnp.mean(out, axis=(1, 2)) @ params["fc"]
+
+
+def preprocess_face(
+    img: jax.Array,
+    *,
+    drange: tuple[float, float] = (-1.0, 1.0),
+    input_divisor: float = 255.0,
+) -> jax.Array:
+    """Images [B, H, W, 3] in `drange` -> network input: 0..255, bilinear resize to 150x150 (antialiased
+    when shrinking; a no-op at 150), mean subtraction, division by `input_divisor`."""
+    lo, hi = drange
+    x = img.astype(jnp.float32)
+    if (lo, hi) != (0.0, 255.0):
+        x = (x - lo) * (255.0 / (hi - lo))
+    b, h, w, c = x.shape
+    if (h, w) != (FACE_INPUT_SIZE, FACE_INPUT_SIZE):
+        x = jax.image.resize(x, (b, FACE_INPUT_SIZE, FACE_INPUT_SIZE, c), method="linear", antialias=True)
+    return (x - jnp.asarray(FACE_MEAN_RGB, jnp.float32)) / input_divisor
+
+
+def face_descriptor_from_image(params: Mapping[str, Any], img: jax.Array, *,
+                               drange: tuple[float, float] = (-1.0, 1.0),
+                               input_divisor: float = 255.0) -> jax.Array:
+    """`face_descriptor(preprocess_face(img))`."""
+    return face_descriptor(params, preprocess_face(img, drange=drange, input_divisor=input_divisor))
+
+
+def cosine_similarity(a: jax.Array, b: jax.Array, eps: float = 1e-8) -> jax.Array:
+    """Cosine similarity along the last axis ([B, D] x [B or 1, D] -> [B])."""
+    num = jnp.sum(a * b, axis=-1)
+    den = jnp.sqrt(jnp.sum(a * a, axis=-1) * jnp.sum(b * b, axis=-1))
+    return num / jnp.maximum(den, eps)
+
+
+def identity_loss(params: Mapping[str, Any], img: jax.Array, target_descriptor: jax.Array, *,
+                  drange: tuple[float, float] = (-1.0, 1.0), input_divisor: float = 255.0) -> jax.Array:
+    """Per-item 1 - cos(descriptor(img), target_descriptor); compute the target descriptor once with
+    `face_descriptor_from_image`."""
+    d = face_descriptor_from_image(params, img, drange=drange, input_divisor=input_divisor)
+    return 1.0 - cosine_similarity(d, target_descriptor)
