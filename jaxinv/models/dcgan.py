@@ -1,0 +1,161 @@
+"""DCGAN generator (the PyTorch DCGAN tutorial layout: `main` = ConvTranspose/BatchNorm/ReLU stack, tanh).
+
+Official module (chien-liu/DCGAN-PyTorch, the same as the PyTorch DCGAN tutorial):
+
+    main.0  ConvTranspose2d(z_dim, c0, 4, 1, 0, bias=False)  -> 4x4
+    main.1  BatchNorm2d(c0); main.2 ReLU
+    main.3  ConvTranspose2d(c0, c1, 4, 2, 1, bias=False)      -> 8x8
+    ...
+    main.3k ConvTranspose2d(c_{k-1}, img_channels, 4, 2, 1)   -> 4 * 2^k, then tanh
+
+Channel counts come from the weight shapes. BatchNorm runs in eval mode (running statistics), so it is folded
+into a per-channel scale/shift when the weights are loaded.
+
+Params (NHWC / HWIO, see CONVENTIONS.md): params["main"][str(i)] = {"weight": [4, 4, in, out]} for each
+transposed conv, already flipped spatially (a transposed conv is a stride-1 conv of the dilated input with the
+flipped kernel), and {"scale": [C], "shift": [C]} for each folded BatchNorm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinv.errors import CheckpointError
+
+KERNEL = 4  # every transposed conv of the official module is 4x4
+BN_EPS = 1e-5  # torch.nn.BatchNorm2d default
+DEFAULT_ASSET = "dcgan_digiface64"
+
+
+@dataclass(frozen=True)
+class Config:
+    z_dim: int = 100  # Latent size (nz in the official code).
+    channels: tuple[int, ...] = (512, 256, 128, 64)  # Output channels of each hidden transposed conv.
+    img_channels: int = 3  # Output channels (nc).
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.channels) + 1
+
+    @property
+    def img_resolution(self) -> int:
+        return 4 * 2 ** len(self.channels)
+
+    @property
+    def num_ws(self) -> None:  # No W space: the DCGAN is driven by z only.
+        return None
+
+
+def _conv_index(layer: int) -> int:
+    return 3 * layer  # main.{0,3,6,9,12}: each block is ConvTranspose, BatchNorm, ReLU
+
+
+def _bn_index(layer: int) -> int:
+    return 3 * layer + 1
+
+
+def from_source(src: Any) -> tuple[Config, dict]:
+    """Build (Config, params) from an official DCGAN state_dict (`src.state_dict` or a plain dict)."""
+    sd = src.state_dict if hasattr(src, "state_dict") else src
+    prov = getattr(src, "provenance", None) or {}
+    where = prov.get("path") or prov.get("source") or "dcgan state_dict"
+    num_layers = 0
+    while f"main.{_conv_index(num_layers)}.weight" in sd:
+        num_layers += 1
+    if num_layers < 2:
+        raise CheckpointError(f"{where}: no DCGAN transposed convs 'main.0.weight', 'main.3.weight' found")
+    shapes = [tuple(np.shape(sd[f"main.{_conv_index(i)}.weight"])) for i in range(num_layers)]
+    for i, s in enumerate(shapes):
+        if len(s) != 4 or s[2:] != (KERNEL, KERNEL):
+            raise CheckpointError(f"{where}: main.{_conv_index(i)}.weight has shape {s}, expected (in, out, 4, 4)")
+        if i > 0 and s[0] != shapes[i - 1][1]:
+            raise CheckpointError(f"{where}: main.{_conv_index(i)}.weight takes {s[0]} channels, previous layer "
+                                  f"gives {shapes[i - 1][1]}")
+    cfg = Config(z_dim=shapes[0][0], channels=tuple(s[1] for s in shapes[:-1]), img_channels=shapes[-1][1])
+
+    expected = {f"main.{_conv_index(i)}.weight" for i in range(num_layers)}
+    bn_fields = ("weight", "bias", "running_mean", "running_var")
+    for i in range(num_layers - 1):
+        expected |= {f"main.{_bn_index(i)}.{f}" for f in bn_fields}
+    optional = {f"main.{_bn_index(i)}.num_batches_tracked" for i in range(num_layers - 1)}
+    missing = sorted(expected - set(sd))
+    unexpected = sorted(set(sd) - expected - optional)
+    if missing or unexpected:
+        raise CheckpointError(f"{where}: DCGAN state_dict mismatch: missing {missing}, unexpected {unexpected}")
+
+    params: dict = {"main": {}}
+    for i in range(num_layers):
+        w = np.asarray(sd[f"main.{_conv_index(i)}.weight"], dtype=np.float32)  # [in, out, kh, kw]
+        params["main"][str(_conv_index(i))] = {
+            "weight": jnp.asarray(np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)))}
+    for i in range(num_layers - 1):
+        p = f"main.{_bn_index(i)}"
+        c = cfg.channels[i]
+        vals = {f: np.asarray(sd[f"{p}.{f}"], dtype=np.float64) for f in bn_fields}
+        for f, v in vals.items():
+            if v.shape != (c,):
+                raise CheckpointError(f"{where}: {p}.{f} has shape {v.shape}, expected ({c},)")
+        scale = vals["weight"] / np.sqrt(vals["running_var"] + BN_EPS)
+        shift = vals["bias"] - vals["running_mean"] * scale
+        params["main"][str(_bn_index(i))] = {"scale": jnp.asarray(scale, jnp.float32),
+                                              "shift": jnp.asarray(shift, jnp.float32)}
+    return cfg, params
+
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def conv_transpose(x: jax.Array, weight_hwio: jax.Array, stride: int, padding: int) -> jax.Array:
+    """torch ConvTranspose2d (no bias) as a conv of the zero-dilated input; weight already flipped, HWIO."""
+    pad = KERNEL - 1 - padding
+    return jax.lax.conv_general_dilated(x, weight_hwio, window_strides=(1, 1), padding=[(pad, pad), (pad, pad)],
+                                        lhs_dilation=(stride, stride), dimension_numbers=_DN)
+
+
+def generate(cfg: Config, params: dict, z: jax.Array) -> jax.Array:
+    """z [B, z_dim] -> images [B, R, R, img_channels] in [-1, 1] (eval-mode BatchNorm)."""
+    z = jnp.asarray(z, jnp.float32)
+    if z.ndim != 2 or z.shape[1] != cfg.z_dim:
+        raise ValueError(f"dcgan.generate: z must be [B, {cfg.z_dim}], got {z.shape}")
+    # Layer 0 on a 1x1 input is a matmul: out[y, x, o] = sum_i z_i * W[i, o, y, x] (unflipped kernel).
+    w0 = params["main"]["0"]["weight"]  # [4, 4, in, out], flipped
+    x = jnp.einsum("bi,yxio->byxo", z, w0[::-1, ::-1])
+    for i in range(1, cfg.num_layers + 1):
+        if i > 1:
+            wi = params["main"][str(_conv_index(i - 1))]["weight"]
+            x = conv_transpose(x, wi, stride=2, padding=1)
+        if i < cfg.num_layers:
+            bn = params["main"][str(_bn_index(i - 1))]
+            x = jax.nn.relu(x * bn["scale"] + bn["shift"])
+    return jnp.tanh(x)
+
+
+def _asset_dir(name: str = DEFAULT_ASSET):
+    return resources.files("jaxinv") / "assets" / name
+
+
+def load_default() -> tuple[Config, dict]:
+    """The embedded default model (real DCGAN face GAN, DigiFace-1M, MIT; see assets/*/PROVENANCE.json)."""
+    f = _asset_dir() / "netG.npz"
+    if not f.is_file():
+        raise CheckpointError(f"{f}: embedded default DCGAN weights are missing from the installed package")
+    raw = f.read_bytes()
+    want = default_provenance()["files"]["netG.npz"]["sha256"]
+    if hashlib.sha256(raw).hexdigest() != want:
+        raise CheckpointError(f"{f}: sha256 does not match PROVENANCE.json (damaged package data)")
+    with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+        sd = {k: data[k] for k in data.files}
+    return from_source(sd)
+
+
+def default_provenance() -> dict:
+    return json.loads((_asset_dir() / "PROVENANCE.json").read_text())
