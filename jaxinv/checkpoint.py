@@ -1,0 +1,92 @@
+"""Converted models on disk: an orbax-checkpoint directory of params plus `jaxinv.json` (config, provenance)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxinv.errors import CheckpointError
+from jaxinv.models import Model, family_module, from_source
+
+FORMAT_VERSION = 1
+META_NAME = "jaxinv.json"
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, tuple | list):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def _tuplify(x: Any) -> Any:
+    if isinstance(x, list):
+        return tuple(_tuplify(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _tuplify(v) for k, v in x.items()}
+    return x
+
+
+def config_to_json(cfg: Any) -> dict:
+    return {f.name: _jsonable(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+
+
+def config_from_json(cls: type, data: dict) -> Any:
+    return cls(**{k: _tuplify(v) for k, v in data.items()})
+
+
+def save(model: Model, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Write params (orbax) and jaxinv.json; the directory is complete only once jaxinv.json exists."""
+    import orbax.checkpoint as ocp
+
+    out_dir = Path(out_dir).resolve()
+    if (out_dir / META_NAME).exists() and not overwrite:
+        raise CheckpointError(f"{out_dir}: already holds a converted model (use --overwrite)")
+    params_dir = out_dir / "params"
+    if params_dir.exists():
+        shutil.rmtree(params_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = jax.tree_util.tree_map(np.asarray, model.params)
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(params_dir, params)
+    meta = {"format_version": FORMAT_VERSION, "family": model.family, "config": config_to_json(model.cfg),
+            "provenance": _jsonable(model.provenance)}
+    tmp = out_dir / (META_NAME + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    tmp.replace(out_dir / META_NAME)
+    return out_dir
+
+
+def load(path: str | Path) -> Model:
+    """A converted directory (jaxinv.json + params/) or any official checkpoint (converted on the fly)."""
+    path = Path(path)
+    if path.is_dir() and (path / META_NAME).exists():
+        import orbax.checkpoint as ocp
+
+        try:
+            meta = json.loads((path / META_NAME).read_text())
+        except ValueError as e:
+            raise CheckpointError(f"{path / META_NAME}: not valid JSON ({e})") from None
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(f"{path}: jaxinv checkpoint format {meta.get('format_version')} not supported")
+        module = family_module(meta["family"])
+        cfg = config_from_json(module.Config, meta["config"])
+        try:
+            with ocp.StandardCheckpointer() as ckptr:
+                params = ckptr.restore((path / "params").resolve())
+        except Exception as e:  # orbax raises several types for damaged directories
+            raise CheckpointError(f"{path / 'params'}: cannot restore params ({type(e).__name__}: {e})") from None
+        params = jax.tree_util.tree_map(np.asarray, params)
+        return Model(meta["family"], cfg, params, meta.get("provenance", {}))
+    from weights_convert.source import read_source
+
+    return from_source(read_source(path))

@@ -1,0 +1,1 @@
+"""Golden-parity tool: `python -m jaxinv.parity PREFIX [...] [--weights FILE]`."""
