@@ -64,7 +64,8 @@ def read_golden_npz(weights_path: str | Path, init_path: str | Path | None = Non
         raise CheckpointError(f"{init_path}: cannot read constructor JSON ({e})") from None
     family = family_from_init(init)
     if family is None:
-        raise CheckpointError(f"{init_path}: unsupported model family {init.get('family')!r} / {init.get('class_name')!r}")
+        raise CheckpointError(
+            f"{init_path}: unsupported model family {init.get('family')!r} / {init.get('class_name')!r}")
     try:
         with np.load(weights_path, allow_pickle=False) as z:
             sd = {k: z[k] for k in z.files}
@@ -134,7 +135,8 @@ def read_source(path: str | Path) -> Source:
             from weights_convert.hf_biggan import read_biggan
 
             return read_biggan(path)
-        raise CheckpointError(f"{path}: directory without a known checkpoint (expected pytorch_model.bin + config.json)")
+        raise CheckpointError(
+            f"{path}: directory without a known checkpoint (expected pytorch_model.bin + config.json)")
     from weights_convert.torch_formats import detect_format
 
     fmt = detect_format(path)

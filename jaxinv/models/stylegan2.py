@@ -367,7 +367,8 @@ def synthesis(cfg: Config, params: dict, ws: jax.Array | None = None, *, styles:
 
 
 def generate(cfg: Config, params: dict, z: jax.Array, c: jax.Array | None = None, truncation_psi: float = 1.0,
-             truncation_cutoff: int | None = None, noise_mode: str = "const", key: jax.Array | None = None) -> jax.Array:
+             truncation_cutoff: int | None = None, noise_mode: str = "const",
+             key: jax.Array | None = None) -> jax.Array:
     ws = mapping(cfg, params, z, c, truncation_psi, truncation_cutoff)
     return synthesis(cfg, params, ws, noise_mode=noise_mode, key=key)
 
