@@ -197,7 +197,7 @@ def _flatten_state(obj: Any, prefix: str, out: dict[str, np.ndarray], depth: int
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Flat `name -> array` dict from a `.npz` or a torch file (`.pth` / `.pt`, read without torch)."""
+    """Flat `name -> array` dict from a `.npz`, a torch.save file or a TorchScript archive (no torch)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: file not found")
@@ -207,11 +207,16 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 return {k: z[k] for k in z.files}
         except (OSError, ValueError) as e:
             raise CheckpointError(f"{path}: cannot read npz ({e})") from None
-    try:
-        from weights_convert.torch_formats import load_torch
-    except ImportError as e:  # the reader lives in weights_convert
-        raise CheckpointError(f"{path}: torch file reader unavailable ({e})") from None
-    obj = load_torch(path)
+    from jaxinv.losses import _torchscript
+
+    if _torchscript.is_torchscript_archive(path):  # e.g. the NVlabs vgg16.pt
+        obj = _torchscript.load_torchscript(path)
+    else:
+        try:
+            from weights_convert.torch_formats import load_torch
+        except ImportError as e:  # the torch.save reader lives in weights_convert
+            raise CheckpointError(f"{path}: torch file reader unavailable ({e})") from None
+        obj = load_torch(path)
     out: dict[str, np.ndarray] = {}
     _flatten_state(obj, "", out)
     if not out:
