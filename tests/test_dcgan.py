@@ -32,7 +32,12 @@ def shared_state_dict():
 
 @pytest.mark.parametrize("weights", ["shared_netG", "embedded_default"])
 def test_golden_eval_mode(golden, shared_state_dict, weights):
-    cfg, params = dcgan.from_source(shared_state_dict) if weights == "shared_netG" else dcgan.load_default()
+    if weights == "shared_netG":
+        cfg, params = dcgan.from_source(shared_state_dict)
+    else:
+        model = dcgan.load_default()
+        assert model.family == "dcgan"
+        cfg, params = model.cfg, model.params
     assert cfg == dcgan.Config(z_dim=100, channels=(512, 256, 128, 64), img_channels=3)
     assert cfg.img_resolution == 64
     out = np.asarray(jax.jit(lambda z: dcgan.generate(cfg, params, z))(golden["z"]))
@@ -40,6 +45,21 @@ def test_golden_eval_mode(golden, shared_state_dict, weights):
     assert out.shape == ref.shape
     err, tol = _parity(out, ref)
     assert err <= tol, f"dcgan {weights} vs golden_eval_mode: max_abs_err {err:.3g} > tol {tol:.3g}"
+
+
+def test_read_source_and_jaxinv_load(golden, tmp_path):
+    # The shared netG.npz through the user path (read_source -> Model), and a converted directory round trip.
+    import jaxinv
+    from jaxinv import checkpoint
+
+    model = jaxinv.load(require(DCGAN_DIR / "netG.npz"))
+    assert model.family == "dcgan"
+    checkpoint.save(model, tmp_path / "conv")
+    again = jaxinv.load(tmp_path / "conv")
+    assert again.cfg == model.cfg
+    out = np.asarray(dcgan.generate(again.cfg, again.params, golden["z"]))
+    err, tol = _parity(out, golden["x"].transpose(0, 2, 3, 1))
+    assert err <= tol, f"converted dir vs golden: max_abs_err {err:.3g} > tol {tol:.3g}"
 
 
 def test_embedded_asset_matches_shared_tensors(shared_state_dict):

@@ -23,6 +23,7 @@ import io
 import json
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -143,18 +144,37 @@ def _asset_dir(name: str = DEFAULT_ASSET):
     return resources.files("jaxinv") / "assets" / name
 
 
-def load_default() -> tuple[Config, dict]:
-    """The embedded default model (real DCGAN face GAN, DigiFace-1M, MIT; see assets/*/PROVENANCE.json)."""
+def load_default():
+    """The embedded default model as a `jaxinv.models.Model` (real DCGAN face GAN, DigiFace-1M, MIT; see
+    assets/dcgan_digiface64/PROVENANCE.json). Needs no files outside the installed package."""
+    from jaxinv.models import Model
+
     f = _asset_dir() / "netG.npz"
     if not f.is_file():
         raise CheckpointError(f"{f}: embedded default DCGAN weights are missing from the installed package")
     raw = f.read_bytes()
-    want = default_provenance()["files"]["netG.npz"]["sha256"]
-    if hashlib.sha256(raw).hexdigest() != want:
+    prov = default_provenance()
+    if hashlib.sha256(raw).hexdigest() != prov["files"]["netG.npz"]["sha256"]:
         raise CheckpointError(f"{f}: sha256 does not match PROVENANCE.json (damaged package data)")
     with np.load(io.BytesIO(raw), allow_pickle=False) as data:
         sd = {k: data[k] for k in data.files}
-    return from_source(sd)
+    cfg, params = from_source(sd)
+    return Model("dcgan", cfg, params, {"source": f"jaxinv:assets/{DEFAULT_ASSET}/netG.npz",
+                                        "sha256": prov["files"]["netG.npz"]["sha256"], "format": "npz",
+                                        "origin": prov["origin"], "license": prov["license"]})
+
+
+def source_from_npz(path):
+    """`weights_convert.source.Source` from an npz of the official state_dict (e.g. realdata netG.npz)."""
+    from weights_convert.source import Source, _provenance
+
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            sd = {k: data[k] for k in data.files}
+    except Exception as e:  # zipfile / ValueError on corrupt data
+        raise CheckpointError(f"{path}: not a readable npz file ({type(e).__name__}: {e})") from None
+    return Source("dcgan", {"class_name": "Generator"}, sd, _provenance(path, "npz"))
 
 
 def default_provenance() -> dict:
