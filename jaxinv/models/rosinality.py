@@ -1,0 +1,567 @@
+"""rosinality/stylegan2-pytorch ``model.Generator`` (commit bef283a) as pure JAX functions.
+
+The official module order: ``style`` (PixelNorm + ``n_mlp`` EqualLinear with fused leaky ReLU, ``lr_mul``)
+-> latent assembly (truncation towards ``truncation_latent``, style mixing at ``inject_index``,
+``input_is_latent``) -> ``input`` (learned 4x4 constant) -> ``conv1`` / ``to_rgb1`` -> per resolution an
+upsampling StyledConv, a StyledConv and a ToRGB that adds the upsampled skip image.
+
+Differences from the NVlabs family that matter for parity: the modulated-conv scale ``1/sqrt(in*k*k)``
+sits inside the demodulation, ToRGB uses it too (no separate weight gain), noise is added before the
+fused bias + leaky ReLU (``leaky_relu(x + b, 0.2) * sqrt(2)``), the upsampling conv is a stride-2
+transposed conv followed by a blur padded ``(pad0, pad1)``, and each ToRGB shares its latent index with the
+next block's first conv (``num_ws = n_latent = 2 * log2(size) - 2``).
+
+Official checkpoints record no channel table, so channel counts come from the weight shapes. Params
+mirror the official module tree with our layouts: ``params["convs"]["0"]["conv"]["weight"]`` HWIO,
+``params["style"]["1"]["weight"]`` ``[in, out]``, ``params["input"]["input"]`` ``[4, 4, C]``,
+``params["noises"]["noise_0"]`` ``[R, R]``, and ``params["latent_avg"]`` ``[style_dim]`` when the
+checkpoint carries one (convert_weight.py output). Images are NHWC.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinv import ops
+from jaxinv.errors import CheckpointError, ConfigError
+
+FAMILY = "rosinality/stylegan2-pytorch"
+CLASS_NAME = "model.Generator"
+_UP = 2  # every upsampling layer of the official Generator doubles the resolution
+
+# ---------------------------------------------------------------------------------------------
+# Static config
+
+
+def official_channels(size: int, channel_multiplier: int = 2) -> tuple[int, ...]:
+    """The table the official ``__init__`` builds, for resolutions 4, 8, ..., size."""
+    table = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+    res = [2**i for i in range(2, int(np.log2(size)) + 1)]
+    if res[-1] > 1024:
+        raise ConfigError(f"size={size}: the official channel table stops at 1024; pass channels explicitly")
+    return tuple(table[r] * (channel_multiplier if r >= 64 else 1) for r in res)
+
+
+def make_kernel(k: Sequence[float] | Sequence[Sequence[float]]) -> np.ndarray:
+    """Official ``make_kernel``: 1-D taps -> outer product, normalised to sum 1 (float32)."""
+    k = np.asarray(k, np.float32)
+    if k.ndim == 1:
+        k = k[None, :] * k[:, None]
+    return (k / k.sum()).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Config:
+    size: int  # Output resolution (power of two >= 4).
+    style_dim: int  # Dimensionality of z and of w (the official code uses one size for both).
+    n_mlp: int = 8  # Number of EqualLinear layers in the mapping network `style`.
+    channels: tuple[int, ...] = ()  # Channels at resolutions 4, 8, ..., size; () = official table (multiplier 2).
+    blur_kernel: tuple[tuple[float, ...], ...] = ()  # 2-D blur, normalised (make_kernel); () = [1, 3, 3, 1].
+    lr_mlp: float = 0.01  # Learning-rate multiplier of the mapping layers (equalised lr).
+    img_channels: int = field(default=3, init=False)  # ToRGB always outputs 3 channels.
+
+    def __post_init__(self) -> None:
+        s = self.size
+        if s < 4 or s & (s - 1):
+            raise ConfigError(f"size={s}: must be a power of two >= 4")
+        if not self.channels:
+            object.__setattr__(self, "channels", official_channels(s))
+        if len(self.channels) != self.log_size - 1:
+            raise ConfigError(f"channels: {len(self.channels)} entries for size {s}, expected {self.log_size - 1}")
+        if not self.blur_kernel:
+            object.__setattr__(self, "blur_kernel", _as_tuple2d(make_kernel([1, 3, 3, 1])))
+
+    # Official attribute names.
+    @property
+    def log_size(self) -> int:
+        return int(np.log2(self.size))
+
+    @property
+    def num_layers(self) -> int:
+        """Number of StyledConvs (= noise buffers)."""
+        return (self.log_size - 2) * 2 + 1
+
+    @property
+    def n_latent(self) -> int:
+        return self.log_size * 2 - 2
+
+    # Adaptor surface shared with the NVlabs families.
+    @property
+    def num_ws(self) -> int:
+        return self.n_latent
+
+    @property
+    def w_dim(self) -> int:
+        return self.style_dim
+
+    @property
+    def z_dim(self) -> int:
+        return self.style_dim
+
+    @property
+    def c_dim(self) -> int:
+        return 0
+
+    @property
+    def img_resolution(self) -> int:
+        return self.size
+
+    @property
+    def resolutions(self) -> list[int]:
+        return [2**i for i in range(2, self.log_size + 1)]
+
+    def channel(self, res: int) -> int:
+        return self.channels[int(np.log2(res)) - 2]
+
+    @property
+    def filter(self) -> np.ndarray:
+        """Normalised 2-D blur (the stored ``*.kernel`` buffers are this times ``factor**2``)."""
+        return np.asarray(self.blur_kernel, np.float32)
+
+    @cached_property
+    def layers(self) -> tuple[tuple[str, str, int, int, int, int], ...]:
+        """(name, kind 'conv'|'up'|'rgb', latent index, in_channels, out_channels, res) in forward order."""
+        c4 = self.channel(4)
+        out = [("conv1", "conv", 0, c4, c4, 4), ("to_rgb1", "rgb", 1, c4, 3, 4)]
+        c_in = c4
+        for k, res in enumerate(self.resolutions[1:]):
+            c_out = self.channel(res)
+            out += [(f"convs.{2 * k}", "up", 2 * k + 1, c_in, c_out, res),
+                    (f"convs.{2 * k + 1}", "conv", 2 * k + 2, c_out, c_out, res),
+                    (f"to_rgbs.{k}", "rgb", 2 * k + 3, c_out, 3, res)]
+            c_in = c_out
+        return tuple(out)
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [name for name, *_ in self.layers]
+
+    @property
+    def noise_layers(self) -> list[tuple[str, int]]:
+        """(layer name, resolution) per noise input; position j is the buffer ``noises.noise_{j}``."""
+        return [(name, res) for name, kind, _, _, _, res in self.layers if kind != "rgb"]
+
+
+def _as_tuple2d(a: np.ndarray) -> tuple[tuple[float, ...], ...]:
+    return tuple(tuple(float(v) for v in row) for row in np.atleast_2d(np.asarray(a, np.float32)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Converter: official state_dict name -> (param path, layout fix, official shape)
+
+_T = lambda a: np.ascontiguousarray(np.asarray(a, np.float32).T)  # Linear [out, in] -> [in, out]
+_MOD_HWIO = lambda a: np.ascontiguousarray(np.asarray(a, np.float32)[0].transpose(2, 3, 1, 0))  # [1,O,I,k,k]
+_SCALAR = lambda a: np.asarray(a, np.float32).reshape(())
+_VEC = lambda a: np.asarray(a, np.float32).reshape(-1)
+_NCHW1_HWC = lambda a: np.ascontiguousarray(np.asarray(a, np.float32)[0].transpose(1, 2, 0))
+_PLANE = lambda a: np.ascontiguousarray(np.asarray(a, np.float32)[0, 0])
+_F32 = lambda a: np.asarray(a, np.float32)
+
+Table = dict[str, tuple[tuple[str, ...], Callable, tuple[int, ...]]]
+
+
+def param_table(cfg: Config) -> Table:
+    """Every official ``g_ema`` parameter / noise buffer name -> (param path, transform, official shape)."""
+    t: Table = {}
+    d = cfg.style_dim
+    for i in range(1, cfg.n_mlp + 1):  # style.0 is the PixelNorm
+        t[f"style.{i}.weight"] = (("style", str(i), "weight"), _T, (d, d))
+        t[f"style.{i}.bias"] = (("style", str(i), "bias"), _F32, (d,))
+    t["input.input"] = (("input", "input"), _NCHW1_HWC, (1, cfg.channel(4), 4, 4))
+    for name, kind, _, c_in, c_out, _res in cfg.layers:
+        path = tuple(name.split("."))
+        k = 1 if kind == "rgb" else 3
+        t[f"{name}.conv.weight"] = (path + ("conv", "weight"), _MOD_HWIO, (1, c_out, c_in, k, k))
+        t[f"{name}.conv.modulation.weight"] = (path + ("conv", "modulation", "weight"), _T, (c_in, d))
+        t[f"{name}.conv.modulation.bias"] = (path + ("conv", "modulation", "bias"), _F32, (c_in,))
+        if kind == "rgb":
+            t[f"{name}.bias"] = (path + ("bias",), _VEC, (1, 3, 1, 1))
+        else:
+            t[f"{name}.noise.weight"] = (path + ("noise", "weight"), _SCALAR, (1,))
+            t[f"{name}.activate.bias"] = (path + ("activate", "bias"), _F32, (c_out,))
+    for j, (_, res) in enumerate(cfg.noise_layers):
+        t[f"noises.noise_{j}"] = (("noises", f"noise_{j}"), _PLANE, (1, 1, res, res))
+    return t
+
+
+def kernel_buffer_names(cfg: Config) -> list[str]:
+    """The blur ``kernel`` buffers (folded into ``cfg.blur_kernel``, not params)."""
+    names = []
+    for name, kind, *_ in cfg.layers:
+        if kind == "up":
+            names.append(f"{name}.conv.blur.kernel")
+        elif kind == "rgb" and name != "to_rgb1":
+            names.append(f"{name}.upsample.kernel")
+    return names
+
+
+def state_dict_names(cfg: Config) -> list[str]:
+    """Official ``g_ema`` state_dict names this config expects."""
+    return list(param_table(cfg)) + kernel_buffer_names(cfg)
+
+
+def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where: str = "checkpoint") -> dict:
+    """Convert a ``g_ema`` state_dict (plus an optional ``latent_avg`` entry); every name and shape checked."""
+    table = param_table(cfg)
+    kernels = kernel_buffer_names(cfg)
+    expected = set(table) | set(kernels) | {"latent_avg"}
+    missing = [k for k in list(table) + kernels if k not in state_dict]
+    extra = sorted(set(state_dict) - expected)
+    if missing or extra:
+        raise CheckpointError(f"{where}: rosinality state_dict does not match the config (size {cfg.size}): "
+                              f"missing {_short(missing)}, unexpected {_short(extra)}")
+    params: dict = {}
+    for name, (path, fix, shape) in table.items():
+        value = np.asarray(state_dict[name])
+        if tuple(value.shape) != shape:
+            raise CheckpointError(f"{where}: {name} has shape {tuple(value.shape)}, expected {shape}")
+        node = params
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = fix(value)
+    stored = cfg.filter * _UP**2
+    for name in kernels:
+        k = np.asarray(state_dict[name], np.float32)
+        if k.shape != stored.shape or not np.array_equal(k, stored):
+            raise CheckpointError(f"{where}: {name} differs from the other blur kernels / blur_kernel of the config")
+    if "latent_avg" in state_dict:
+        avg = np.asarray(state_dict["latent_avg"], np.float32)
+        if avg.size != cfg.style_dim or avg.ndim > 2:
+            raise CheckpointError(f"{where}: latent_avg has shape {avg.shape}, expected ({cfg.style_dim},)")
+        params["latent_avg"] = avg.reshape(cfg.style_dim)
+    return params
+
+
+def _short(names: Sequence[str], n: int = 8) -> str:
+    return f"{list(names[:n])}{'...' if len(names) > n else ''}"
+
+
+def _need(sd: dict, name: str, where: str) -> np.ndarray:
+    if name not in sd:
+        raise CheckpointError(f"{where}: rosinality state_dict lacks {name!r}")
+    return np.asarray(sd[name])
+
+
+def config_from_source(init: dict[str, Any], state_dict: dict[str, np.ndarray], where: str = "checkpoint") -> Config:
+    """Config from the weights (size, style_dim, n_mlp, channel table, blur kernel), checked against ``init``.
+
+    ``init`` is a golden ``init_kwargs.json`` (``init_kwargs`` + ``channels_override``) or what
+    :func:`source_from_checkpoint` records (``init_kwargs`` from train.py ``args``; empty otherwise).
+    """
+    kw = dict(init.get("init_kwargs") or {})
+    mlp = sorted(int(m.group(1)) for k in state_dict if (m := re.fullmatch(r"style\.(\d+)\.weight", k)))
+    if not mlp:
+        raise CheckpointError(f"{where}: rosinality state_dict has no mapping layers 'style.<i>.weight'")
+    if mlp != list(range(1, len(mlp) + 1)):
+        raise CheckpointError(f"{where}: mapping layers style.{mlp} are not numbered 1..{len(mlp)}")
+    style_dim = int(_need(state_dict, "style.1.weight", where).shape[1])
+    n_rgb = len([k for k in state_dict if re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", k)])
+    size = 2 ** (n_rgb + 2)
+    channels = [int(_need(state_dict, "input.input", where).shape[1])]
+    channels += [int(_need(state_dict, f"convs.{2 * k}.conv.weight", where).shape[1]) for k in range(n_rgb)]
+    for key, value in (("size", size), ("style_dim", style_dim), ("n_mlp", len(mlp))):
+        if key in kw and kw[key] is not None and int(kw[key]) != value:
+            raise CheckpointError(f"{where}: {key}={kw[key]} in the constructor arguments, but the weights say {value}")
+    override = init.get("channels_override") or {}
+    for i, c in enumerate(channels):
+        res = 2 ** (i + 2)
+        want = override.get(str(res), override.get(res))
+        if want is not None and int(want) != c:
+            raise CheckpointError(f"{where}: channels_override[{res}]={want}, but the weights have {c} channels")
+    kernels = [k for k in state_dict if k.endswith(".blur.kernel") or k.endswith(".upsample.kernel")]
+    if kernels:  # the buffers are what the official forward uses after load_state_dict
+        blur = np.asarray(state_dict[kernels[0]], np.float32) / _UP**2
+    else:
+        blur = make_kernel(kw.get("blur_kernel") or [1, 3, 3, 1])
+    return Config(size=size, style_dim=style_dim, n_mlp=len(mlp), channels=tuple(channels),
+                  blur_kernel=_as_tuple2d(blur), lr_mlp=float(kw.get("lr_mlp", 0.01)))
+
+
+def from_source(src: Any) -> tuple[Config, dict]:
+    """(Config, params) from a `weights_convert.source.Source` of family 'rosinality'."""
+    where = str((src.provenance or {}).get("source", "checkpoint"))
+    if src.family != "rosinality":
+        raise CheckpointError(f"{where}: expected a rosinality source, got family {src.family!r}")
+    cfg = config_from_source(src.init, src.state_dict, where)
+    return cfg, params_from_state_dict(cfg, src.state_dict, where)
+
+
+def _jsonable(v: Any) -> Any:
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, np.generic | np.ndarray) and np.ndim(v) == 0:
+        return v.item()
+    return str(v)
+
+
+def source_from_checkpoint(path: str | Path, obj: dict, provenance: dict[str, Any]):
+    """A rosinality ``.pt`` dict holding ``g_ema``: train.py checkpoint (g, d, g_ema, optimisers, args,
+    ada_aug_p) or convert_weight.py output (g_ema, latent_avg[, g, d]) -> Source.
+
+    ``latent_avg`` (if present) travels as an extra state_dict entry that `from_source` keeps in
+    ``params["latent_avg"]``; train.py ``args`` give the constructor arguments, checked against the weights.
+    """
+    from weights_convert.source import Source
+
+    g_ema = obj.get("g_ema")
+    if not isinstance(g_ema, dict) or not g_ema:
+        raise CheckpointError(f"{path}: 'g_ema' is {type(g_ema).__name__}, expected a state_dict")
+    sd: dict[str, np.ndarray] = {}
+    for k, v in g_ema.items():
+        if not isinstance(v, np.ndarray):
+            raise CheckpointError(f"{path}: g_ema[{k!r}] is {type(v).__name__}, expected a tensor")
+        sd[str(k)] = v
+    prov = dict(provenance)
+    if obj.get("latent_avg") is not None:
+        avg = obj["latent_avg"]
+        if not isinstance(avg, np.ndarray):
+            raise CheckpointError(f"{path}: latent_avg is {type(avg).__name__}, expected a tensor")
+        sd["latent_avg"] = np.asarray(avg, np.float32)
+        prov["latent_avg"] = True
+    init: dict[str, Any] = {"family": FAMILY, "class_name": CLASS_NAME, "init_kwargs": {}}
+    args = obj.get("args")
+    if args is not None:
+        args = {str(k): _jsonable(v) for k, v in (args.items() if hasattr(args, "items") else vars(args).items())}
+        arch = args.get("arch", "stylegan2")
+        if arch != "stylegan2":
+            raise CheckpointError(f"{path}: rosinality arch {arch!r} is not supported (only 'stylegan2')")
+        init["args"] = args
+        # train.py builds Generator(args.size, args.latent, args.n_mlp, channel_multiplier=args.channel_multiplier).
+        for ours, theirs in (("size", "size"), ("style_dim", "latent"), ("n_mlp", "n_mlp"),
+                             ("channel_multiplier", "channel_multiplier")):
+            if args.get(theirs) is not None:
+                init["init_kwargs"][ours] = args[theirs]
+    return Source("rosinality", init, sd, prov)
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward
+
+
+def mapping(cfg: Config, params: dict, z: jax.Array, truncation: float | jax.Array = 1.0,
+            truncation_latent: jax.Array | None = None) -> jax.Array:
+    """``G.style(z)``: z [B, style_dim] -> w [B, style_dim] (then truncated if ``truncation < 1``)."""
+    if z.ndim != 2 or z.shape[1] != cfg.style_dim:
+        raise ConfigError(f"z has shape {tuple(z.shape)}, expected [B, {cfg.style_dim}]")
+    x = ops.normalize_2nd_moment(z.astype(jnp.float32))
+    for i in range(1, cfg.n_mlp + 1):
+        fc = params["style"][str(i)]
+        x = ops.fully_connected(x, fc["weight"], fc["bias"], lr_multiplier=cfg.lr_mlp, activation="lrelu")
+    return truncate(cfg, params, x, truncation, truncation_latent)
+
+
+def truncate(cfg: Config, params: dict, w: jax.Array, truncation: float | jax.Array = 1.0,
+             truncation_latent: jax.Array | None = None) -> jax.Array:
+    """``truncation_latent + truncation * (w - truncation_latent)``, applied only when ``truncation < 1``
+    (the official condition). ``truncation_latent`` defaults to the checkpoint's ``latent_avg``."""
+    if isinstance(truncation, int | float) and truncation >= 1:
+        return w
+    if truncation_latent is None:
+        if "latent_avg" not in params:
+            raise ConfigError("truncation < 1 needs truncation_latent (this checkpoint has no latent_avg; "
+                              "e.g. use mean_latent)")
+        truncation_latent = params["latent_avg"]
+    t = jnp.asarray(truncation_latent, jnp.float32)
+    trunc = t + truncation * (w - t)
+    if isinstance(truncation, int | float):
+        return trunc
+    return jnp.where(jnp.asarray(truncation) < 1, trunc, w)
+
+
+def mean_latent(cfg: Config, params: dict, key: jax.Array, n_latent: int = 4096) -> jax.Array:
+    """Official ``mean_latent``: mean of ``style(randn)`` over ``n_latent`` samples, shape [1, style_dim]."""
+    z = jax.random.normal(key, (n_latent, cfg.style_dim), jnp.float32)
+    return jnp.mean(mapping(cfg, params, z), axis=0, keepdims=True)
+
+
+def make_latent(cfg: Config, params: dict, inputs: Sequence[jax.Array], *, truncation: float | jax.Array = 1.0,
+                truncation_latent: jax.Array | None = None, inject_index: int | jax.Array | None = None,
+                input_is_latent: bool = False, key: jax.Array | None = None) -> jax.Array:
+    """The official latent assembly of ``Generator.forward`` -> latent [B, n_latent, style_dim].
+
+    ``inputs``: one or two z's (or w's with ``input_is_latent``; a single input may also be a W+ latent
+    [B, n_latent, style_dim]). Two inputs mix at ``inject_index`` (layers < index from the first); without
+    an index one is drawn uniformly from [1, n_latent - 1] with ``key``, as the official random.randint.
+    """
+    inputs = list(inputs)
+    if not 1 <= len(inputs) <= 2:
+        raise ConfigError(f"{len(inputs)} latent inputs: the official Generator uses one, or two for mixing")
+    ws = [jnp.asarray(s, jnp.float32) for s in inputs]
+    if not input_is_latent:
+        ws = [mapping(cfg, params, s) for s in ws]
+    ws = [truncate(cfg, params, w, truncation, truncation_latent) for w in ws]
+    n = cfg.n_latent
+    if len(ws) == 1:
+        w = ws[0]
+        if w.ndim == 2:
+            return jnp.broadcast_to(w[:, None], (w.shape[0], n, w.shape[1]))
+        if w.shape[1:] != (n, cfg.style_dim):
+            raise ConfigError(f"latent has shape {tuple(w.shape)}, expected [B, {n}, {cfg.style_dim}]")
+        return w
+    if any(w.ndim != 2 for w in ws):
+        raise ConfigError("style mixing needs two [B, style_dim] inputs (the official code repeats each over layers)")
+    if inject_index is None:
+        if key is None:
+            raise ConfigError("style mixing without inject_index needs a PRNG key to draw one")
+        inject_index = jax.random.randint(key, (), 1, n)
+    first = (jnp.arange(n) < inject_index)[None, :, None]
+    return jnp.where(first, ws[0][:, None], ws[1][:, None])
+
+
+def styles(cfg: Config, params: dict, latent: jax.Array) -> dict[str, jax.Array]:
+    """S space: every ``modulation`` output [B, in_channels] (ToRGB's before its 1/sqrt(in*k*k) scale)."""
+    return _modulations(cfg, params, latent)
+
+
+def _modulations(cfg: Config, params: dict, latent: jax.Array) -> dict[str, jax.Array]:
+    if latent.ndim != 3 or latent.shape[1:] != (cfg.n_latent, cfg.style_dim):
+        raise ConfigError(f"latent has shape {tuple(latent.shape)}, expected [B, {cfg.n_latent}, {cfg.style_dim}]")
+    out = {}
+    for name, _, idx, *_ in cfg.layers:
+        mod = _layer(params, name)["conv"]["modulation"]
+        out[name] = ops.fully_connected(latent[:, idx], mod["weight"], mod["bias"])
+    return out
+
+
+def _layer(params: dict, name: str) -> dict:
+    node = params
+    for key in name.split("."):
+        node = node[key]
+    return node
+
+
+def _noise_input(p: dict, stored: jax.Array, name: str, res: int, batch: int, noise_mode: str,
+                 noise: dict | None, key: jax.Array | None) -> jax.Array | None:
+    """NoiseInjection: ``weight * noise`` with the noise [1|B, R, R, 1] by mode / override."""
+    strength = p["noise"]["weight"]
+    if noise is not None and name in noise:
+        n = jnp.asarray(noise[name], jnp.float32)
+        n = n[None] if n.ndim == 2 else n  # [R, R] or [B, R, R]
+        return n[..., None] * strength
+    if noise_mode == "none":
+        return None
+    if noise_mode == "const":  # randomize_noise=False: the stored noises.noise_{j}
+        return (stored * strength)[None, :, :, None]
+    if noise_mode == "random":  # randomize_noise=True: fresh N(0, 1) per sample
+        if key is None:
+            raise ConfigError("noise_mode='random' needs a PRNG key")
+        return jax.random.normal(key, (batch, res, res, 1), jnp.float32) * strength
+    raise ConfigError(f"noise_mode={noise_mode!r}: expected 'const', 'none' or 'random'")
+
+
+def _blur_pads(fk: int, kernel_size: int) -> tuple[int, int]:
+    """Blur padding after the stride-2 transposed conv, as ``ModulatedConv2d(upsample=True)``."""
+    p = (fk - _UP) - (kernel_size - 1)
+    return (p + 1) // 2 + _UP - 1, p // 2 + 1
+
+
+def synthesis(cfg: Config, params: dict, latent: jax.Array | None = None, *, styles: dict | None = None,
+              noise_mode: str = "const", noise: dict | None = None, key: jax.Array | None = None,
+              return_layers: bool = False):
+    """latent [B, n_latent, style_dim] (or S-space ``styles``) -> img [B, size, size, 3].
+
+    ``noise_mode``: 'const' (stored buffers, ``randomize_noise=False``), 'random' (needs ``key``) or 'none';
+    ``noise`` optionally overrides per-layer maps by layer name ([R, R] or [B, R, R], scaled by the
+    layer's ``noise.weight``). With ``return_layers`` also returns {layer name: output} (ToRGB outputs
+    include the skip sum, as the official module returns them).
+    """
+    if styles is None:
+        if latent is None:
+            raise ConfigError("synthesis needs a latent or styles")
+        styles = _modulations(cfg, params, latent)
+    batch = next(iter(styles.values())).shape[0]
+    noise_names = [n for n, _ in cfg.noise_layers]
+    keys = dict(zip(noise_names, jax.random.split(key, len(noise_names)), strict=True)) \
+        if (key is not None and noise_mode == "random") else {}
+    noise_index = {n: j for j, n in enumerate(noise_names)}
+    f = cfg.filter
+    fk = f.shape[0]
+
+    def styled_conv(x, name, res, up):
+        p = _layer(params, name)
+        w = p["conv"]["weight"]
+        kh, kw_, c_in = w.shape[0], w.shape[1], w.shape[2]
+        w = w * np.float32(1 / np.sqrt(c_in * kh * kw_))  # the official `scale`, inside the demodulation
+        n = _noise_input(p, params["noises"][f"noise_{noise_index[name]}"], name, res, batch, noise_mode,
+                         noise, keys.get(name))
+        if up:
+            pad0, pad1 = _blur_pads(fk, kh)
+            # conv2d_resample pads ((fk+up-1)//2 - (k-1), (fk-up)//2 - (k-up)) around `padding`: solve for the
+            # padding that gives rosinality's blur pads (transposed conv with padding 0, then blur).
+            p0 = pad0 - (fk + _UP - 1) // 2 + (kh - 1)
+            p1 = pad1 - (fk - _UP) // 2 + (kh - _UP)
+            x = ops.modulated_conv2d(x, w, styles[name], noise=n, up=_UP, padding=[p0, p1, p0, p1],
+                                     resample_filter=f, flip_weight=False)
+        else:
+            x = ops.modulated_conv2d(x, w, styles[name], noise=n, padding=kh // 2)
+        return ops.bias_act(x, p["activate"]["bias"], act="lrelu", alpha=0.2, gain=float(np.sqrt(2)))
+
+    def to_rgb(x, name, skip):
+        p = _layer(params, name)
+        w = p["conv"]["weight"]
+        w = w * np.float32(1 / np.sqrt(w.shape[0] * w.shape[1] * w.shape[2]))
+        y = ops.modulated_conv2d(x, w, styles[name], demodulate=False) + p["bias"]
+        if skip is not None:  # Upsample: pads ((p+1)//2 + factor - 1, p//2), p = taps - factor
+            p_ = fk - _UP
+            pad0, pad1 = (p_ + 1) // 2 + _UP - 1, p_ // 2
+            y = y + ops.upfirdn2d(skip, f, up=_UP, padding=[pad0, pad1, pad0, pad1], gain=_UP**2)
+        return y
+
+    layers = {}
+    const = params["input"]["input"]
+    x = jnp.broadcast_to(const[None], (batch,) + const.shape)
+    skip = None
+    for name, kind, _, _, _, res in cfg.layers:
+        if kind == "rgb":
+            skip = to_rgb(x, name, skip)
+            out = skip
+        else:
+            x = out = styled_conv(x, name, res, kind == "up")
+        if return_layers:
+            layers[name] = out
+    return (skip, layers) if return_layers else skip
+
+
+def generate(cfg: Config, params: dict, zs: Sequence[jax.Array], truncation: float | jax.Array = 1.0,
+             truncation_latent: jax.Array | None = None, inject_index: int | jax.Array | None = None,
+             input_is_latent: bool = False, noise_mode: str = "const", noise: dict | None = None,
+             key: jax.Array | None = None, return_latents: bool = False):
+    """The official ``G(styles, ...)`` call -> img [B, size, size, 3] (and the latent with ``return_latents``).
+
+    ``noise_mode='const'`` is ``randomize_noise=False``; the official default ``randomize_noise=True`` is
+    ``noise_mode='random'`` with a ``key``. ``key`` also draws ``inject_index`` when mixing without one.
+    """
+    mix_key = noise_key = None
+    if key is not None:
+        mix_key, noise_key = jax.random.split(key)
+    latent = make_latent(cfg, params, zs, truncation=truncation, truncation_latent=truncation_latent,
+                         inject_index=inject_index, input_is_latent=input_is_latent, key=mix_key)
+    img = synthesis(cfg, params, latent, noise_mode=noise_mode, noise=noise, key=noise_key)
+    return (img, latent) if return_latents else img
+
+
+def random_params(cfg: Config, seed: int = 0) -> dict:
+    """Random params of the right shapes (full-size sanity checks, benchmarks): unit-normal weights."""
+    rng = np.random.default_rng(seed)
+    sd = {name: rng.standard_normal(shape).astype(np.float32) for name, (_, _, shape) in param_table(cfg).items()}
+    for name in sd:
+        if name.endswith("modulation.bias"):
+            sd[name] = np.ones_like(sd[name])  # bias_init=1 as the official
+        elif name.endswith(".bias") or name.endswith("noise.weight"):
+            sd[name] = np.zeros_like(sd[name])
+    for name in kernel_buffer_names(cfg):
+        sd[name] = cfg.filter * _UP**2
+    return params_from_state_dict(cfg, sd, "random_params")
