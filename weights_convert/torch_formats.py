@@ -414,10 +414,6 @@ def _reconstruct_persistent_obj(meta):
     return PersistentObj(meta)
 
 
-def _tf_network(*args, **kwargs):
-    raise _Problem(_TF_HINT)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # The allow-list
 
@@ -443,7 +439,6 @@ def _build_allow_list() -> dict[tuple[str, str], Any]:
         ("numpy", "dtype"): _np_dtype,
         ("numpy", "ndarray"): np.ndarray,
         ("_codecs", "encode"): _codecs_encode,
-        ("dnnlib.tflib.network", "Network"): _tf_network,
     }
     for mod in ("numpy.core", "numpy._core"):
         allowed[(f"{mod}.multiarray", "scalar")] = _np_scalar
@@ -456,6 +451,7 @@ def _build_allow_list() -> dict[tuple[str, str], Any]:
     for name, dtype in _STORAGE_DTYPES.items():
         allowed[("torch", name)] = _StorageType(name, dtype)
         allowed[("torch.cuda", name)] = _StorageType(name, dtype)  # saved from GPU: loaded on CPU
+    allowed[("torch.storage", "UntypedStorage")] = allowed[("torch", "UntypedStorage")]
     for name, dtype in _TORCH_DTYPES.items():
         allowed[("torch", name)] = _TorchDType(name, dtype)
     return allowed
@@ -471,7 +467,7 @@ class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         obj = _ALLOWED.get((module, name))
         if obj is None:
-            if module.startswith("dnnlib.tflib"):
+            if module.startswith("dnnlib.tflib"):  # TF-era (G, D, Gs) tuple of tflib Networks
                 raise _Problem(_TF_HINT)
             raise _Problem(f"pickle references non-allow-listed global '{module}.{name}'")
         return obj
