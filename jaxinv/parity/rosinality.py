@@ -57,7 +57,7 @@ def run(case: Case) -> Iterator[Check]:
         yield Check("img_trunc", case.nchw(image(trunc)), io["img_trunc"])
         if "latent_avg" in params:  # the checkpoint's own latent_avg as the default truncation_latent
             own = ros.make_latent(cfg, params, [z], truncation=psi)
-            yield Check("img_trunc[ckpt latent_avg]", case.nchw(image(own)), io["img_trunc"])
+            yield Check("img_trunc.ckpt_latent_avg", case.nchw(image(own)), io["img_trunc"])
     if "img_mix" in io:
         mix = ros.make_latent(cfg, params, [z, io["z2"]], inject_index=int(io["inject_index"]))
         yield Check("img_mix", case.nchw(image(mix)), io["img_mix"])
