@@ -3,6 +3,7 @@ written by real torch.save / pickle.dump, and on malicious, truncated and non-ch
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -105,6 +106,8 @@ def test_nvlabs_container_init_kwargs_and_metadata(case):
     assert all(type(v) is dict for v in kwargs.values() if isinstance(v, dict))
     assert G.init_args == ()
     assert G.version == 6 and isinstance(G.module_src, str)
+    clone = copy.deepcopy(G.mapping)  # loaded objects are plain data: copyable
+    assert clone.class_name == "MappingNetwork" and list(clone.state_dict()) == list(G.mapping.state_dict())
     ts = data["training_set_kwargs"]
     assert type(ts) is dict and ts["resolution"] == kwargs["img_resolution"]
     assert ts["use_labels"] == (kwargs["c_dim"] > 0)
@@ -303,6 +306,7 @@ def test_torch_save_roundtrip(tmp_path, zipfmt):
         "np_array": np.arange(6, dtype=np.int16).reshape(2, 3),
         "sets": ({1, 2}, frozenset({"a"})),
         "raw": b"\x00\x01binary",
+        "buf": bytearray(b"\xffab"),
         "device": torch.device("cpu"),
     }
     if zipfmt:
@@ -326,6 +330,7 @@ def test_torch_save_roundtrip(tmp_path, zipfmt):
     np.testing.assert_array_equal(got["np_array"], obj["np_array"])
     assert got["np_array"].dtype == np.int16
     assert got["sets"] == ({1, 2}, frozenset({"a"})) and got["raw"] == b"\x00\x01binary"
+    assert type(got["buf"]) is bytearray and got["buf"] == bytearray(b"\xffab")
     assert got["device"] == "cpu"
     if zipfmt:
         _assert_matches_tensor(got["u16"], obj["u16"], "uint16")
@@ -642,6 +647,26 @@ def test_handwritten_zip_byteorder_and_old_rebuild_tensor(tmp_path):
                                                         "x/data/k_a": raw})
             got = load_torch(path)
             assert got.dtype == np.float32 and got.tolist() == [-2.0, 3.25], (order, got)
+
+
+def test_handwritten_implausible_inputs(tmp_path):
+    storage = Ops.pid(Ops.tup(Ops.s("storage"), Ops.glob("torch", "FloatStorage"), Ops.s("0"), Ops.s("cpu"),
+                              Ops.i(3)))
+    cases = [
+        # a zero-stride view claiming 2**40 elements over 3 stored floats
+        (Ops.call(Ops.glob("torch._utils", "_rebuild_tensor_v2"), storage, Ops.i(0), Ops.ints(1 << 20, 1 << 20),
+                  Ops.ints(0, 0), b"\x89", Ops.call(Ops.glob("collections", "OrderedDict"))), "implausibly large"),
+        # a view running past the end of its storage
+        (Ops.call(Ops.glob("torch._utils", "_rebuild_tensor_v2"), storage, Ops.i(2), Ops.ints(2), Ops.ints(1),
+                  b"\x89", Ops.call(Ops.glob("collections", "OrderedDict"))), "exceeds its storage"),
+        # TorchScript archives reference __torch__ classes
+        (Ops.call(Ops.glob("__torch__.model", "Generator")), "TorchScript archive"),
+    ]
+    for body, problem in cases:
+        path = fx.write_zip(tmp_path / "x.pt", {"x/data.pkl": Ops.end(body), "x/data/0": bytes(12)})
+        with pytest.raises(CheckpointError, match=re.escape(f"{path}: ")) as err:
+            load_torch(path)
+        assert problem in str(err.value), str(err.value)
 
 
 def test_handwritten_legacy_storage_view_and_cuda_storage(tmp_path):

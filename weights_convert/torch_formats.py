@@ -162,8 +162,11 @@ def _tensor_from_storage(storage: Any, offset: Any, size: Any, stride: Any,
     flat = storage.view(dtype)
     if flat is None:  # layout scan of a legacy stream: data not read yet
         return None
-    if math.prod(size) == 0:
+    numel = math.prod(size)
+    if numel == 0:
         return np.empty(size, dtype)
+    if numel > max(flat.size, 1 << 28):  # only zero strides (expanded views) could do this; guard memory
+        raise _Problem(f"tensor of size {size} over a storage of {flat.size} elements is implausibly large")
     last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
     if last >= flat.size:
         raise _Problem(
@@ -251,6 +254,8 @@ def _np_reconstruct(subtype, shape, dtype_code):
     # numpy's own helper only allocates an empty array; the data arrives via ndarray.__setstate__ (BUILD).
     if subtype is not np.ndarray:
         raise _Problem("numpy array reconstruction of a non-ndarray type")
+    if math.prod(shape) > 1 << 20:  # numpy always writes (0,) here; the data comes later
+        raise _Problem(f"implausible numpy placeholder shape {shape!r}")
     return np.ndarray.__new__(np.ndarray, tuple(shape), _np_dtype(dtype_code))
 
 
@@ -273,6 +278,14 @@ def _builtin_bytes(*args):
     if len(args) == 1 and isinstance(args[0], (bytes, bytearray, list, tuple)):
         return bytes(args[0])
     raise _Problem("unsupported bytes() call")
+
+
+def _builtin_bytearray(data=b"", encoding=None):
+    if isinstance(data, str) and encoding in ("latin-1", "latin1"):  # protocol 2 writes (str, 'latin-1')
+        return bytearray(data.encode("latin1"))
+    if isinstance(data, (bytes, bytearray, list, tuple)) and encoding is None:
+        return bytearray(data)
+    raise _Problem("unsupported bytearray() call")
 
 
 class _OrderedDictStub(dict):
@@ -336,9 +349,6 @@ class PersistentObj:
         self.module_src: str = meta.get("module_src", "")
         self.version: Any = meta.get("version")
         self.state: dict = meta["state"]
-
-    def __setstate__(self, state):
-        raise _Problem("BUILD applied to a persistent object")
 
     def __repr__(self) -> str:
         return f"<PersistentObj {self.class_name}>"
@@ -446,7 +456,7 @@ def _build_allow_list() -> dict[tuple[str, str], Any]:
         allowed[(f"{mod}.numeric", "_frombuffer")] = _np_frombuffer
     for builtins_mod in ("builtins", "__builtin__"):
         for name, obj in (("set", set), ("frozenset", frozenset), ("slice", slice), ("complex", complex),
-                          ("bytearray", bytearray), ("bytes", _builtin_bytes)):
+                          ("bytearray", _builtin_bytearray), ("bytes", _builtin_bytes)):
             allowed[(builtins_mod, name)] = obj
     for name, dtype in _STORAGE_DTYPES.items():
         allowed[("torch", name)] = _StorageType(name, dtype)
@@ -469,6 +479,8 @@ class _Unpickler(pickle.Unpickler):
         if obj is None:
             if module.startswith("dnnlib.tflib"):  # TF-era (G, D, Gs) tuple of tflib Networks
                 raise _Problem(_TF_HINT)
+            if module.startswith("__torch__"):
+                raise _Problem(f"TorchScript archive (torch.jit.save) is not supported (global '{module}.{name}')")
             raise _Problem(f"pickle references non-allow-listed global '{module}.{name}'")
         return obj
 
