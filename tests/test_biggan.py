@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import GOLDEN, ROOT, require
 
 from jaxinv.errors import CheckpointError, ConfigError
 from jaxinv.models import biggan
+from tests.conftest import GOLDEN, ROOT, require
 from weights_convert.hf_biggan import looks_like_biggan, read_biggan
 
 CASES = sorted(p.name[: -len(".meta.json")] for p in GOLDEN.glob("biggan_*.meta.json")) or ["biggan_128_ch8"]
@@ -235,5 +235,5 @@ def test_fullsize_128_forward():
     sd = mod.biggan_random_state_dict(m)
     cfg, params = biggan.from_source(Source("biggan", m["config_json"], sd, {"source": "biggan_deep_128"}))
     del sd
-    img = biggan.generate(cfg, params, np.zeros((1, cfg.z_dim), np.float32), biggan.one_hot([1], 1000), 1.0)
+    img = _generate(cfg, params, np.zeros((1, cfg.z_dim), np.float32), biggan.one_hot([1], 1000), 1.0)
     assert img.shape == (1, 128, 128, 3) and bool(jnp.isfinite(img).all())

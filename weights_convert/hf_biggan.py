@@ -77,13 +77,13 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{path}: cannot read npz ({e})") from None
 
 
-def _load_state_dict(path: Path) -> tuple[dict[str, np.ndarray], str]:
-    if path.suffix == ".npz":
+def _load_state_dict(path: Path, loaded: Any = None) -> tuple[dict[str, np.ndarray], str]:
+    if path.suffix == ".npz" and loaded is None:
         return _load_npz(path), "golden_npz"
     from weights_convert.torch_formats import load_torch
 
     fmt = "torch_zip" if zipfile.is_zipfile(path) else "torch_legacy"
-    obj = load_torch(path)
+    obj = load_torch(path) if loaded is None else loaded
     if not isinstance(obj, dict) or not obj:
         raise CheckpointError(f"{path}: expected a BigGAN state_dict (name -> tensor), got {type(obj).__name__}")
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, np.ndarray)]
@@ -100,10 +100,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_biggan(path: str | Path, config: dict | str | Path | None = None) -> Any:
+def read_biggan(path: str | Path, config: dict | str | Path | None = None, loaded: Any = None) -> Any:
     """Read a HF BigGAN checkpoint (folder, .bin or golden .npz) into a `Source(family='biggan')`.
 
     `config`: the BigGANConfig dict or a JSON path; default: the config.json found next to the weights.
+    `loaded`: what `load_torch(path)` already returned for a torch file (skips reading it twice).
     """
     from weights_convert.source import Source
 
@@ -119,7 +120,7 @@ def read_biggan(path: str | Path, config: dict | str | Path | None = None) -> An
     else:
         config_file = Path(config)
         init = _config_dict(_read_json(config_file), config_file)
-    state_dict, fmt = _load_state_dict(weights)
+    state_dict, fmt = _load_state_dict(weights, loaded)
     if _STATE_MARKER not in state_dict:
         raise CheckpointError(f"{weights}: not a BigGAN state_dict (no '{_STATE_MARKER}')")
     provenance = {"source": str(weights.resolve()), "sha256": _sha256(weights), "format": fmt,
