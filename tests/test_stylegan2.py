@@ -124,7 +124,7 @@ def test_state_dict_mismatch_is_reported():
     init = json.loads((GOLDEN / "sg2ada_r64_skip.init_kwargs.json").read_text())
     del sd["synthesis.b8.conv0.weight"]
     sd["synthesis.b8.bogus"] = np.zeros(3, np.float32)
-    with pytest.raises(Exception, match=r"missing \['synthesis.b8.conv0.weight'\].*unexpected \['synthesis.b8.bogus'\]"):
+    with pytest.raises(Exception, match=r"missing .*conv0.weight.*unexpected .*b8.bogus"):
         sg2.from_source(Source("stylegan2", init, sd, {"source": "x.npz"}))
     sd = dict(np.load(GOLDEN / "sg2ada_r64_skip.weights.npz"))
     sd["mapping.fc0.weight"] = sd["mapping.fc0.weight"][:, :5]

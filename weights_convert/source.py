@@ -120,7 +120,7 @@ def _read_torch(path: Path, fmt: str) -> Source:
     if isinstance(obj, dict) and any(k.startswith("generator.") for k in obj):
         from weights_convert.hf_biggan import read_biggan
 
-        return read_biggan(path)
+        return read_biggan(path, loaded=obj)
     keys = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
     raise CheckpointError(f"{path}: torch file with an unknown layout (top level: {keys})")
 
