@@ -1,0 +1,610 @@
+"""e4e / pSp image encoders (IR / IR-SE ResNet backbones and their style heads) as pure JAX functions.
+
+Official code: eladrich/pixel2style2pixel 5cfff38 and omertov/encoder4editing 99ea505,
+``models/encoders/{helpers,psp_encoders}.py``. Head classes:
+
+* ``GradualStyleEncoder`` (pSp, also in e4e): FPN over body taps 6/20/23 (c1 64x64x128, c2 32x32x256,
+  c3 16x16x512 for a 256x256 input), one ``GradualStyleBlock`` per style (coarse 0-2 read c3, middle
+  3-6 read p2 = up(c3) + latlayer1(c2), fine 7+ read p1 = up(p2) + latlayer2(c1)).
+* ``Encoder4Editing`` (e4e): the same heads; style 0 gives w0, styles 1.. give deltas added to w0
+  (``ProgressiveStage``; 18 = Inference uses every delta).
+* ``BackboneEncoderUsingLastLayerIntoW`` (pSp: ``[B, 512]``; e4e: repeated to ``[B, n_styles, 512]``).
+* ``BackboneEncoderUsingLastLayerIntoWPlus`` (pSp): BN, adaptive 7x7 average pool, Linear, EqualLinear.
+
+Loading folds every eval-mode BatchNorm into the adjacent conv / linear (the BN *before* a padded conv
+leaves a border-dependent bias, added as a small separable map), and groups the style heads that share
+an input so their first convolution is one wide conv. Tensors are NHWC inside; conv weights HWIO.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxinv.errors import CheckpointError, ConfigError
+
+__all__ = [
+    "HEAD_CLASSES", "Config", "get_blocks", "state_dict_shapes", "config_from_source", "params_from_state_dict",
+    "from_source", "encoder_forward", "encode", "bilinear_matrix", "adaptive_avg_matrix",
+]
+
+HEAD_CLASSES = (
+    "GradualStyleEncoder",
+    "Encoder4Editing",
+    "BackboneEncoderUsingLastLayerIntoW",
+    "BackboneEncoderUsingLastLayerIntoWPlus",
+)
+_FPN_HEADS = ("GradualStyleEncoder", "Encoder4Editing")
+# Official option names -> head class (e4e's psp.py calls the W head 'SingleStyleCodeEncoder').
+_ALIASES = {"SingleStyleCodeEncoder": "BackboneEncoderUsingLastLayerIntoW"}
+_FAMILY_KEYS = {"psp": "psp", "pixel2style2pixel": "psp", "e4e": "e4e", "encoder4editing": "e4e"}
+
+# get_blocks(): units per stage for each depth; stage (in_channel, depth) pairs; every stage starts with stride 2.
+_UNITS = {50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}
+_STAGES = ((64, 64), (64, 128), (128, 256), (256, 512))
+FPN_TAPS = (6, 20, 23)  # body indices the FPN heads read (hard-wired in the official forward)
+COARSE_IND, MIDDLE_IND = 3, 7  # styles [0, 3) read c3, [3, 7) read p2, [7, n) read p1
+_GROUPS = (("coarse", 0, COARSE_IND, 16), ("middle", COARSE_IND, MIDDLE_IND, 32), ("fine", MIDDLE_IND, None, 64))
+STYLE_DIM = 512
+SE_REDUCTION = 16
+BN_EPS = 1e-5  # torch BatchNorm2d default
+LEAKY_SLOPE = 0.01  # nn.LeakyReLU() default, GradualStyleBlock
+INFERENCE_STAGE = 18  # e4e ProgressiveStage.Inference
+
+_DN = ("NHWC", "HWIO", "NHWC")
+_HI = lax.Precision.HIGHEST  # no TF32 / bf16 passes on accelerators (parity at 1e-4)
+
+
+def get_blocks(num_layers: int) -> tuple[tuple[int, int, int], ...]:
+    """``(in_channel, depth, stride)`` of every body unit, as the official ``get_blocks`` + ``get_block``."""
+    if num_layers not in _UNITS:
+        raise ConfigError(f"num_layers={num_layers}: must be one of 50, 100, 152")
+    units = []
+    for (cin, depth), n in zip(_STAGES, _UNITS[num_layers], strict=True):
+        units.append((cin, depth, 2))
+        units.extend((depth, depth, 1) for _ in range(n - 1))
+    return tuple(units)
+
+
+@dataclass(frozen=True)
+class Config:
+    encoder_type: str = "GradualStyleEncoder"  # official head class name (HEAD_CLASSES)
+    family: str = "psp"  # "psp" | "e4e": the repo whose class is meant (the W head differs)
+    num_layers: int = 50  # backbone depth: 50, 100 or 152 (get_blocks)
+    mode: str = "ir_se"  # "ir" (bottleneck_IR) or "ir_se" (bottleneck_IR_SE, with SE modules)
+    n_styles: int = 18  # number of W+ codes (2 * log2(resolution) - 2)
+    input_nc: int = 3  # input image channels
+    progressive_stage: int = INFERENCE_STAGE  # e4e only: deltas 1..stage are added to w0
+    start_from_latent_avg: bool = True  # pSp.forward adds latent_avg to the encoder output
+
+    def __post_init__(self) -> None:
+        if self.encoder_type not in HEAD_CLASSES:
+            raise ConfigError(f"encoder_type={self.encoder_type!r}: unknown (known: {', '.join(HEAD_CLASSES)})")
+        if self.family not in ("psp", "e4e"):
+            raise ConfigError(f"family={self.family!r}: must be 'psp' or 'e4e'")
+        if self.mode not in ("ir", "ir_se"):
+            raise ConfigError(f"mode={self.mode!r}: must be 'ir' or 'ir_se'")
+        get_blocks(self.num_layers)
+        if self.encoder_type in _FPN_HEADS and self.num_layers != 50:
+            # Taps 6/20/23 are fixed: deeper bodies give c3 256 channels, which the 512-channel heads reject.
+            raise ConfigError(f"num_layers={self.num_layers}: {self.encoder_type} only works with the 50-layer body")
+        if self.encoder_type == "Encoder4Editing" and self.family != "e4e":
+            raise ConfigError("Encoder4Editing is an e4e (encoder4editing) head: family must be 'e4e'")
+        if self.encoder_type == "BackboneEncoderUsingLastLayerIntoWPlus" and self.family != "psp":
+            raise ConfigError("BackboneEncoderUsingLastLayerIntoWPlus is a pSp head: family must be 'psp'")
+        if self.n_styles < 1 or self.input_nc < 1:
+            raise ConfigError(f"n_styles={self.n_styles}, input_nc={self.input_nc}: must be positive")
+
+    @property
+    def units(self) -> tuple[tuple[int, int, int], ...]:
+        return get_blocks(self.num_layers)
+
+    @property
+    def se(self) -> bool:
+        return self.mode == "ir_se"
+
+    @property
+    def num_ws(self) -> int:
+        return self.n_styles
+
+    @property
+    def w_dim(self) -> int:
+        return STYLE_DIM
+
+    @property
+    def fpn(self) -> bool:
+        return self.encoder_type in _FPN_HEADS
+
+    @property
+    def styles_used(self) -> int:
+        """Style heads the forward evaluates (e4e stops after ``progressive_stage`` deltas)."""
+        if self.encoder_type == "Encoder4Editing":
+            return max(1, min(self.progressive_stage + 1, self.n_styles))
+        return self.n_styles
+
+    def head_groups(self, used: int | None = None) -> tuple[tuple[str, int, int, int], ...]:
+        """``(name, first_style, end_style, spatial)`` of the non-empty coarse / middle / fine groups."""
+        n = self.n_styles if used is None else used
+        out = []
+        for name, lo, hi, spatial in _GROUPS:
+            hi = n if hi is None else min(hi, n)
+            if hi > lo:
+                out.append((name, lo, hi, spatial))
+        return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Official names and shapes
+
+
+def _bn_names(prefix: str, c: int) -> dict[str, tuple[int, ...]]:
+    return {f"{prefix}.weight": (c,), f"{prefix}.bias": (c,), f"{prefix}.running_mean": (c,),
+            f"{prefix}.running_var": (c,), f"{prefix}.num_batches_tracked": ()}
+
+
+def state_dict_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
+    """Every official ``encoder`` state_dict name (``encoder.`` stripped) with its shape, in module order."""
+    s: dict[str, tuple[int, ...]] = {}
+    s["input_layer.0.weight"] = (64, cfg.input_nc, 3, 3)
+    s.update(_bn_names("input_layer.1", 64))
+    s["input_layer.2.weight"] = (64,)
+    if cfg.encoder_type == "BackboneEncoderUsingLastLayerIntoWPlus":  # registered before body
+        s.update(_bn_names("output_layer_2.0", 512))
+        s["output_layer_2.3.weight"] = (512, 512 * 7 * 7)
+        s["output_layer_2.3.bias"] = (512,)
+        s["linear.weight"] = (STYLE_DIM * cfg.n_styles, 512)
+        s["linear.bias"] = (STYLE_DIM * cfg.n_styles,)
+    if cfg.encoder_type == "BackboneEncoderUsingLastLayerIntoW":
+        s["linear.weight"] = (STYLE_DIM, 512)
+        s["linear.bias"] = (STYLE_DIM,)
+    for i, (cin, depth, _) in enumerate(cfg.units):
+        p = f"body.{i}"
+        if cin != depth:
+            s[f"{p}.shortcut_layer.0.weight"] = (depth, cin, 1, 1)
+            s.update(_bn_names(f"{p}.shortcut_layer.1", depth))
+        s.update(_bn_names(f"{p}.res_layer.0", cin))
+        s[f"{p}.res_layer.1.weight"] = (depth, cin, 3, 3)
+        s[f"{p}.res_layer.2.weight"] = (depth,)
+        s[f"{p}.res_layer.3.weight"] = (depth, depth, 3, 3)
+        s.update(_bn_names(f"{p}.res_layer.4", depth))
+        if cfg.se:
+            s[f"{p}.res_layer.5.fc1.weight"] = (depth // SE_REDUCTION, depth, 1, 1)
+            s[f"{p}.res_layer.5.fc2.weight"] = (depth, depth // SE_REDUCTION, 1, 1)
+    if cfg.fpn:
+        for _, lo, hi, spatial in cfg.head_groups():
+            for i in range(lo, hi):
+                for j in range(int(math.log2(spatial))):
+                    s[f"styles.{i}.convs.{2 * j}.weight"] = (512, 512, 3, 3)
+                    s[f"styles.{i}.convs.{2 * j}.bias"] = (512,)
+                s[f"styles.{i}.linear.weight"] = (512, 512)
+                s[f"styles.{i}.linear.bias"] = (512,)
+        s["latlayer1.weight"] = (512, 256, 1, 1)
+        s["latlayer1.bias"] = (512,)
+        s["latlayer2.weight"] = (512, 128, 1, 1)
+        s["latlayer2.bias"] = (512,)
+    return s
+
+
+# ---------------------------------------------------------------------------------------------
+# Config from constructor information + weights
+
+
+def _short(names: list[str], n: int = 6) -> str:
+    return f"{names[:n]}{'...' if len(names) > n else ''}"
+
+
+def _opts(init: dict[str, Any]) -> dict[str, Any]:
+    """Training options, whether nested (golden ``init_kwargs.json``) or flat (checkpoint ``opts``)."""
+    opts = dict(init)
+    nested = init.get("opts")
+    if isinstance(nested, dict):
+        opts.update(nested)
+    return opts
+
+
+def _n_styles_from_size(size: Any, where: str, key: str) -> int:
+    try:
+        size = int(size)
+        log = int(math.log(size, 2))
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{where}: option {key}={size!r} is not a resolution") from None
+    return 2 * log - 2
+
+
+def config_from_source(family: str, init: dict[str, Any], state_dict: dict[str, np.ndarray],
+                       where: str = "checkpoint") -> Config:
+    """Config from the constructor information (class, opts) cross-checked with the weights' names and shapes."""
+    fam = _FAMILY_KEYS.get(str(family))
+    if fam is None:
+        raise CheckpointError(f"{where}: family {family!r} is not an encoder family (e4e / psp)")
+    opts = _opts(init)
+    head = opts.get("encoder_type") or str(opts.get("class_name", "")).rsplit(".", 1)[-1] or None
+    if head is None:
+        head = "Encoder4Editing" if fam == "e4e" else "GradualStyleEncoder"
+    head = _ALIASES.get(head, head)
+    if head not in HEAD_CLASSES:
+        raise CheckpointError(f"{where}: encoder_type {head!r} is not a known e4e/pSp encoder head")
+
+    # Depth / mode: the constructor string when present (pSp/e4e always build (50, 'ir_se')), then the weights.
+    num_layers, mode = 50, "ir_se"
+    m = re.search(r"\(\s*(\d+)\s*,\s*['\"](\w+)['\"]", str(opts.get("constructor", "")))
+    declared = m is not None
+    if m:
+        num_layers, mode = int(m.group(1)), m.group(2)
+    for key in ("num_layers", "mode"):
+        if key in opts and opts[key] is not None:
+            declared = True
+            num_layers, mode = (int(opts[key]), mode) if key == "num_layers" else (num_layers, str(opts[key]))
+    body = {int(k.split(".")[1]) for k in state_dict if k.startswith("body.")}
+    if body:
+        n_units = max(body) + 1
+        by_units = {sum(u): n for n, u in _UNITS.items()}
+        if n_units not in by_units:
+            raise CheckpointError(f"{where}: encoder body has {n_units} units (50/100/152 layers have "
+                                  f"{', '.join(str(k) for k in by_units)})")
+        w_layers, w_mode = by_units[n_units], "ir_se" if "body.0.res_layer.5.fc1.weight" in state_dict else "ir"
+        if declared and (w_layers, w_mode) != (num_layers, mode):
+            raise CheckpointError(f"{where}: constructor says ({num_layers}, {mode!r}), the weights are "
+                                  f"({w_layers}, {w_mode!r})")
+        num_layers, mode = w_layers, w_mode
+
+    w_in = state_dict.get("input_layer.0.weight")
+    input_nc = int(w_in.shape[1]) if w_in is not None and np.ndim(w_in) == 4 else int(opts.get("input_nc") or 3)
+    if fam == "psp" and opts.get("input_nc") is not None and int(opts["input_nc"]) != input_nc:
+        raise CheckpointError(f"{where}: opts.input_nc={opts['input_nc']}, the weights take {input_nc} channels")
+
+    # Number of styles: declared (n_styles / output_size / stylegan_size), checked against the weights.
+    n_styles = None
+    if opts.get("n_styles") is not None:
+        n_styles = int(opts["n_styles"])
+    elif fam == "e4e" and opts.get("stylegan_size") is not None:
+        n_styles = _n_styles_from_size(opts["stylegan_size"], where, "stylegan_size")
+    elif fam == "psp" and opts.get("output_size") is not None:
+        n_styles = _n_styles_from_size(opts["output_size"], where, "output_size")
+    from_weights = None
+    if head in _FPN_HEADS:
+        idx = {int(k.split(".")[1]) for k in state_dict if k.startswith("styles.")}
+        from_weights = max(idx) + 1 if idx else None
+    elif head == "BackboneEncoderUsingLastLayerIntoWPlus" and "linear.weight" in state_dict:
+        from_weights = int(np.shape(state_dict["linear.weight"])[0]) // STYLE_DIM
+    if n_styles is not None and from_weights is not None and n_styles != from_weights:
+        raise CheckpointError(f"{where}: options give {n_styles} styles, the weights hold {from_weights}")
+    n_styles = n_styles or from_weights or 18
+
+    stage = opts.get("progressive_stage", INFERENCE_STAGE)
+    if not isinstance(stage, int):  # an Enum name / value as a string
+        stage = INFERENCE_STAGE if str(stage).endswith("Inference") else int(re.sub(r"\D", "", str(stage)) or 0)
+    has_avg = state_dict.get("latent_avg") is not None
+    start = opts.get("start_from_latent_avg")
+    start = has_avg if start is None else bool(start)
+    if start and not has_avg:
+        raise CheckpointError(f"{where}: start_from_latent_avg is set but the checkpoint has no latent_avg")
+    try:
+        return Config(encoder_type=head, family=fam, num_layers=num_layers, mode=mode, n_styles=n_styles,
+                      input_nc=input_nc, progressive_stage=int(stage), start_from_latent_avg=start)
+    except ConfigError as e:
+        raise CheckpointError(f"{where}: {e}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights: official state_dict -> folded NHWC params
+
+
+def _f64(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a, np.float64)
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(a, np.float32))
+
+
+def _bn_affine(sd: dict, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """Eval-mode BatchNorm as ``x * scale + shift`` (float64)."""
+    scale = _f64(sd[f"{prefix}.weight"]) / np.sqrt(_f64(sd[f"{prefix}.running_var"]) + BN_EPS)
+    return scale, _f64(sd[f"{prefix}.bias"]) - _f64(sd[f"{prefix}.running_mean"]) * scale
+
+
+def _hwio(w: np.ndarray) -> np.ndarray:
+    return _f64(w).transpose(2, 3, 1, 0)  # OIHW -> HWIO
+
+
+def _conv_bn(w: np.ndarray, sd: dict, bn: str) -> dict[str, np.ndarray]:
+    """conv (no bias) followed by BN -> conv with scaled weights and a bias."""
+    scale, shift = _bn_affine(sd, bn)
+    return {"weight": _f32(_hwio(w) * scale), "bias": _f32(shift)}
+
+
+def _bn_conv(sd: dict, bn: str, w: np.ndarray) -> dict[str, np.ndarray]:
+    """BN followed by a zero-padded conv (no bias): the BN scale goes into the weights; its shift becomes
+    per-tap output biases ``[kh, kw, out]`` (padding sees zeros, not the shift, so taps matter at borders)."""
+    scale, shift = _bn_affine(sd, bn)
+    hwio = _hwio(w)
+    return {"weight": _f32(hwio * scale[:, None]), "tap_bias": _f32(np.einsum("hwio,i->hwo", hwio, shift))}
+
+
+def _equal_linear(sd: dict, prefix: str) -> dict[str, np.ndarray]:
+    """EqualLinear(lr_mul=1): ``x @ (W / sqrt(in)).T + b`` -> weight ``[in, out]`` pre-scaled."""
+    w = _f64(sd[f"{prefix}.weight"])
+    return {"weight": _f32(w.T / math.sqrt(w.shape[1])), "bias": _f32(sd[f"{prefix}.bias"])}
+
+
+def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where: str = "checkpoint") -> dict:
+    """Convert an ``encoder.``-stripped state_dict (plus optional ``latent_avg``); names and shapes checked.
+
+    ``num_batches_tracked`` buffers are optional (unused in eval mode).
+    """
+    shapes = state_dict_shapes(cfg)
+    required = [k for k in shapes if not k.endswith("num_batches_tracked")]
+    missing = [k for k in required if k not in state_dict]
+    extra = sorted(set(state_dict) - set(shapes) - {"latent_avg"})
+    if missing or extra:
+        raise CheckpointError(f"{where}: {cfg.family} {cfg.encoder_type} state_dict does not match "
+                              f"(num_layers {cfg.num_layers}, {cfg.mode}, {cfg.n_styles} styles): "
+                              f"missing {_short(missing)}, unexpected {_short(extra)}")
+    for k in required:
+        if tuple(np.shape(state_dict[k])) != shapes[k]:
+            raise CheckpointError(f"{where}: {k} has shape {tuple(np.shape(state_dict[k]))}, expected {shapes[k]}")
+    sd = state_dict
+    params: dict[str, Any] = {}
+    inp = _conv_bn(sd["input_layer.0.weight"], sd, "input_layer.1")
+    inp["prelu"] = _f32(sd["input_layer.2.weight"])
+    params["input_layer"] = inp
+    body = {}
+    for i, (cin, depth, _) in enumerate(cfg.units):
+        p = f"body.{i}"
+        unit: dict[str, Any] = {
+            "conv1": _bn_conv(sd, f"{p}.res_layer.0", sd[f"{p}.res_layer.1.weight"]),
+            "prelu": _f32(sd[f"{p}.res_layer.2.weight"]),
+            "conv2": _conv_bn(sd[f"{p}.res_layer.3.weight"], sd, f"{p}.res_layer.4"),
+        }
+        if cfg.se:
+            unit["se"] = {"fc1": _f32(_f64(sd[f"{p}.res_layer.5.fc1.weight"])[:, :, 0, 0].T),
+                          "fc2": _f32(_f64(sd[f"{p}.res_layer.5.fc2.weight"])[:, :, 0, 0].T)}
+        if cin != depth:
+            unit["shortcut"] = _conv_bn(sd[f"{p}.shortcut_layer.0.weight"], sd, f"{p}.shortcut_layer.1")
+        body[str(i)] = unit
+    params["body"] = body
+
+    if cfg.fpn:
+        styles = {}
+        for name, lo, hi, spatial in cfg.head_groups():
+            n_convs = int(math.log2(spatial))
+            idx = range(lo, hi)
+            conv0 = np.concatenate([_hwio(sd[f"styles.{i}.convs.0.weight"]) for i in idx], axis=-1)
+            group: dict[str, Any] = {
+                # The styles of a group read the same map: their first convs run as one wide conv.
+                "conv0": {"weight": _f32(conv0),
+                          "bias": _f32(np.concatenate([_f64(sd[f"styles.{i}.convs.0.bias"]) for i in idx]))},
+                "convs": [
+                    {"weight": _f32(np.stack([_hwio(sd[f"styles.{i}.convs.{2 * j}.weight"]) for i in idx])),
+                     "bias": _f32(np.stack([_f64(sd[f"styles.{i}.convs.{2 * j}.bias"]) for i in idx]))}
+                    for j in range(1, n_convs)
+                ],
+                "linear": {k: np.stack([_equal_linear(sd, f"styles.{i}.linear")[k] for i in idx])
+                           for k in ("weight", "bias")},
+            }
+            styles[name] = group
+        params["styles"] = styles
+        for lat in ("latlayer1", "latlayer2"):
+            params[lat] = {"weight": _f32(_f64(sd[f"{lat}.weight"])[:, :, 0, 0].T), "bias": _f32(sd[f"{lat}.bias"])}
+    elif cfg.encoder_type == "BackboneEncoderUsingLastLayerIntoW":
+        params["linear"] = _equal_linear(sd, "linear")
+    else:  # IntoWPlus: BN -> avgpool 7x7 -> flatten (C, H, W) -> Linear; BN folded into the Linear
+        scale, shift = _bn_affine(sd, "output_layer_2.0")
+        w = _f64(sd["output_layer_2.3.weight"]).reshape(512, 512, 7, 7)  # [out, c, h, w]
+        b = _f64(sd["output_layer_2.3.bias"]) + np.einsum("ochw,c->o", w, shift)
+        w_hwc = (w * scale[None, :, None, None]).transpose(2, 3, 1, 0).reshape(7 * 7 * 512, 512)  # NHWC flatten
+        params["output_layer_2"] = {"weight": _f32(w_hwc), "bias": _f32(b)}
+        params["linear"] = _equal_linear(sd, "linear")
+
+    if cfg.start_from_latent_avg:
+        avg = np.asarray(sd["latent_avg"], np.float32)
+        if avg.shape[-1] != STYLE_DIM or avg.ndim > 2 or (avg.ndim == 2 and avg.shape[0] not in (1, cfg.n_styles)):
+            raise CheckpointError(f"{where}: latent_avg has shape {avg.shape}, expected ({cfg.n_styles}, 512), "
+                                  "(1, 512) or (512,)")
+        params["latent_avg"] = avg
+    return params
+
+
+def from_source(src: Any) -> tuple[Config, dict]:
+    """(Config, params) from a `weights_convert.source.Source` of family 'e4e' or 'psp'.
+
+    ``src.init``: golden ``init_kwargs.json`` (class_name, constructor, opts) or checkpoint opts (+ encoder_type,
+    n_styles); ``src.state_dict``: ``encoder.``-stripped names, plus ``latent_avg`` when the checkpoint has one.
+    """
+    where = str((src.provenance or {}).get("source", "checkpoint"))
+    cfg = config_from_source(src.family, src.init, src.state_dict, where)
+    return cfg, params_from_state_dict(cfg, src.state_dict, where)
+
+
+# ---------------------------------------------------------------------------------------------
+# Static resampling matrices
+
+
+def bilinear_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """``[n_out, n_in]`` rows of ``F.interpolate(mode='bilinear', align_corners=True)`` along one axis."""
+    m = np.zeros((n_out, n_in), np.float64)
+    scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+    for i in range(n_out):
+        src = i * scale
+        i0 = min(int(math.floor(src)), n_in - 1)
+        i1 = min(i0 + 1, n_in - 1)
+        frac = src - i0
+        m[i, i0] += 1.0 - frac
+        m[i, i1] += frac
+    return m.astype(np.float32)
+
+
+def adaptive_avg_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """``[n_out, n_in]`` averaging rows of ``AdaptiveAvgPool`` along one axis (torch bin edges)."""
+    m = np.zeros((n_out, n_in), np.float64)
+    for i in range(n_out):
+        lo, hi = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
+        m[i, lo:hi] = 1.0 / (hi - lo)
+    return m.astype(np.float32)
+
+
+def _border_taps(n: int) -> np.ndarray:
+    """``[n, 3]`` mask: tap k of a 3-wide, pad-1, stride-1 window at output i reads inside the image."""
+    i = np.arange(n)[:, None] + np.arange(3)[None, :] - 1
+    return ((i >= 0) & (i < n)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward pieces
+
+
+def _conv(x: jax.Array, w: jax.Array, stride: int = 1, padding: int = 1) -> jax.Array:
+    return lax.conv_general_dilated(x, w, (stride, stride), ((padding, padding), (padding, padding)),
+                                    dimension_numbers=_DN, precision=_HI)
+
+
+def _prelu(x: jax.Array, alpha: jax.Array) -> jax.Array:
+    return jnp.where(x >= 0, x, x * alpha)
+
+
+def _leaky(x: jax.Array) -> jax.Array:
+    return jnp.where(x >= 0, x, x * LEAKY_SLOPE)
+
+
+def _resize(x: jax.Array, h: int, w: int, matrix) -> jax.Array:
+    """Separable spatial resampling ``[B, H, W, C] -> [B, h, w, C]`` by two small dense matrices."""
+    mh = jnp.asarray(matrix(h, x.shape[1]))
+    mw = jnp.asarray(matrix(w, x.shape[2]))
+    x = jnp.einsum("ih,bhwc->biwc", mh, x, precision=_HI)
+    return jnp.einsum("jw,biwc->bijc", mw, x, precision=_HI)
+
+
+def _bn_conv3x3(x: jax.Array, p: dict) -> jax.Array:
+    """3x3 pad-1 stride-1 conv of BN(x): folded weights + the BN shift seen through the in-image taps."""
+    h, w = x.shape[1], x.shape[2]
+    edge = jnp.einsum("ih,jw,hwo->ijo", _border_taps(h), _border_taps(w), p["tap_bias"], precision=_HI)
+    return _conv(x, p["weight"]) + edge
+
+
+def _se_gate(p: dict, x: jax.Array) -> jax.Array:
+    s = jnp.mean(x, axis=(1, 2))
+    s = jnp.maximum(jnp.dot(s, p["fc1"], precision=_HI), 0.0)
+    return jax.nn.sigmoid(jnp.dot(s, p["fc2"], precision=_HI))[:, None, None, :]
+
+
+def _unit(p: dict, x: jax.Array, stride: int, se: bool) -> jax.Array:
+    """bottleneck_IR / bottleneck_IR_SE: res_layer(x) + shortcut_layer(x)."""
+    r = _prelu(_bn_conv3x3(x, p["conv1"]), p["prelu"])
+    r = _conv(r, p["conv2"]["weight"], stride) + p["conv2"]["bias"]
+    if se:
+        r = r * _se_gate(p["se"], r)
+    if "shortcut" in p:
+        sc = _conv(x, p["shortcut"]["weight"], stride, padding=0) + p["shortcut"]["bias"]
+    else:
+        sc = x[:, ::stride, ::stride]  # MaxPool2d(1, stride)
+    return r + sc
+
+
+def _lateral(p: dict, x: jax.Array) -> jax.Array:
+    return jnp.einsum("bhwc,co->bhwo", x, p["weight"], precision=_HI) + p["bias"]
+
+
+def _upsample_add(x: jax.Array, y: jax.Array) -> jax.Array:
+    return _resize(x, y.shape[1], y.shape[2], bilinear_matrix) + y
+
+
+def _style_group(g: dict, x: jax.Array, count: int) -> jax.Array:
+    """``count`` GradualStyleBlocks reading the same map ``x`` -> ``[B, count, 512]``."""
+    c = STYLE_DIM
+    y = _leaky(_conv(x, g["conv0"]["weight"][..., : count * c], 2) + g["conv0"]["bias"][: count * c])
+    outs = []
+    for s in range(count):
+        z = y[..., s * c:(s + 1) * c]
+        for layer in g["convs"]:
+            z = _leaky(_conv(z, layer["weight"][s], 2) + layer["bias"][s])
+        if z.shape[1:3] != (1, 1):
+            raise ConfigError(f"input size: the style heads end at {z.shape[1]}x{z.shape[2]}, not 1x1 "
+                              "(the official GradualStyleBlock needs 256x256 inputs)")
+        outs.append(jnp.dot(z[:, 0, 0], g["linear"]["weight"][s], precision=_HI) + g["linear"]["bias"][s])
+    return jnp.stack(outs, axis=1)
+
+
+def encoder_forward(cfg: Config, params: dict, x: jax.Array, *, return_intermediates: bool = False):
+    """The official ``encoder(x)`` for NHWC ``x`` ``[B, H, W, input_nc]`` (values in [-1, 1]).
+
+    Returns the encoder output in the official shape (``[B, n_styles, 512]``, or ``[B, 512]`` for pSp's
+    ``BackboneEncoderUsingLastLayerIntoW``); with ``return_intermediates`` also a dict of NHWC maps:
+    ``input_layer``, ``body.<i>`` for the FPN taps (``c1``/``c2``/``c3`` aliases) and ``p2``/``p1``.
+    """
+    if x.ndim != 4 or x.shape[-1] != cfg.input_nc:
+        raise ConfigError(f"input shape {tuple(x.shape)}: expected NHWC [B, H, W, {cfg.input_nc}]")
+    inter: dict[str, jax.Array] = {}
+    p = params["input_layer"]
+    x = _prelu(_conv(x, p["weight"]) + p["bias"], p["prelu"])
+    inter["input_layer"] = x
+    taps = {}
+    for i, (_, _, stride) in enumerate(cfg.units):
+        x = _unit(params["body"][str(i)], x, stride, cfg.se)
+        if i in FPN_TAPS:
+            taps[i] = x
+            inter[f"body.{i}"] = x
+    if cfg.fpn:
+        c1, c2, c3 = (taps[i] for i in FPN_TAPS)
+        inter.update(c1=c1, c2=c2, c3=c3)
+        out = _fpn_heads(cfg, params, c1, c2, c3, inter)
+    elif cfg.encoder_type == "BackboneEncoderUsingLastLayerIntoW":
+        feat = jnp.mean(x, axis=(1, 2))  # AdaptiveAvgPool2d((1, 1))
+        out = jnp.dot(feat, params["linear"]["weight"], precision=_HI) + params["linear"]["bias"]
+        if cfg.family == "e4e":
+            out = jnp.broadcast_to(out[:, None], (out.shape[0], cfg.n_styles, STYLE_DIM))
+    else:
+        pooled = _resize(x, 7, 7, adaptive_avg_matrix).reshape(x.shape[0], -1)
+        feat = jnp.dot(pooled, params["output_layer_2"]["weight"], precision=_HI) + params["output_layer_2"]["bias"]
+        out = jnp.dot(feat, params["linear"]["weight"], precision=_HI) + params["linear"]["bias"]
+        out = out.reshape(-1, cfg.n_styles, STYLE_DIM)
+    return (out, inter) if return_intermediates else out
+
+
+def _fpn_heads(cfg: Config, params: dict, c1, c2, c3, inter: dict) -> jax.Array:
+    used = cfg.styles_used
+    groups = cfg.head_groups(used)
+    feats = {"coarse": c3}
+    if any(name != "coarse" for name, *_ in groups) or cfg.encoder_type == "GradualStyleEncoder":
+        feats["middle"] = inter["p2"] = _upsample_add(c3, _lateral(params["latlayer1"], c2))
+        feats["fine"] = inter["p1"] = _upsample_add(feats["middle"], _lateral(params["latlayer2"], c1))
+    latents = jnp.concatenate(
+        [_style_group(params["styles"][name], feats[name], hi - lo) for name, lo, hi, _ in groups], axis=1)
+    if cfg.encoder_type == "GradualStyleEncoder":
+        return latents
+    # Encoder4Editing: w0 repeated; styles 1..used-1 add their deltas.
+    w0 = latents[:, :1]
+    deltas = jnp.concatenate([jnp.zeros_like(w0), latents[:, 1:]], axis=1)
+    w = w0 + deltas
+    if used < cfg.n_styles:
+        w = jnp.concatenate([w, jnp.broadcast_to(w0, (w0.shape[0], cfg.n_styles - used, STYLE_DIM))], axis=1)
+    return w
+
+
+def add_latent_avg(cfg: Config, params: dict, out: jax.Array) -> jax.Array:
+    """``pSp.forward``'s ``start_from_latent_avg`` step, broadcast to ``[B, n_styles, 512]`` codes."""
+    codes = out if out.ndim == 3 else jnp.broadcast_to(out[:, None], (out.shape[0], cfg.n_styles, STYLE_DIM))
+    if cfg.start_from_latent_avg:
+        avg = params["latent_avg"]
+        codes = codes + (avg if avg.ndim == 2 else avg[None])
+    return codes
+
+
+def encode(cfg: Config, params: dict, x: jax.Array, *, return_intermediates: bool = False):
+    """W+ codes ``[B, n_styles, 512]`` = ``encoder(x) (+ latent_avg)`` for NHWC images in [-1, 1].
+
+    With ``return_intermediates``: ``(codes, aux)``, aux holding ``encoder_out`` (official shape) and the
+    NHWC intermediates of :func:`encoder_forward`.
+    """
+    out, inter = encoder_forward(cfg, params, x, return_intermediates=True)
+    codes = add_latent_avg(cfg, params, out)
+    if return_intermediates:
+        return codes, {"encoder_out": out, **inter}
+    return codes
