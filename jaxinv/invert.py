@@ -1,0 +1,383 @@
+"""The inversion engine: images x restarts optimised in one compiled program.
+
+    result = invert(model, images, space="w", loss="mse=1,lpips=1", optimizer="adam", steps=400,
+                    restarts=4, seed=0)
+
+For each image (NHWC in [-1, 1] at the generator's resolution) and each restart, a lane holds one latent
+(`jaxinv.spaces`), and a solver (`jaxinv.optim`) runs `steps` steps of it; lanes are `vmap`ped (images x
+restarts) and the steps are a `lax.scan`, all under one `jit`. Each lane draws its randomness from
+`fold_in(fold_in(PRNGKey(seed), image_index), restart)`, so results do not depend on how images are batched.
+Restart 0 starts from the space's centre (W: the mean of mapped samples, as the official projector) unless
+`start="random"`; other restarts start from random samples. The best restart per image is the one with the
+lowest final loss (evaluated without latent noise).
+
+Losses are weighted sums of terms `(weight, term)`. A term is called per lane as
+`term(img, target_prep, latent, space) -> [1]`; `term.prepare(targets)` runs once per batch, outside the step
+loop (e.g. LPIPS features or face descriptors of the targets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinv import losses as _losses
+from jaxinv.errors import ConfigError, ImageError
+from jaxinv.generators import Generator
+from jaxinv.optim import LBFGS, Adam, Objective, make_optimizer
+from jaxinv.spaces import Space, ZSpace, check_space, make_space
+
+# ---------------------------------------------------------------------------------------------------------
+# Loss terms
+
+
+def _register(cls: type, data: tuple[str, ...] = ()) -> type:
+    names = [f.name for f in dataclasses.fields(cls)]
+    jax.tree_util.register_dataclass(cls, data_fields=list(data), meta_fields=[n for n in names if n not in data])
+    return cls
+
+
+@dataclass(frozen=True)
+class Term:
+    """A loss term; subclasses override `__call__` (and `prepare` to precompute target features)."""
+
+    name: ClassVar[str] = "?"
+
+    def prepare(self, targets: jax.Array) -> Any:
+        return targets
+
+    def __call__(self, img: jax.Array, target: Any, latent: Any, space: Space) -> jax.Array:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class MSE(Term):
+    """Pixel mean squared error (images in [-1, 1])."""
+
+    name: ClassVar[str] = "mse"
+
+    def __call__(self, img, target, latent, space):
+        return _losses.l2_loss(img, target)
+
+
+@dataclass(frozen=True)
+class L1(Term):
+    """Pixel mean absolute error (images in [-1, 1])."""
+
+    name: ClassVar[str] = "l1"
+
+    def __call__(self, img, target, latent, space):
+        return _losses.l1_loss(img, target)
+
+
+@dataclass(frozen=True)
+class LPIPS(Term):
+    """LPIPS-VGG16 as the official projector computes it (`jaxinv.losses.lpips`); target features once."""
+
+    name: ClassVar[str] = "lpips"
+    params: Any = None
+
+    def prepare(self, targets):
+        return _losses.lpips_features(self.params, targets)
+
+    def __call__(self, img, target, latent, space):
+        return _losses.lpips_distance(_losses.lpips_features(self.params, img), target)
+
+
+@dataclass(frozen=True)
+class Identity(Term):
+    """1 - cosine similarity of face-ID descriptors (`jaxinv.losses.identity`); target descriptors once."""
+
+    name: ClassVar[str] = "id"
+    params: Any = None
+
+    def prepare(self, targets):
+        return _losses.face_descriptor_from_image(self.params, targets)
+
+    def __call__(self, img, target, latent, space):
+        return 1.0 - _losses.cosine_similarity(_losses.face_descriptor_from_image(self.params, img), target)
+
+
+@dataclass(frozen=True)
+class NoiseReg(Term):
+    """Official projector noise regulariser on the free noise maps (0 when the space has none)."""
+
+    name: ClassVar[str] = "noise"
+
+    def prepare(self, targets):
+        return None
+
+    def __call__(self, img, target, latent, space):
+        maps = space.noise_maps(latent)
+        if not maps:
+            return jnp.zeros(img.shape[:1])
+        return _losses.noise_regularization(maps)
+
+
+@dataclass(frozen=True)
+class Prior(Term):
+    """The space's latent prior (`Space.prior`: squared Mahalanobis distance per dimension)."""
+
+    name: ClassVar[str] = "prior"
+
+    def prepare(self, targets):
+        return None
+
+    def __call__(self, img, target, latent, space):
+        return space.prior(latent)
+
+
+@dataclass(frozen=True)
+class Fn(Term):
+    """Any `fn(img, target) -> [B]` (images in [-1, 1]); `fn` must be hashable (a module-level function)."""
+
+    name: ClassVar[str] = "fn"
+    fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+
+    def __call__(self, img, target, latent, space):
+        return self.fn(img, target)
+
+
+for _cls in (MSE, L1, NoiseReg, Prior, Fn):
+    _register(_cls)
+_register(LPIPS, ("params",))
+_register(Identity, ("params",))
+
+TERMS: dict[str, type[Term]] = {"mse": MSE, "l2": MSE, "l1": L1, "lpips": LPIPS, "id": Identity,
+                                "identity": Identity, "noise": NoiseReg, "prior": Prior}
+
+
+@dataclass(frozen=True)
+class Loss:
+    """Weighted sum of terms. Weights are static (part of the compiled program)."""
+
+    terms: tuple[Term, ...]
+    weights: tuple[float, ...]
+
+    @property
+    def names(self) -> list[str]:
+        out: list[str] = []
+        for i, t in enumerate(self.terms):
+            out.append(t.name if t.name not in out else f"{t.name}_{i}")
+        return out
+
+
+_register(Loss, ("terms",))
+
+
+def make_loss(loss: str | Loss | Sequence[tuple[float, Term | Callable]] | Term,
+              resources: dict[str, Any] | None = None) -> Loss:
+    """A Loss from a spec: "mse", "mse=1,lpips=0.1,id=0.5,noise=1e5,prior=0.01", a Term, or a list of
+    (weight, term) where term is a Term or a hashable fn(img, target) -> [B]. `resources` gives the params of
+    terms that need a network: {"lpips": lpips params, "id": face-ID params}."""
+    resources = resources or {}
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, Term):
+        return Loss((loss,), (1.0,))
+    pairs: list[tuple[float, Term]] = []
+    if isinstance(loss, str):
+        for part in [p.strip() for p in loss.split(",") if p.strip()]:
+            name, _, w = part.partition("=")
+            name = name.strip().lower()
+            try:
+                weight = float(w) if w else 1.0
+            except ValueError:
+                raise ConfigError(f"--loss {loss!r}: weight of {name!r} is not a number ({w!r})") from None
+            if name not in TERMS:
+                raise ConfigError(f"--loss {loss!r}: unknown term {name!r} (choose from {', '.join(TERMS)})")
+            cls = TERMS[name]
+            if cls in (LPIPS, Identity):
+                key = "lpips" if cls is LPIPS else "id"
+                if resources.get(key) is None:
+                    flag = "--lpips-weights" if key == "lpips" else "--id-weights"
+                    raise ConfigError(f"--loss {name}: needs network weights ({flag} PATH)")
+                pairs.append((weight, cls(params=resources[key])))
+            else:
+                pairs.append((weight, cls()))
+    else:
+        for item in loss:
+            if not (isinstance(item, tuple | list) and len(item) == 2):
+                raise ConfigError(f"loss: expected (weight, term) pairs, got {item!r}")
+            w, t = item
+            pairs.append((float(w), t if isinstance(t, Term) else Fn(fn=t)))
+    if not pairs:
+        raise ConfigError("--loss: no loss terms given")
+    return Loss(tuple(t for _, t in pairs), tuple(w for w, _ in pairs))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Engine
+
+
+class InvertResult(NamedTuple):
+    latents: Any  # best restart per image: the space's latent pytree, leading axis = images
+    images: np.ndarray  # [N, H, W, C] reconstructions (generator output, nominally [-1, 1])
+    losses: np.ndarray  # [N] final loss of the best restart (no latent noise)
+    terms: dict[str, np.ndarray]  # unweighted term values at the best restart, each [N]
+    best_restart: np.ndarray  # [N] int
+    restart_losses: np.ndarray  # [N, R] final loss of every restart
+    history: np.ndarray  # [steps, N, R] loss at every step (Adam: with its latent noise)
+    evals: np.ndarray  # [N, R] loss evaluations spent
+    steps_done: np.ndarray  # [N, R] steps taken before early stop (= steps without early stop)
+    space: Space  # the prepared space (to_input / latent layout)
+    seconds: float  # wall time of the optimisation (compile included)
+
+
+def lane_key(seed: int | jax.Array, image_index: jax.Array, restart: jax.Array) -> jax.Array:
+    """The PRNG key of one (image, restart) lane: independent of batch composition."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), image_index), restart)
+
+
+def _lane_value(gen: Generator, space: Space, loss: Loss, prep: tuple, latent: Any) -> tuple[jax.Array, tuple]:
+    img = gen.render(space.to_input(gen, latent))
+    vals = tuple(t(img, p, latent, space)[0] for t, p in zip(loss.terms, prep, strict=True))
+    total = sum(w * v for w, v in zip(loss.weights, vals, strict=True))
+    return total, (img, vals)
+
+
+def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, image_index: jax.Array,
+               seed: jax.Array, *, optimizer: Adam | LBFGS, steps: int, restarts: int, start_center: bool,
+               early_stop: tuple[float, int] | None):
+    prep_all = tuple(t.prepare(targets) for t in loss.terms)  # once per batch, outside the step loop
+
+    def lane(key, restart, prep):
+        prep = jax.tree_util.tree_map(lambda x: x[None], prep)  # per-lane batch of 1
+
+        def value(latent):
+            return _lane_value(gen, space, loss, prep, latent)[0]
+
+        objective = Objective(value, space.perturb, space.project)
+        k_init, k_loop = jax.random.split(key)
+        random_start = space.init(k_init, gen, 1)
+        if start_center:
+            center = space.init(k_init, gen, 1, center=True)
+            latent0 = jax.tree_util.tree_map(lambda c, r: jnp.where(restart == 0, c, r), center, random_start)
+        else:
+            latent0 = random_start
+        state0 = optimizer.init(latent0, objective)
+
+        def body(carry, t):
+            state, active, stall, prev, done, evals = carry
+            new, info = optimizer.step(state, t, steps, jax.random.fold_in(k_loop, t), objective)
+            state = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, state)
+            evals = evals + jnp.where(active, info.evals, 0)
+            done = done + active.astype(jnp.int32)
+            if early_stop is not None:
+                tol, patience = early_stop
+                small = (prev - info.loss) <= tol * jnp.abs(prev)
+                stall = jnp.where(small, stall + 1, 0)
+                active = active & (stall < patience)
+            return (state, active, stall, info.loss, done, evals), info.loss
+
+        carry0 = (state0, jnp.asarray(True), jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf, jnp.float32),
+                  jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+        (state, _, _, _, done, evals), hist = jax.lax.scan(body, carry0, jnp.arange(steps))
+        final, (img, vals) = _lane_value(gen, space, loss, prep, state.latent)
+        return state.latent, final, vals, img[0], hist, evals, done
+
+    n = targets.shape[0]
+    r = jnp.arange(restarts)
+    keys = jax.vmap(lambda i: jax.vmap(lambda k: lane_key(seed, i, k))(r))(image_index)  # [n, R]
+    per_image = jax.vmap(lane, in_axes=(0, 0, None))  # restarts share the image's targets
+    latents, final, vals, imgs, hist, evals, done = jax.vmap(per_image, in_axes=(0, None, 0))(keys, r, prep_all)
+    best = jnp.argmin(jnp.where(jnp.isfinite(final), final, jnp.inf), axis=1)  # [n]
+    pick = lambda x: x[jnp.arange(n), best]  # noqa: E731
+    best_latents = jax.tree_util.tree_map(lambda x: pick(x)[:, 0], latents)  # drop the lane batch axis
+    return dict(latents=best_latents, images=pick(imgs), losses=pick(final),
+                terms=tuple(pick(v) for v in vals), best=best, restart_losses=final,
+                history=jnp.moveaxis(hist, 2, 0), evals=evals, done=done)
+
+
+_run_batch_jit = jax.jit(_run_batch, static_argnames=("optimizer", "steps", "restarts", "start_center",
+                                                      "early_stop"))
+
+
+def check_images(images: Any, gen: Generator, names: Sequence[str] | None = None) -> np.ndarray:
+    """Validate an image batch for `gen`: [N, R, R, C] float, finite. Raises ImageError / ConfigError."""
+    x = np.asarray(images)
+    want = (gen.img_resolution, gen.img_resolution, gen.img_channels)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[1:] != want:
+        raise ConfigError(f"images: expected [N, {want[0]}, {want[1]}, {want[2]}] for this generator, "
+                          f"got {list(x.shape)} (preprocess with jaxinv.images)")
+    x = x.astype(np.float32)
+    bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ImageError(f"{names[i] if names else f'image {i}'}: contains NaN or infinite values")
+    return x
+
+
+def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "mse",
+           optimizer: str | Adam | LBFGS = "adam", steps: int = 400, restarts: int = 1, seed: int = 0,
+           image_indices: Sequence[int] | None = None, start: str | None = None, batch_size: int | None = None,
+           early_stop: tuple[float, int] | None = None, resources: dict[str, Any] | None = None,
+           space_options: dict[str, Any] | None = None, on_batch: Callable[[int, int], None] | None = None,
+           ) -> InvertResult:
+    """Invert `images` ([N, R, R, C] in [-1, 1]) into `model`'s latent `space`.
+
+    model: `jaxinv.models.Model` or `jaxinv.generators.Generator`. space: name (z, w, w+, s, p, pn) or a
+    Space. loss: spec string / Loss / [(weight, term)] (see `make_loss`). optimizer: "adam" | "lbfgs" or an
+    instance. image_indices: global index of each image for its random keys (default 0..N-1).
+    start: "center" | "random" for restart 0 (default: center except Z). batch_size: images per compiled call
+    (the last batch is padded, so one compilation serves all). early_stop: (rel_tol, patience) per lane.
+    on_batch(done, total) is called after each batch.
+    """
+    gen = Generator.from_model(model)
+    sp = make_space(space, **(space_options or {}))
+    check_space(sp, gen)
+    sp = sp.prepare(gen)
+    lossf = make_loss(loss, resources)
+    opt = make_optimizer(optimizer)
+    if int(steps) < 1 or int(restarts) < 1:
+        raise ConfigError(f"--steps {steps} / --restarts {restarts}: both must be >= 1")
+    start = start or ("random" if isinstance(sp, ZSpace) else "center")
+    if start not in ("center", "random"):
+        raise ConfigError(f"start={start!r}: expected 'center' or 'random'")
+    x = check_images(images, gen)
+    n = len(x)
+    idx = np.arange(n) if image_indices is None else np.asarray(image_indices, np.int32)
+    if idx.shape != (n,):
+        raise ConfigError(f"image_indices: expected {n} indices, got shape {idx.shape}")
+    bs = n if not batch_size else max(1, min(int(batch_size), n))
+    t0 = time.perf_counter()
+    outs = []
+    for b0 in range(0, n, bs):
+        xb, ib = x[b0:b0 + bs], idx[b0:b0 + bs]
+        m = len(xb)
+        if m < bs:  # pad to the compiled batch size; padded lanes are discarded
+            xb = np.concatenate([xb, np.repeat(xb[-1:], bs - m, axis=0)])
+            ib = np.concatenate([ib, np.repeat(ib[-1:], bs - m)])
+        out = _run_batch_jit(gen, sp, lossf, jnp.asarray(xb), jnp.asarray(ib, jnp.int32), jnp.asarray(seed),
+                             optimizer=opt, steps=int(steps), restarts=int(restarts),
+                             start_center=start == "center", early_stop=early_stop)
+        out = jax.tree_util.tree_map(np.asarray, out)
+        hist = out.pop("history")[:, :m]
+        out = jax.tree_util.tree_map(lambda a, m=m: a[:m], out)
+        out["history"] = hist
+        outs.append(out)
+        if on_batch is not None:
+            on_batch(min(b0 + bs, n), n)
+    cat = lambda *a: np.concatenate(a, axis=0)  # noqa: E731
+    res = jax.tree_util.tree_map(cat, *[{k: v for k, v in o.items() if k != "history"} for o in outs])
+    history = np.concatenate([o["history"] for o in outs], axis=1)
+    return InvertResult(latents=res["latents"], images=res["images"], losses=res["losses"],
+                        terms=dict(zip(lossf.names, res["terms"], strict=True)), best_restart=res["best"],
+                        restart_losses=res["restart_losses"], history=history, evals=res["evals"],
+                        steps_done=res["done"], space=sp, seconds=time.perf_counter() - t0)
+
+
+def generator_input(model: Any, space: Space, latents: Any) -> dict[str, np.ndarray]:
+    """The generator input (e.g. {"ws": [N, num_ws, w_dim]}) of latents from `invert` (space prepared)."""
+    gen = Generator.from_model(model)
+    inp = jax.jit(lambda g, s, lat: s.to_input(g, lat))(gen, space, latents)
+    return jax.tree_util.tree_map(np.asarray, inp)
