@@ -443,8 +443,19 @@ def _layer(params: dict, name: str) -> dict:
     return node
 
 
-def _noise_input(p: dict, stored: jax.Array, name: str, res: int, batch: int, noise_mode: str,
-                 noise: dict | None, key: jax.Array | None) -> jax.Array | None:
+def _random_noise(cfg: Config, key: jax.Array, batch: int) -> dict[str, jax.Array]:
+    """Fresh N(0, 1) maps [B, R, R, 1] for every noise layer, from one draw (one RNG op compiles fast)."""
+    sizes = [batch * res * res for _, res in cfg.noise_layers]
+    flat = jax.random.normal(key, (sum(sizes),), jnp.float32)
+    out, start = {}, 0
+    for (name, res), n in zip(cfg.noise_layers, sizes, strict=True):
+        out[name] = flat[start: start + n].reshape(batch, res, res, 1)
+        start += n
+    return out
+
+
+def _noise_input(p: dict, stored: jax.Array, name: str, noise_mode: str, noise: dict | None,
+                 fresh: jax.Array | None) -> jax.Array | None:
     """NoiseInjection: ``weight * noise`` with the noise [1|B, R, R, 1] by mode / override."""
     strength = p["noise"]["weight"]
     if noise is not None and name in noise:
@@ -456,9 +467,9 @@ def _noise_input(p: dict, stored: jax.Array, name: str, res: int, batch: int, no
     if noise_mode == "const":  # randomize_noise=False: the stored noises.noise_{j}
         return (stored * strength)[None, :, :, None]
     if noise_mode == "random":  # randomize_noise=True: fresh N(0, 1) per sample
-        if key is None:
+        if fresh is None:
             raise ConfigError("noise_mode='random' needs a PRNG key")
-        return jax.random.normal(key, (batch, res, res, 1), jnp.float32) * strength
+        return fresh * strength
     raise ConfigError(f"noise_mode={noise_mode!r}: expected 'const', 'none' or 'random'")
 
 
@@ -483,10 +494,8 @@ def synthesis(cfg: Config, params: dict, latent: jax.Array | None = None, *, sty
             raise ConfigError("synthesis needs a latent or styles")
         styles = _modulations(cfg, params, latent)
     batch = next(iter(styles.values())).shape[0]
-    noise_names = [n for n, _ in cfg.noise_layers]
-    keys = dict(zip(noise_names, jax.random.split(key, len(noise_names)), strict=True)) \
-        if (key is not None and noise_mode == "random") else {}
-    noise_index = {n: j for j, n in enumerate(noise_names)}
+    noise_index = {n: j for j, (n, _) in enumerate(cfg.noise_layers)}
+    fresh = _random_noise(cfg, key, batch) if noise_mode == "random" and key is not None else {}
     f = cfg.filter
     fk = f.shape[0]
 
@@ -495,8 +504,8 @@ def synthesis(cfg: Config, params: dict, latent: jax.Array | None = None, *, sty
         w = p["conv"]["weight"]
         kh, kw_, c_in = w.shape[0], w.shape[1], w.shape[2]
         w = w * np.float32(1 / np.sqrt(c_in * kh * kw_))  # the official `scale`, inside the demodulation
-        n = _noise_input(p, params["noises"][f"noise_{noise_index[name]}"], name, res, batch, noise_mode,
-                         noise, keys.get(name))
+        n = _noise_input(p, params["noises"][f"noise_{noise_index[name]}"], name, noise_mode, noise,
+                         fresh.get(name))
         if up:
             pad0, pad1 = _blur_pads(fk, kh)
             # conv2d_resample pads ((fk+up-1)//2 - (k-1), (fk-up)//2 - (k-up)) around `padding`: solve for the
