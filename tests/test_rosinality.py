@@ -421,3 +421,16 @@ def test_torch_legacy_converted_file(tmp_path, golden):
     assert cfg2 == cfg
     assert np.array_equal(params2.pop("latent_avg"), io["latent_avg"])
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, params2, params))
+
+
+def test_converted_directory_round_trip(tmp_path):
+    from jaxinv import checkpoint
+    from jaxinv.models import from_source
+
+    model = from_source(read_source(require(CONTAINERS / WEIGHTS["converted.pt"])))
+    checkpoint.save(model, tmp_path / "out")
+    back = checkpoint.load(tmp_path / "out")
+    assert back.family == "rosinality" and back.cfg == model.cfg
+    assert back.provenance["latent_avg"] is True and back.provenance["key"] == "g_ema"
+    assert jax.tree_util.tree_structure(back.params) == jax.tree_util.tree_structure(model.params)
+    assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, back.params, model.params))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,6 @@ class Config:
     channels: tuple[int, ...] = ()  # Channels at resolutions 4, 8, ..., size; () = official table (multiplier 2).
     blur_kernel: tuple[tuple[float, ...], ...] = ()  # 2-D blur, normalised (make_kernel); () = [1, 3, 3, 1].
     lr_mlp: float = 0.01  # Learning-rate multiplier of the mapping layers (equalised lr).
-    img_channels: int = field(default=3, init=False)  # ToRGB always outputs 3 channels.
 
     def __post_init__(self) -> None:
         s = self.size
@@ -110,6 +109,10 @@ class Config:
     @property
     def c_dim(self) -> int:
         return 0
+
+    @property
+    def img_channels(self) -> int:
+        return 3  # ToRGB always outputs RGB
 
     @property
     def img_resolution(self) -> int:
