@@ -312,20 +312,20 @@ def _bn_affine(sd: dict, prefix: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _hwio(w: np.ndarray) -> np.ndarray:
-    return _f64(w).transpose(2, 3, 1, 0)  # OIHW -> HWIO
+    return np.asarray(w, np.float32).transpose(2, 3, 1, 0)  # OIHW -> HWIO (BN folding promotes to float64)
 
 
 def _conv_bn(w: np.ndarray, sd: dict, bn: str) -> dict[str, np.ndarray]:
     """conv (no bias) followed by BN -> conv with scaled weights and a bias."""
     scale, shift = _bn_affine(sd, bn)
-    return {"weight": _f32(_hwio(w) * scale), "bias": _f32(shift)}
+    return {"weight": _f32(_f64(_hwio(w)) * scale), "bias": _f32(shift)}
 
 
 def _bn_conv(sd: dict, bn: str, w: np.ndarray) -> dict[str, np.ndarray]:
     """BN followed by a zero-padded conv (no bias): the BN scale goes into the weights; its shift becomes
     per-tap output biases ``[kh, kw, out]`` (padding sees zeros, not the shift, so taps matter at borders)."""
     scale, shift = _bn_affine(sd, bn)
-    hwio = _hwio(w)
+    hwio = _f64(_hwio(w))
     return {"weight": _f32(hwio * scale[:, None]), "tap_bias": _f32(np.einsum("hwio,i->hwo", hwio, shift))}
 
 
@@ -381,12 +381,13 @@ def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where
             group: dict[str, Any] = {
                 # The styles of a group read the same map: their first convs run as one wide conv.
                 "conv0": {"weight": _f32(conv0),
-                          "bias": _f32(np.concatenate([_f64(sd[f"styles.{i}.convs.0.bias"]) for i in idx]))},
-                "convs": [
-                    {"weight": _f32(np.stack([_hwio(sd[f"styles.{i}.convs.{2 * j}.weight"]) for i in idx])),
-                     "bias": _f32(np.stack([_f64(sd[f"styles.{i}.convs.{2 * j}.bias"]) for i in idx]))}
+                          "bias": _f32(np.concatenate([sd[f"styles.{i}.convs.0.bias"] for i in idx]))},
+                # Later convs stacked over the group's styles, keyed by the official Sequential index.
+                "convs": {
+                    str(2 * j): {"weight": _f32(np.stack([_hwio(sd[f"styles.{i}.convs.{2 * j}.weight"]) for i in idx])),
+                                 "bias": _f32(np.stack([sd[f"styles.{i}.convs.{2 * j}.bias"] for i in idx]))}
                     for j in range(1, n_convs)
-                ],
+                },
                 "linear": {k: np.stack([_equal_linear(sd, f"styles.{i}.linear")[k] for i in idx])
                            for k in ("weight", "bias")},
             }
@@ -523,7 +524,8 @@ def _style_group(g: dict, x: jax.Array, count: int) -> jax.Array:
     outs = []
     for s in range(count):
         z = y[..., s * c:(s + 1) * c]
-        for layer in g["convs"]:
+        for key in sorted(g["convs"], key=int):
+            layer = g["convs"][key]
             z = _leaky(_conv(z, layer["weight"][s], 2) + layer["bias"][s])
         if z.shape[1:3] != (1, 1):
             raise ConfigError(f"input size: the style heads end at {z.shape[1]}x{z.shape[2]}, not 1x1 "

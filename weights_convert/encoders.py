@@ -1,0 +1,177 @@
+"""e4e / pSp checkpoints (``torch.save`` of ``{'state_dict', 'opts', 'latent_avg', ...}``) -> encoder + decoder.
+
+Layout (golden PICKLE_FORMAT.md section 3): ``state_dict`` keys ``encoder.*`` (IR-SE50 encoder) and ``decoder.*``
+(a rosinality ``Generator(size, 512, 8, channel_multiplier=2)``); ``opts`` = ``vars(training options)``;
+``latent_avg`` ``[n_styles, 512]`` when trained with ``start_from_latent_avg``. Read without torch.
+
+``python -m weights_convert.encoders CKPT OUT_DIR`` writes ``OUT_DIR/encoder`` and ``OUT_DIR/decoder``
+(two converted model directories, each loadable with ``jaxinv.load``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxinv.errors import CheckpointError, JaxinvError
+from weights_convert.source import Source
+
+# Options whose presence tells the two repos apart when encoder_type alone does not.
+_E4E_ONLY_OPTS = ("stylegan_size", "progressive_steps", "delta_norm", "w_discriminator_lambda")
+_E4E_HEADS = ("Encoder4Editing", "SingleStyleCodeEncoder")
+_PSP_HEADS = ("BackboneEncoderUsingLastLayerIntoW", "BackboneEncoderUsingLastLayerIntoWPlus")
+
+
+def _jsonable(v: Any) -> Any:
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, np.ndarray) and v.size <= 16:
+        return v.tolist()
+    return repr(v)
+
+
+def _split(path: Path, state_dict: dict) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``encoder.*`` / ``decoder.*`` with the prefix removed (the official ``get_keys``)."""
+    enc: dict[str, np.ndarray] = {}
+    dec: dict[str, np.ndarray] = {}
+    other = []
+    for k, v in state_dict.items():
+        k = str(k)
+        head, _, rest = k.partition(".")
+        if head not in ("encoder", "decoder") or not rest:
+            other.append(k)
+            continue
+        if not isinstance(v, np.ndarray):
+            raise CheckpointError(f"{path}: state_dict[{k!r}] is {type(v).__name__}, expected a tensor")
+        (enc if head == "encoder" else dec)[rest] = v
+    if other:
+        raise CheckpointError(f"{path}: state_dict names outside encoder./decoder.: {other[:6]}")
+    if not enc:
+        raise CheckpointError(f"{path}: state_dict has no encoder.* tensors")
+    return enc, dec
+
+
+def _family(opts: dict[str, Any]) -> str:
+    head = opts.get("encoder_type")
+    if head in _E4E_HEADS:
+        return "e4e"
+    if head in _PSP_HEADS:
+        return "psp"
+    return "e4e" if any(k in opts for k in _E4E_ONLY_OPTS) else "psp"
+
+
+def _size(opts: dict[str, Any], family: str, path: Path) -> int:
+    # pSp's inference script defaults output_size to 1024 when older checkpoints lack it; e4e defaults
+    # stylegan_size to 1024.
+    key = "stylegan_size" if family == "e4e" else "output_size"
+    size = opts.get(key)
+    size = 1024 if size is None else size
+    try:
+        size = int(size)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: opts.{key}={size!r} is not a resolution") from None
+    if size < 4 or size & (size - 1):
+        raise CheckpointError(f"{path}: opts.{key}={size} is not a power of two")
+    return size
+
+
+def split_checkpoint(path: str | Path, obj: Any) -> tuple[Source, Source]:
+    """(encoder Source, decoder Source) from an already-read e4e / pSp checkpoint object."""
+    path = Path(path)
+    if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: not an e4e/pSp checkpoint (expected a dict with a 'state_dict' dict)")
+    raw_opts = obj.get("opts")
+    if raw_opts is None:
+        raise CheckpointError(f"{path}: e4e/pSp checkpoint without 'opts' (the training options)")
+    items = raw_opts.items() if hasattr(raw_opts, "items") else vars(raw_opts).items()
+    opts = {str(k): _jsonable(v) for k, v in items}
+    enc_sd, dec_sd = _split(path, obj["state_dict"])
+    family = _family(opts)
+    size = _size(opts, family, path)
+    n_styles = 2 * int(math.log2(size)) - 2
+    head = opts.get("encoder_type") or ("Encoder4Editing" if family == "e4e" else "GradualStyleEncoder")
+
+    latent_avg = obj.get("latent_avg")
+    provenance = {"source": str(path.resolve()), "format": "torch_zip", "repo": family}
+    try:
+        from weights_convert.torch_formats import sha256_file
+
+        provenance["sha256"] = sha256_file(path)
+    except (ImportError, OSError):
+        pass
+    if latent_avg is not None:
+        if not isinstance(latent_avg, np.ndarray):
+            raise CheckpointError(f"{path}: latent_avg is {type(latent_avg).__name__}, expected a tensor")
+        latent_avg = np.asarray(latent_avg, np.float32)
+        enc_sd["latent_avg"] = latent_avg
+    enc_init = dict(opts)
+    enc_init.update(encoder_type=head, n_styles=int(opts.get("n_styles") or n_styles))
+    if family == "psp" and opts.get("learn_in_w") is None:
+        enc_init["learn_in_w"] = False  # the pSp inference scripts' default
+    encoder = Source(family, enc_init, enc_sd, dict(provenance, part="encoder"))
+
+    from jaxinv.models import rosinality
+
+    dec_init = {"family": rosinality.FAMILY, "class_name": rosinality.CLASS_NAME,
+                "init_kwargs": {"size": size, "style_dim": 512, "n_mlp": 8, "channel_multiplier": 2}}
+    dec_prov = dict(provenance, part="decoder")
+    if latent_avg is not None:
+        # The generator's mean w, repeated per style during training: usable as the truncation centre.
+        rows = latent_avg.reshape(-1, latent_avg.shape[-1])
+        if np.all(rows == rows[:1]):
+            dec_sd = dict(dec_sd, latent_avg=rows[0].copy())
+        dec_prov["latent_avg_shape"] = list(latent_avg.shape)
+    decoder = Source("rosinality", dec_init, dec_sd, dec_prov)
+    return encoder, decoder
+
+
+def read_encoder_checkpoint(path: str | Path) -> tuple[Source, Source]:
+    """Read an official e4e / pSp ``.pt`` (torch zip or legacy; no torch) -> (encoder, decoder) Sources.
+
+    Encoder: family ``"e4e"`` / ``"psp"``, init = opts + ``encoder_type`` + ``n_styles``, state_dict = ``encoder.*``
+    names stripped (+ ``latent_avg``). Decoder: family ``"rosinality"`` with the Generator constructor arguments.
+    """
+    from weights_convert.torch_formats import load_torch
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    return split_checkpoint(path, load_torch(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m weights_convert.encoders",
+                                 description="Convert an official e4e / pSp checkpoint (.pt) into two jaxinv model "
+                                 "directories, OUT_DIR/encoder and OUT_DIR/decoder (no torch needed).")
+    ap.add_argument("src", help="e4e / pSp checkpoint (.pt)")
+    ap.add_argument("out_dir", help="output directory")
+    ap.add_argument("--overwrite", action="store_true", help="replace existing converted models")
+    args = ap.parse_args(argv)
+    from jaxinv.checkpoint import save
+    from jaxinv.models import from_source
+
+    try:
+        enc, dec = read_encoder_checkpoint(args.src)
+        out = Path(args.out_dir)
+        for name, src in (("encoder", enc), ("decoder", dec)):
+            save(from_source(src), out / name, overwrite=args.overwrite)
+    except JaxinvError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.src} -> {out}/encoder ({enc.family}), {out}/decoder (rosinality)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
