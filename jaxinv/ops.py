@@ -356,3 +356,211 @@ def modulated_conv2d(
     if noise is not None:
         x = x + noise
     return x
+
+
+# ---------------------------------------------------------------------------------------------
+# filtered_lrelu (StyleGAN3; appended by the SG3 developer)
+
+
+def _polyphase_up_axis(x: jax.Array, axis: int, taps: np.ndarray, up: int, p0: int, p1: int) -> jax.Array:
+    """Zero-stuff by ``up``, pad/crop by (p0, p1), correlate with ``taps`` along one axis, without the
+    zero-stuffed signal: output phase r only meets taps ``k0(r) + up*t``, a short correlation of the
+    input with one polyphase component; the ``up`` phase outputs are then interleaved."""
+    n, k = x.shape[axis], len(taps)
+    n_out = n * up + p0 + p1 - k + 1
+    if n_out <= 0:
+        raise ValueError(f"filtered_lrelu: {k} taps do not fit {n} samples x{up} padded by {p0},{p1}")
+    q = -(-n_out // up)  # outputs per phase (the last phases may overshoot; sliced off below)
+    phases = []
+    for r in range(up):
+        k0 = (p0 - r) % up
+        phases.append((taps[k0::up], (r + k0 - p0) // up))  # out[up*i + r] = sum_t sub[t] * x[i + c + t]
+    lo = min(c for _, c in phases)
+    hi = max(c + len(sub) - 1 for sub, c in phases) + q - 1
+    pad_lo, pad_hi = max(-lo, 0), max(hi - (n - 1), 0)
+    if pad_lo or pad_hi:  # samples outside the input are zeros
+        cfg = [(0, 0, 0)] * x.ndim
+        cfg[axis] = (pad_lo, pad_hi, 0)
+        x = lax.pad(x, jnp.zeros((), x.dtype), cfg)
+    outs = []
+    for sub, c in phases:
+        y = None
+        for t, w in enumerate(sub):
+            if w == 0:
+                continue
+            term = lax.slice_in_dim(x, pad_lo + c + t, pad_lo + c + t + q, axis=axis) * np.float32(w)
+            y = term if y is None else y + term
+        if y is None:
+            shape = list(x.shape)
+            shape[axis] = q
+            y = jnp.zeros(shape, x.dtype)
+        outs.append(y)
+    if up == 1:
+        y = outs[0]
+    else:
+        y = jnp.stack(outs, axis=axis + 1)
+        y = y.reshape(y.shape[:axis] + (q * up,) + y.shape[axis + 2:])
+    return lax.slice_in_dim(y, 0, n_out, axis=axis)
+
+
+def _fir_down_axis(x: jax.Array, axis: int, taps: np.ndarray, down: int) -> jax.Array:
+    """Correlate one axis with static taps, computing only every ``down``-th output."""
+    k = len(taps)
+    n_out = (x.shape[axis] - k) // down + 1
+    if n_out <= 0:
+        raise ValueError(f"filtered_lrelu: {k} taps do not fit {x.shape[axis]} samples")
+    y = None
+    for t, w in enumerate(taps):
+        if w == 0:
+            continue
+        term = lax.slice_in_dim(x, t, t + (n_out - 1) * down + 1, stride=down, axis=axis) * np.float32(w)
+        y = term if y is None else y + term
+    return y
+
+
+def _fir_down_2d(x: jax.Array, g: np.ndarray, down: int) -> jax.Array:
+    """Correlate H and W with a non-separable 2-D filter ``g``, computing only every ``down``-th output.
+
+    Shifted adds; a filter symmetric about both centre lines (the radial filters of StyleGAN3-R) first
+    sums the mirrored rows and columns, which quarters the multiplies."""
+    kh, kw = g.shape
+    h_out = (x.shape[1] - kh) // down + 1
+    w_out = (x.shape[2] - kw) // down + 1
+    if h_out <= 0 or w_out <= 0:
+        raise ValueError(f"filtered_lrelu: {kh}x{kw} filter does not fit {x.shape[1]}x{x.shape[2]} samples")
+
+    def rows(a: jax.Array, i: int) -> jax.Array:
+        return lax.slice_in_dim(a, i, i + (h_out - 1) * down + 1, stride=down, axis=1)
+
+    def cols(a: jax.Array, j: int) -> jax.Array:
+        return lax.slice_in_dim(a, j, j + (w_out - 1) * down + 1, stride=down, axis=2)
+
+    fold_h = bool(np.array_equal(g, g[::-1]))
+    fold_w = bool(np.array_equal(g, g[:, ::-1]))
+    y = None
+    for i in range(-(-kh // 2) if fold_h else kh):
+        r = rows(x, i)
+        if fold_h and kh - 1 - i != i:
+            r = r + rows(x, kh - 1 - i)
+        for j in range(-(-kw // 2) if fold_w else kw):
+            if g[i, j] == 0:
+                continue
+            c = cols(r, j)
+            if fold_w and kw - 1 - j != j:
+                c = c + cols(r, kw - 1 - j)
+            term = c * np.float32(g[i, j])
+            y = term if y is None else y + term
+    if y is None:
+        y = jnp.zeros((x.shape[0], h_out, w_out, x.shape[3]), x.dtype)
+    return y
+
+
+def _filtered_lrelu_strip(x: jax.Array, fu: tuple[np.ndarray, np.ndarray], fd: np.ndarray | tuple | None,
+                          up: int, down: int, padding: tuple[int, int, int, int], gain: float, slope: float,
+                          clamp: float | None) -> jax.Array:
+    """Steps 2-9 of :func:`filtered_lrelu` (bias already added); filters flipped and scaled."""
+    px0, px1, py0, py1 = padding
+    x = _polyphase_up_axis(x, 2, fu[1], up, px0, px1)
+    x = _polyphase_up_axis(x, 1, fu[0], up, py0, py1)
+    if slope != 1:
+        x = jnp.where(x >= 0, x, x * np.float32(slope))
+    if gain != 1:
+        x = x * np.float32(gain)
+    if clamp is not None and clamp >= 0:
+        x = jnp.clip(x, -clamp, clamp)
+    if fd is None:
+        return x[:, ::down, ::down] if down > 1 else x
+    if isinstance(fd, np.ndarray):
+        return _fir_down_2d(x, fd, down)
+    return _fir_down_axis(_fir_down_axis(x, 1, fd[0], down), 2, fd[1], down)
+
+
+def filtered_lrelu(
+    x: jax.Array,
+    fu: np.ndarray | None = None,
+    fd: np.ndarray | None = None,
+    b: jax.Array | None = None,
+    up: int = 1,
+    down: int = 1,
+    padding: int | Sequence[int] = 0,
+    gain: float = float(np.sqrt(2)),
+    slope: float = 0.2,
+    clamp: float | None = None,
+    flip_filter: bool = False,
+    strip_bytes: int | None = 64 << 20,
+) -> jax.Array:
+    """Filtered leaky ReLU of NHWC images: the maths of the official ``filtered_lrelu`` (its ref path).
+
+    1. add the per-channel bias ``b``; 2. upsample by ``up`` (zero-stuffing); 3. pad/crop by ``padding``
+    ``[x0, x1, y0, y1]`` (w.r.t. the upsampled image); 4. convolve with ``fu`` (gain ``up**2``);
+    5. multiply by ``gain``; 6. leaky ReLU with ``slope``; 7. clamp to ``[-clamp, clamp]``;
+    8. convolve with ``fd``; 9. keep every ``down``-th sample.
+
+    ``fu`` / ``fd`` are static numpy filters: 1-D (separable), 2-D or None (identity). Steps 2-4 run
+    polyphase (no zero-stuffed intermediate), 8-9 compute only the kept samples; separable filters as
+    two 1-D passes of shifted adds, 2-D ``fd`` as 2-D shifted adds (mirror-folded when symmetric).
+    When the upsampled intermediate would exceed ``strip_bytes`` (None = never), output rows are
+    produced in strips by a ``lax.map`` (each strip rematerialised in the backward pass), so the
+    full-resolution intermediate of a 1024 px layer never exists at once.
+    """
+    px0, px1, py0, py1 = _parse_padding(padding)
+    if b is not None:
+        x = x + b.astype(x.dtype)
+
+    # Filters as (taps along H, taps along W), flipped for convolution, upsampling gain included.
+    if fu is not None and np.ndim(fu) == 2 and _separate(np.asarray(fu, np.float32)) is None:
+        # Non-separable upsampling filter (StyleGAN3 has none): the generic upfirdn2d, then no upsampling.
+        x = upfirdn2d(x, np.asarray(fu, np.float32), up=up, padding=[px0, px1, py0, py1], gain=up ** 2,
+                      flip_filter=flip_filter)
+        fu, up, px0, px1, py0, py1 = None, 1, 0, 0, 0, 0
+    if fu is None:
+        fu_sep = (np.ones(1), np.ones(1))
+    else:
+        fu = np.asarray(fu, np.float32)
+        fu_sep = (fu.astype(np.float64),) * 2 if fu.ndim == 1 else _separate(fu)
+    fu_taps = tuple((t if flip_filter else t[::-1]) * up for t in fu_sep)
+    fd_taps: np.ndarray | tuple | None = None
+    fd_h = 1
+    if fd is not None:
+        fd = np.asarray(fd, np.float32)
+        fd_sep = (fd.astype(np.float64),) * 2 if fd.ndim == 1 else _separate(fd)
+        if fd_sep is None:
+            fd_taps = (fd if flip_filter else fd[::-1, ::-1]).astype(np.float64)
+        else:
+            fd_taps = tuple(t if flip_filter else t[::-1] for t in fd_sep)
+        fd_h = fd.shape[0]
+
+    def run(xs: jax.Array, pads: tuple[int, int, int, int]) -> jax.Array:
+        return _filtered_lrelu_strip(xs, fu_taps, fd_taps, up, down, pads, gain, slope, clamp)
+
+    batch, h_in, w_in, channels = x.shape
+    k_up = len(fu_taps[0])
+    h_tmp = h_in * up + py0 + py1 - k_up + 1
+    w_tmp = w_in * up + px0 + px1 - len(fu_taps[1]) + 1
+    h_out = (h_tmp - fd_h) // down + 1
+    row_bytes = batch * w_tmp * channels * x.dtype.itemsize * down  # upsampled bytes per output row
+    if strip_bytes is None or h_out * row_bytes <= strip_bytes:
+        return run(x, (px0, px1, py0, py1))
+
+    # Strips of `rows` output rows: `rows * down` a multiple of `up`, so every strip sees the same
+    # polyphase alignment and the same input window length (one compiled body for the lax.map).
+    rows = max(strip_bytes // row_bytes // up * up, up)
+    n_strips = -(-h_out // rows)
+    tmp_rows = (rows - 1) * down + fd_h                   # upsampled rows feeding one strip
+    step = rows * down // up                              # input rows between strips
+    j0 = -(py0 // up)                                     # ceil(-py0 / up): first input row of strip 0
+    n_in = (tmp_rows - 1 - py0 + k_up - 1) // up - j0 + 1  # input rows feeding one strip
+    local_p0 = py0 + up * j0
+    local_p1 = tmp_rows - n_in * up - local_p0 + k_up - 1
+    pad_lo = max(-j0, 0)
+    pad_hi = max(j0 + (n_strips - 1) * step + n_in - h_in, 0)
+    x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (pad_lo, pad_hi, 0), (0, 0, 0), (0, 0, 0)])
+
+    @jax.checkpoint
+    def strip(i: jax.Array) -> jax.Array:
+        xs = lax.dynamic_slice_in_dim(x, j0 + pad_lo + i * step, n_in, axis=1)
+        return run(xs, (px0, px1, local_p0, local_p1))
+
+    y = lax.map(strip, jnp.arange(n_strips))               # [n, B, rows, W_out, C]
+    y = jnp.moveaxis(y, 0, 1).reshape((batch, n_strips * rows) + y.shape[3:])
+    return y[:, :h_out]
