@@ -374,7 +374,8 @@ def truncate(cfg: Config, params: dict, w: jax.Array, truncation: float | jax.Ar
         return w
     if truncation_latent is None:
         if "latent_avg" not in params:
-            raise ConfigError("truncation < 1 needs truncation_latent (this checkpoint has no latent_avg; "
+            what = "truncation < 1" if isinstance(truncation, int | float) else "a traced truncation"
+            raise ConfigError(f"{what} needs truncation_latent (this checkpoint has no latent_avg; "
                               "e.g. use mean_latent)")
         truncation_latent = params["latent_avg"]
     t = jnp.asarray(truncation_latent, jnp.float32)
@@ -469,11 +470,9 @@ def _noise_input(p: dict, stored: jax.Array, name: str, noise_mode: str, noise: 
         return None
     if noise_mode == "const":  # randomize_noise=False: the stored noises.noise_{j}
         return (stored * strength)[None, :, :, None]
-    if noise_mode == "random":  # randomize_noise=True: fresh N(0, 1) per sample
-        if fresh is None:
-            raise ConfigError("noise_mode='random' needs a PRNG key")
-        return fresh * strength
-    raise ConfigError(f"noise_mode={noise_mode!r}: expected 'const', 'none' or 'random'")
+    if fresh is None:  # noise_mode 'random' (randomize_noise=True): fresh N(0, 1) per sample
+        raise ConfigError("noise_mode='random' needs a PRNG key")
+    return fresh * strength
 
 
 def _blur_pads(fk: int, kernel_size: int) -> tuple[int, int]:
@@ -492,6 +491,8 @@ def synthesis(cfg: Config, params: dict, latent: jax.Array | None = None, *, sty
     layer's ``noise.weight``). With ``return_layers`` also returns {layer name: output} (ToRGB outputs
     include the skip sum, as the official module returns them).
     """
+    if noise_mode not in ("const", "none", "random"):
+        raise ConfigError(f"noise_mode={noise_mode!r}: expected 'const', 'none' or 'random'")
     if styles is None:
         if latent is None:
             raise ConfigError("synthesis needs a latent or styles")
