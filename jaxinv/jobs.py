@@ -1,0 +1,651 @@
+"""Resumable batch jobs: output directory, journal, manifest, errors, and the generic job loop.
+
+Layout of an output directory DIR:
+
+    DIR/jaxinv-job.json        manifest: job kind, model fingerprint, every option that changes results
+    DIR/journal.p<K>.jsonl     append-only (fsync'd) record of the images process K finished or rejected
+    DIR/<name>/...             per-image result files, each written atomically (temp file + os.replace)
+    DIR/metrics.csv            one row per finished image, sorted by image (rebuilt from the journals)
+    DIR/errors.csv             image,reason for every corrupt/unsupported image and every NaN result
+
+An image counts as done once its journal line is on disk, and that line is written only after all of its
+files are (fsync'd, renamed into place). A rerun of the same command reads the journals, skips the done
+images, and recomputes the rest; since each image's randomness is a function of (seed, image key) only
+(`image_id`), and the compiled program computes every image independently of its batch neighbours and of
+the device count, the files are byte-identical to those of an uninterrupted run (metrics.csv differs only
+in its `seconds` column, a wall-clock measurement). Images that failed to load are tried again on a rerun.
+A rerun with a different model or result-changing option into the same DIR is refused (`check_manifest`).
+
+The job loop (`run_job`) is generic: a `JobSpec` gives the per-item loader, a per-batch compute function
+(dispatched asynchronously, so the next batch is decoded and the previous one written while it runs) and a
+per-image writer. `invert_spec` builds the spec of `jaxinv invert`; `jaxinv encode` can build its own.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinv.distributed import Devices, ProcessInfo, barrier, reseeding, shard_items
+from jaxinv.errors import ConfigError
+from jaxinv.pipeline import ImageRef, list_images, stream_batches
+
+MANIFEST = "jaxinv-job.json"
+MANIFEST_VERSION = 1
+TMP_TAG = ".jaxinv-tmp"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Identity and names
+
+
+def image_id(key: str) -> int:
+    """The image's identity for its random keys: 31 bits of sha256(key). Independent of batch composition,
+    position, device and process count, and of the other images of the job."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def output_names(refs: Sequence[ImageRef]) -> dict[str, str]:
+    """key -> output folder (relative to DIR): the key without its extension ('a/001.png' -> 'a/001'), or
+    with it ('a/001_png') when two keys share a stem. Decided on the whole image list, so every process
+    of a job and every rerun agrees."""
+    stems: dict[str, int] = {}
+    for r in refs:
+        s = str(Path(r.key).with_suffix(""))
+        stems[s] = stems.get(s, 0) + 1
+    out = {}
+    for r in refs:
+        p = Path(r.key)
+        s = str(p.with_suffix(""))
+        out[r.key] = s if stems[s] == 1 else str(p.with_name(p.name.replace(".", "_")))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Atomic, deterministic files
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes, fsync: bool = True) -> None:
+    """Write `data` to `path` via a temp file in the same folder and os.replace: readers see the old file or
+    the whole new one, never a part. The parent folder's entry is made durable by the caller
+    (`ItemWriter.commit` / `_fsync_dir`)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}{TMP_TAG}-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Delete temp files a killed run left in `folder` (not recursive)."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for e in entries:
+        if e.name.startswith(".") and TMP_TAG in e.name and e.is_file(follow_symlinks=False):
+            try:
+                os.unlink(e.path)
+            except OSError:
+                pass
+
+
+def png_bytes(img: np.ndarray) -> bytes:
+    """PNG of an image [H, W, C] uint8 (C = 1 or 3) or float in [-1, 1]; pillow writes no timestamps."""
+    from PIL import Image
+
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        img = to_uint8(img)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """[-1, 1] float -> uint8, as the official projector (x * 127.5 + 128, clipped)."""
+    return np.clip(np.asarray(img, np.float32) * 127.5 + 128, 0, 255).astype(np.uint8)
+
+
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An .npz (readable by np.load) with fixed timestamps, so equal arrays give equal bytes (np.savez
+    stamps the current time)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name in sorted(arrays):
+            arr = io.BytesIO()
+            np.lib.format.write_array(arr, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, arr.getvalue())
+    return buf.getvalue()
+
+
+def flatten_tree(tree: Any, prefix: str = "") -> dict[str, np.ndarray]:
+    """Nested dicts of arrays -> {"a/b": array} (names of latent.npz)."""
+    if isinstance(tree, dict):
+        out: dict[str, np.ndarray] = {}
+        for k in sorted(tree):
+            out.update(flatten_tree(tree[k], f"{prefix}{k}/"))
+        return out
+    return {prefix.rstrip("/"): np.asarray(tree)}
+
+
+class ItemWriter:
+    """Writes one image's result files into DIR/<name>/ atomically; `commit()` makes the folder durable."""
+
+    def __init__(self, root: Path, name: str, fsync: bool = True):
+        self.folder = root / name
+        self.fsync = fsync
+        self.files: list[str] = []
+        self.folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.folder)
+        self._name = name
+
+    def write(self, filename: str, data: bytes) -> None:
+        atomic_write(self.folder / filename, data, self.fsync)
+        self.files.append(f"{self._name}/{filename}")
+
+    def commit(self) -> None:
+        if self.fsync:
+            _fsync_dir(self.folder)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Output directory: checks, manifest, journal
+
+
+def check_writable(out_dir: Path) -> None:
+    """Create DIR and prove a file can be written, synced and removed there; ConfigError otherwise."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-probe{TMP_TAG}-{os.getpid()}"
+        with open(probe, "wb") as f:
+            f.write(b"jaxinv")
+            f.flush()
+            os.fsync(f.fileno())
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--out {out_dir}: not writable ({e.strerror or type(e).__name__})") from None
+
+
+def check_free_space(out_dir: Path, needed_bytes: int) -> None:
+    """Refuse to start when DIR's file system has less free space than the expected outputs."""
+    free = shutil.disk_usage(out_dir).free
+    if needed_bytes > free:
+        raise ConfigError(f"--out {out_dir}: {free / 2**20:.1f} MiB free, the job needs about "
+                          f"{needed_bytes / 2**20:.1f} MiB for its outputs")
+
+
+def check_manifest(out_dir: Path, manifest: dict, write: bool = True) -> None:
+    """Compare with DIR's manifest (refuse an incompatible rerun) or write it for a new job."""
+    path = out_dir / MANIFEST
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--out {out_dir}: unreadable {MANIFEST} ({e}); use a new --out") from None
+        if old != manifest:
+            diffs = _diff(old, manifest)
+            raise ConfigError(f"--out {out_dir}: holds a different job ({'; '.join(diffs[:4])}); use a new --out "
+                              "or the original options")
+        return
+    if write:
+        atomic_write(path, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+        _fsync_dir(out_dir)
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new)):
+            out += _diff(old.get(k, "<absent>"), new.get(k, "<absent>"), f"{prefix}{k}.")
+        return out
+    if old == new:
+        return []
+    return [f"{prefix.rstrip('.')}: {_short(old)} -> {_short(new)}"]
+
+
+def _short(x: Any) -> str:
+    s = json.dumps(x) if not isinstance(x, str) else x
+    return s if len(s) <= 24 else s[:12] + "..." + s[-8:]
+
+
+class Journal:
+    """This process's append-only journal (`DIR/journal.p<K>.jsonl`); `load_all` merges every process's.
+
+    One JSON object per line: {"key", "status": "ok" | "nan" | "error", "files", "metrics" | "reason"}. A
+    line is appended, flushed and fsync'd after the files it names are in place; a torn last line (killed
+    mid-write) is cut off when the journal is reopened."""
+
+    def __init__(self, out_dir: Path, process_id: int = 0, fsync: bool = True):
+        self.path = out_dir / f"journal.p{process_id}.jsonl"
+        self.fsync = fsync
+        self._repair()
+        self._f = open(self.path, "ab")
+
+    def _repair(self) -> None:
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(self.path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+
+    def append(self, entries: Iterable[dict]) -> None:
+        lines = b"".join((json.dumps(e, sort_keys=True) + "\n").encode() for e in entries)
+        if not lines:
+            return
+        self._f.write(lines)
+        self._f.flush()
+        if self.fsync:
+            os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+    @staticmethod
+    def load_all(out_dir: Path) -> dict[str, dict]:
+        """key -> last entry, over all journals in DIR ("ok"/"nan" beat "error" across journals)."""
+        final: dict[str, dict] = {}
+        for p in sorted(out_dir.glob("journal.p*.jsonl")):
+            with open(p, "rb") as f:
+                for line in f:
+                    try:
+                        e = json.loads(line)
+                    except ValueError:
+                        continue  # torn last line of a killed process
+                    old = final.get(e.get("key"))
+                    if old is None or e["status"] != "error" or old["status"] == "error":
+                        final[e["key"]] = e
+        return final
+
+
+def finished_keys(out_dir: Path, entries: dict[str, dict]) -> set[str]:
+    """Keys whose result is final: "ok" with every file still present, or "nan" (flagged)."""
+    done = set()
+    for k, e in entries.items():
+        if e["status"] == "nan" or (e["status"] == "ok" and all((out_dir / f).exists() for f in e["files"])):
+            done.add(k)
+    return done
+
+
+def _csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue().encode()
+
+
+def write_summaries(out_dir: Path, columns: Sequence[str]) -> tuple[int, int]:
+    """Rebuild DIR/metrics.csv and DIR/errors.csv from the journals (sorted by image). Returns
+    (number of finished images, number of errors)."""
+    entries = Journal.load_all(out_dir)
+    ok = sorted((k, e) for k, e in entries.items() if e["status"] == "ok")
+    bad = sorted((k, e) for k, e in entries.items() if e["status"] != "ok")
+    atomic_write(out_dir / "metrics.csv",
+                 _csv_bytes(["image", *columns], ([k, *(e["metrics"].get(c, "") for c in columns)] for k, e in ok)))
+    atomic_write(out_dir / "errors.csv", _csv_bytes(["image", "reason"], ([k, e["reason"]] for k, e in bad)))
+    _fsync_dir(out_dir)
+    return len(ok), len(bad)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The generic job loop
+
+
+class ItemFlagged(Exception):
+    """Raised by a writer for an item whose result is unusable (e.g. NaN after all reseeds)."""
+
+
+@dataclass
+class JobSpec:
+    """What a batch job computes. `compute` is called with the padded host batch and its image ids and may
+    return device arrays still being computed (async dispatch); `fetch` brings them to the host; `write`
+    stores item `row` of the fetched batch and returns its metrics (or raises ItemFlagged)."""
+
+    kind: str  # "invert", "encode", ...
+    manifest: dict  # model fingerprint + every option that changes results
+    item_shape: tuple[int, ...]
+    load: Callable[[ImageRef], np.ndarray]
+    compute: Callable[[np.ndarray, np.ndarray], Any]
+    write: Callable[[ItemWriter, ImageRef, Any, int, np.ndarray], dict[str, Any]]
+    columns: Sequence[str]  # metrics.csv columns after "image"
+    bytes_per_image: int  # upper estimate of one image's files (free-space check)
+    batch_size: int  # global batch (compiled shape)
+    fetch: Callable[[Any], Any] = lambda out: jax.tree_util.tree_map(np.asarray, out)
+
+
+@dataclass
+class JobReport:
+    total: int = 0  # images in the job (all processes)
+    assigned: int = 0  # images of this process
+    skipped: int = 0  # already finished by an earlier run
+    done: int = 0  # finished now
+    errors: int = 0  # failed to load (this run)
+    flagged: int = 0  # NaN/inf after all reseeds (this run)
+    batches: int = 0
+    seconds: float = 0.0  # wall time of the batch loop
+    first_batch_seconds: float = 0.0  # dispatch to completion of batch 0 (compilation included)
+    input_wait_seconds: float = 0.0  # device idle while the loop waited for decoded input (after batch 0)
+    device_idle_seconds: float = 0.0  # device idle for any reason (after batch 0)
+    busy_seconds: float = 0.0  # device busy (after batch 0)
+    completions: list[float] = field(default_factory=list)
+
+    @property
+    def input_wait_share(self) -> float:
+        span = self.busy_seconds + self.device_idle_seconds
+        return self.input_wait_seconds / span if span > 0 else 0.0
+
+
+class _Watch:
+    """Records when a dispatched batch's results are ready (device done), without blocking the loop.
+    `waits` are the intervals the loop spent blocked on input since the previous dispatch."""
+
+    def __init__(self, out: Any, t_dispatch: float, prev: _Watch | None, waits: list[tuple[float, float]]):
+        self.t_dispatch = t_dispatch
+        self.t_done = 0.0
+        self.prev = prev
+        self.waits = waits
+        self._t = threading.Thread(target=self._run, args=(out,), daemon=True)
+        self._t.start()
+
+    def _run(self, out: Any) -> None:
+        try:
+            jax.block_until_ready(out)
+        finally:
+            self.t_done = time.perf_counter()
+
+    def join(self) -> float:
+        self._t.join()
+        return self.t_done
+
+
+def run_job(spec: JobSpec, images: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
+            process: ProcessInfo | None = None, workers: int | None = None, prefetch: int = 2,
+            progress: bool = True, fsync: bool = True, log: Callable[[str], None] | None = None) -> JobReport:
+    """Run `spec` over the images of `images` (files / directories) into `out_dir`, resumably."""
+    process = process or ProcessInfo()
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    out = Path(out_dir)
+    refs = list_images(images)
+    names = output_names(refs)
+    check_writable(out)
+    check_manifest(out, {"version": MANIFEST_VERSION, "kind": spec.kind, **spec.manifest},
+                   write=process.process_id == 0)
+    if process.process_id == 0:
+        remove_stale_temps(out)
+    mine = shard_items(refs, process)
+    done_keys = finished_keys(out, Journal.load_all(out))
+    todo = [r for r in mine if r.key not in done_keys]
+    check_free_space(out, len(todo) * spec.bytes_per_image + (1 << 20))
+    rep = JobReport(total=len(refs), assigned=len(mine), skipped=len(mine) - len(todo))
+    if rep.skipped:
+        log(f"jaxinv {spec.kind}: {rep.skipped} of {len(mine)} images already done in {out}, {len(todo)} to go")
+    journal = Journal(out, process.process_id, fsync)
+    bar = _progress(len(todo), spec.kind, progress)
+    pending = None
+    watches: list[_Watch] = []
+    t_start = time.perf_counter()
+
+    def finish(item) -> None:
+        batch, dev_out, watch = item
+        host = spec.fetch(dev_out)
+        t_done = watch.join()
+        started = max(watch.t_dispatch, watch.prev.t_done if watch.prev else 0.0)
+        per_item = (t_done - started) / max(batch.count, 1)
+        entries = []
+        for row, ref in enumerate(batch.refs):
+            w = ItemWriter(out, names[ref.key], fsync)
+            try:
+                metrics = spec.write(w, ref, host, row, batch.images[row])
+            except ItemFlagged as e:
+                entries.append({"key": ref.key, "status": "nan", "files": [], "reason": str(e)})
+                rep.flagged += 1
+                continue
+            w.commit()
+            metrics = {**metrics, "seconds": f"{per_item:.4f}"}
+            entries.append({"key": ref.key, "status": "ok", "files": w.files, "metrics": metrics})
+        journal.append(entries)
+        rep.done += len(entries) - sum(e["status"] != "ok" for e in entries)
+        bar.update(len(entries))
+
+    try:
+        with stream_batches(todo, spec.load, batch_size=spec.batch_size, item_shape=spec.item_shape,
+                            workers=workers, prefetch=prefetch) as stream:
+            n_waits = 0
+            for batch in stream:
+                if batch.errors:
+                    journal.append({"key": r.key, "status": "error", "files": [], "reason": why}
+                                   for r, why in batch.errors)
+                    rep.errors += len(batch.errors)
+                    bar.update(len(batch.errors))
+                    for r, why in batch.errors:
+                        log(f"jaxinv {spec.kind}: skipped {r.path}: {why}")
+                if batch.count == 0:
+                    continue
+                ids = np.asarray([image_id(k) for k in batch.keys], np.int32)
+                ids = np.concatenate([ids, np.repeat(ids[-1:], spec.batch_size - len(ids))])
+                t_dispatch = time.perf_counter()
+                dev_out = spec.compute(batch.images, ids)
+                watch = _Watch(dev_out, t_dispatch, watches[-1] if watches else None, stream.waits[n_waits:])
+                n_waits = len(stream.waits)
+                watches.append(watch)
+                rep.batches += 1
+                if pending is not None:
+                    finish(pending)
+                pending = (batch, dev_out, watch)
+            if pending is not None:
+                finish(pending)
+                pending = None
+    finally:
+        journal.close()
+        bar.close()
+    rep.seconds = time.perf_counter() - t_start
+    _timeline(rep, watches)
+    barrier("jaxinv-job-end", process)
+    if process.process_id == 0:
+        n_ok, n_bad = write_summaries(out, [*spec.columns, "seconds"])
+        log(f"jaxinv {spec.kind}: {n_ok} images in {out}" + (f", {n_bad} listed in {out / 'errors.csv'}"
+                                                              if n_bad else ""))
+    return rep
+
+
+def _timeline(rep: JobReport, watches: list[_Watch]) -> None:
+    """Device busy/idle split after batch 0 (which includes compilation): the device is idle between the
+    completion of batch k and the dispatch of batch k+1; the part of that gap spent blocked on the input
+    queue is input wait."""
+    if not watches:
+        return
+    rep.first_batch_seconds = watches[0].t_done - watches[0].t_dispatch
+    rep.completions = [w.t_done for w in watches]
+    for cur in watches[1:]:
+        prev = cur.prev
+        rep.busy_seconds += cur.t_done - max(cur.t_dispatch, prev.t_done)
+        gap0, gap1 = prev.t_done, cur.t_dispatch
+        if gap1 > gap0:
+            rep.device_idle_seconds += gap1 - gap0
+            rep.input_wait_seconds += sum(max(0.0, min(gap1, w1) - max(gap0, w0)) for w0, w1 in cur.waits)
+
+
+def _progress(total: int, kind: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"jaxinv {kind}", unit="img", disable=not enabled or total == 0,
+                file=sys.stderr, dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# `jaxinv invert` as a job
+
+
+def tree_fingerprint(tree: Any) -> str:
+    """sha256 over the leaves of a pytree (names, dtypes, shapes, bytes): keys the manifest on resources
+    such as LPIPS / face-ID weights."""
+    h = hashlib.sha256()
+    for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(tree)[0], key=lambda kv: jax.tree_util.keystr(kv[0])):
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _invert_program(gen, sp, lossf, targets, ids, seed, *, optimizer, steps, restarts, start_center, early_stop,
+                    max_reseeds):
+    """One padded batch through the engine (`jaxinv.invert._run_batch`), NaN/inf items reseeded, plus the
+    per-item outputs the writer needs. Every output has the batch as leading axis."""
+    from jaxinv import invert as engine
+    from jaxinv import metrics
+
+    def attempt(t, i, s):
+        out = engine._run_batch(gen, sp, lossf, t, i, s, optimizer=optimizer, steps=steps, restarts=restarts,
+                                start_center=start_center, early_stop=early_stop)
+        out = dict(out)
+        out.pop("history")  # [steps, n, R]: not written by the job
+        out["inputs"] = sp.to_input(gen, out["latents"])
+        return out
+
+    out, attempts, failed = reseeding(attempt, max_reseeds)(targets, ids, seed)
+    rec = jnp.clip((out["images"] + 1) / 2, 0, 1)
+    tgt = jnp.clip((targets + 1) / 2, 0, 1)
+    out["psnr"] = metrics.psnr(rec, tgt)
+    out["ssim"] = metrics.ssim(rec, tgt)
+    out["attempts"] = attempts
+    out["failed"] = failed
+    return out
+
+
+def compile_batch_fn(program: Callable[..., Any], devices: Devices, static: tuple[Any, ...],
+                     **static_kwargs: Any) -> Callable[[np.ndarray, np.ndarray, int], Any]:
+    """`program(*static, targets, ids, seed, **static_kwargs)` as one jitted call whose batch inputs and
+    outputs are split over `devices` (shard_map: each device runs the program on its rows, no
+    communication); `static` (model, space, loss, ...) is replicated once. Returns f(targets, ids, seed)."""
+    from jax.sharding import PartitionSpec as P
+
+    replicated = devices.replicate(static)
+    n_static = len(static)
+
+    def local(*args):
+        return program(*args[:n_static], *args[n_static:], **static_kwargs)
+
+    in_specs = (*([P()] * n_static), P("batch"), P("batch"), P())
+    mapped = jax.shard_map(local, mesh=devices.mesh, in_specs=in_specs, out_specs=P("batch"), check_vma=False)
+    jitted = jax.jit(mapped)
+    seed_sharding = devices.replicated
+
+    def call(targets: np.ndarray, ids: np.ndarray, seed: int) -> Any:
+        return jitted(*replicated, devices.put_batch(targets), devices.put_batch(ids),
+                      jax.device_put(np.int32(seed), seed_sharding))
+
+    return call
+
+
+def _fmt(x: Any) -> str:
+    x = np.asarray(x).item()
+    return repr(float(x)) if isinstance(x, float) else str(x)
+
+
+def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: Any = "z", loss: Any = "mse",
+                optimizer: Any = "adam", steps: int = 400, restarts: int = 1, seed: int = 0,
+                batch_size: int = 8, start: str | None = None, early_stop: tuple[float, int] | None = None,
+                resources: dict[str, Any] | None = None, space_options: dict[str, Any] | None = None,
+                max_reseeds: int = 2, devices: Devices | None = None,
+                preprocess: dict[str, Any] | None = None) -> JobSpec:
+    """The JobSpec of `jaxinv invert`: per image DIR/<name>/ target.png, proj.png, latent.npz (the optimised
+    variables of the best restart by name, leading axis 1) and, for spaces that produce ws, projected_w.npz
+    (key "w", [1, num_ws, w_dim], the official projector's format). `load(ref)` returns the preprocessed
+    target [R, R, C] in [-1, 1]; `preprocess` (its options, e.g. crop) goes into the manifest."""
+    from jaxinv.generators import Generator
+    from jaxinv.invert import make_loss
+    from jaxinv.optim import make_optimizer
+    from jaxinv.spaces import ZSpace, check_space, make_space
+
+    gen = Generator.from_model(model)
+    sp = make_space(space, **(space_options or {}))
+    check_space(sp, gen)
+    sp = sp.prepare(gen)
+    lossf = make_loss(loss, resources)
+    opt = make_optimizer(optimizer)
+    if int(steps) < 1 or int(restarts) < 1:
+        raise ConfigError(f"--steps {steps} / --restarts {restarts}: both must be >= 1")
+    if int(max_reseeds) < 0:
+        raise ConfigError(f"--max-reseeds {max_reseeds}: must be >= 0")
+    start = start or ("random" if isinstance(sp, ZSpace) else "center")
+    if start not in ("center", "random"):
+        raise ConfigError(f"start={start!r}: expected 'center' or 'random'")
+    devices = devices or Devices.local()
+    bs = devices.global_batch(batch_size)
+    call = compile_batch_fn(_invert_program, devices, (gen, sp, lossf), optimizer=opt, steps=int(steps),
+                            restarts=int(restarts), start_center=start == "center", early_stop=early_stop,
+                            max_reseeds=int(max_reseeds))
+    shape = (gen.img_resolution, gen.img_resolution, gen.img_channels)
+    manifest = {
+        "model": gen.fingerprint(),
+        "space": space if isinstance(space, str) else repr(space),
+        "space_options": {k: repr(v) for k, v in sorted((space_options or {}).items())},
+        "loss": loss if isinstance(loss, str) else repr(lossf),
+        "resources": {k: tree_fingerprint(v) for k, v in sorted((resources or {}).items()) if v is not None},
+        "optimizer": repr(opt), "steps": int(steps), "restarts": int(restarts), "seed": int(seed),
+        "start": start, "early_stop": list(early_stop) if early_stop else None, "max_reseeds": int(max_reseeds),
+        "preprocess": preprocess or {}, "image_shape": list(shape),
+    }
+    probe = jax.eval_shape(lambda g, s: s.to_input(g, s.init(jax.random.PRNGKey(0), g, 1)), gen, sp)
+    latent_bytes = sum(int(np.prod(x.shape)) * 4 for x in jax.tree_util.tree_leaves(probe)) * 2 + 4096
+    png_max = int(np.prod(shape)) + shape[0] * 8 + 4096  # stored PNG is never much larger than raw
+    ws_key = "ws"
+
+    def write(w: ItemWriter, ref: ImageRef, host: dict, row: int, target: np.ndarray) -> dict[str, Any]:
+        if host["failed"][row]:
+            raise ItemFlagged(f"loss is NaN/inf after {max_reseeds} reseeds")
+        w.write("target.png", png_bytes(target))
+        w.write("proj.png", png_bytes(host["images"][row]))
+        lat = flatten_tree(jax.tree_util.tree_map(lambda a: a[row][None], host["latents"]))
+        w.write("latent.npz", npz_bytes(lat))
+        if ws_key in host["inputs"]:
+            w.write("projected_w.npz", npz_bytes({"w": np.asarray(host["inputs"][ws_key][row][None], np.float32)}))
+        best = int(host["best"][row])
+        return {"psnr": _fmt(host["psnr"][row]), "ssim": _fmt(host["ssim"][row]), "loss": _fmt(host["losses"][row]),
+                "best_restart": best, "steps": int(host["done"][row, best]), "reseeds": int(host["attempts"][row])}
+
+    return JobSpec(kind="invert", manifest=manifest, item_shape=shape, load=load,
+                   compute=lambda x, ids: call(x, ids, int(seed)), write=write,
+                   columns=["psnr", "ssim", "loss", "best_restart", "steps", "reseeds"],
+                   bytes_per_image=2 * png_max + latent_bytes, batch_size=bs)
