@@ -430,17 +430,22 @@ def from_source(src: Any) -> tuple[Config, dict]:
 
 
 def bilinear_matrix(n_out: int, n_in: int) -> np.ndarray:
-    """``[n_out, n_in]`` rows of ``F.interpolate(mode='bilinear', align_corners=True)`` along one axis."""
-    m = np.zeros((n_out, n_in), np.float64)
-    scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+    """``[n_out, n_in]`` rows of ``F.interpolate(mode='bilinear', align_corners=True)`` along one axis.
+
+    Source positions and weights are computed in float32 as torch's CPU kernel does (a float64 position
+    would differ by ~1e-7 relative).
+    """
+    f32 = np.float32
+    m = np.zeros((n_out, n_in), np.float32)
+    scale = f32(n_in - 1) / f32(n_out - 1) if n_out > 1 else f32(0)
     for i in range(n_out):
-        src = i * scale
-        i0 = min(int(math.floor(src)), n_in - 1)
+        src = f32(scale * f32(i))
+        i0 = min(int(src), n_in - 1)
         i1 = min(i0 + 1, n_in - 1)
-        frac = src - i0
-        m[i, i0] += 1.0 - frac
+        frac = min(max(f32(src - f32(i0)), f32(0)), f32(1))
+        m[i, i0] += f32(1) - frac
         m[i, i1] += frac
-    return m.astype(np.float32)
+    return m
 
 
 def adaptive_avg_matrix(n_out: int, n_in: int) -> np.ndarray:

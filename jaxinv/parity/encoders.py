@@ -61,7 +61,11 @@ def load(case: Case) -> tuple[enc.Config, dict]:
 
 
 def run(case: Case) -> Iterator[Check]:
-    cfg, params = load(case)
+    return run_checks(case, *load(case))
+
+
+def run_checks(case: Case, cfg: enc.Config, params: dict) -> Iterator[Check]:
+    """The case's checks for an already loaded encoder (one batched forward)."""
     io = case.io
     x = np.ascontiguousarray(np.asarray(io["x"], np.float32).transpose(0, 2, 3, 1))  # NCHW -> NHWC
     codes, aux = _encode(cfg, params, x, return_intermediates=True)
