@@ -175,16 +175,19 @@ class ItemWriter:
         self.folder = root / name
         self.fsync = fsync
         self.files: list[str] = []
-        self.folder.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.folder)
         self._name = name
+        self._ready = False
 
     def write(self, filename: str, data: bytes) -> None:
+        if not self._ready:  # created on the first file: a rejected item leaves no folder
+            self.folder.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(self.folder)
+            self._ready = True
         atomic_write(self.folder / filename, data, self.fsync)
         self.files.append(f"{self._name}/{filename}")
 
     def commit(self) -> None:
-        if self.fsync:
+        if self.fsync and self._ready:
             _fsync_dir(self.folder)
 
 
