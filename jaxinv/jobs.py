@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import os
+import queue
 import shutil
 import sys
 import threading
@@ -263,6 +264,7 @@ class Journal:
         self.fsync = fsync
         self._repair()
         self._f = open(self.path, "ab")
+        self._lock = threading.Lock()  # the job loop (load errors) and the writer thread both append
 
     def _repair(self) -> None:
         if not self.path.exists():
@@ -276,10 +278,11 @@ class Journal:
         lines = b"".join((json.dumps(e, sort_keys=True) + "\n").encode() for e in entries)
         if not lines:
             return
-        self._f.write(lines)
-        self._f.flush()
-        if self.fsync:
-            os.fsync(self._f.fileno())
+        with self._lock:
+            self._f.write(lines)
+            self._f.flush()
+            if self.fsync:
+                os.fsync(self._f.fileno())
 
     def close(self) -> None:
         self._f.close()
@@ -429,9 +432,7 @@ def run_job(spec: JobSpec, images: Sequence[str | os.PathLike], out_dir: str | o
     watches: list[_Watch] = []
     t_start = time.perf_counter()
 
-    def finish(item) -> None:
-        batch, dev_out, watch = item
-        host = spec.fetch(dev_out)
+    def finish(batch, host, watch) -> None:  # runs on the writer thread
         t_done = watch.join()
         started = max(watch.t_dispatch, watch.prev.t_done if watch.prev else 0.0)
         per_item = (t_done - started) / max(batch.count, 1)
@@ -451,6 +452,7 @@ def run_job(spec: JobSpec, images: Sequence[str | os.PathLike], out_dir: str | o
         rep.done += len(entries) - sum(e["status"] != "ok" for e in entries)
         bar.update(len(entries))
 
+    writer = _BackgroundWriter(finish)
     try:
         with stream_batches(todo, spec.load, batch_size=spec.batch_size, item_shape=spec.item_shape,
                             workers=workers, prefetch=prefetch) as stream:
@@ -473,13 +475,15 @@ def run_job(spec: JobSpec, images: Sequence[str | os.PathLike], out_dir: str | o
                 n_waits = len(stream.waits)
                 watches.append(watch)
                 rep.batches += 1
-                if pending is not None:
-                    finish(pending)
+                if pending is not None:  # batch k-1 to the host (done by now or soon), written in the background
+                    writer.submit(pending[0], spec.fetch(pending[1]), pending[2])
                 pending = (batch, dev_out, watch)
             if pending is not None:
-                finish(pending)
+                writer.submit(pending[0], spec.fetch(pending[1]), pending[2])
                 pending = None
+        writer.close()
     finally:
+        writer.close(raise_error=False)
         journal.close()
         bar.close()
     rep.seconds = time.perf_counter() - t_start
@@ -490,6 +494,43 @@ def run_job(spec: JobSpec, images: Sequence[str | os.PathLike], out_dir: str | o
         log(f"jaxinv {spec.kind}: {n_ok} images in {out}" + (f", {n_bad} listed in {out / 'errors.csv'}"
                                                               if n_bad else ""))
     return rep
+
+
+class _BackgroundWriter:
+    """Writes finished batches on one thread (PNG/zlib encoding releases the GIL), in order, at most `depth`
+    batches behind, so the next batch is dispatched without waiting for the files of the previous one."""
+
+    def __init__(self, fn: Callable[..., None], depth: int = 2):
+        self._fn = fn
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._exc: BaseException | None = None
+        self._closed = False
+        self._t = threading.Thread(target=self._run, name="jaxinv-writer", daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            if self._exc is None:
+                try:
+                    self._fn(*item)
+                except BaseException as e:  # noqa: BLE001 - re-raised on the job loop's thread
+                    self._exc = e
+
+    def submit(self, *item: Any) -> None:
+        if self._exc is not None:
+            raise self._exc
+        self._q.put(item)
+
+    def close(self, raise_error: bool = True) -> None:
+        if not self._closed:
+            self._closed = True
+            self._q.put(None)
+            self._t.join()
+        if raise_error and self._exc is not None:
+            raise self._exc
 
 
 def _timeline(rep: JobReport, watches: list[_Watch]) -> None:
