@@ -79,15 +79,10 @@ def test_golden_parity(golden):
     assert all(checks[n].result()[2] for n in OUTPUTS), "; ".join(lines)
 
 
-@pytest.fixture(scope="module")
-def e4e_golden():
-    case = load_case(require(GOLDEN / "e4e_ffhq1024.meta.json"))
-    return case, *enc.from_source(handler.procedural_source(case))
-
-
-def test_e4e_progressive_stage(e4e_golden):
+@pytest.mark.parametrize("golden", ["e4e_ffhq1024"], indirect=True)
+def test_e4e_progressive_stage(golden):
     """Stage 2 (deltas 1, 2 only): styles 0-2 as in Inference, the rest are w0 (+ latent_avg)."""
-    case, cfg, params = e4e_golden
+    case, cfg, params, _ = golden
     staged = enc.Config(**{**cfg.__dict__, "progressive_stage": 2})
     codes, aux = _encode(staged, params, case.io["x"][:1].transpose(0, 2, 3, 1), return_intermediates=True)
     out = np.asarray(aux["encoder_out"])
@@ -273,12 +268,12 @@ def test_split_checkpoint_without_torch():
         split_checkpoint("x.pt", {"state_dict": sd})
 
 
-def test_pt_round_trip_fewer_styles(tmp_path):
+@pytest.mark.parametrize("golden", ["psp_ffhq1024"], indirect=True)
+def test_pt_round_trip_fewer_styles(golden, tmp_path):
     """Official-layout pSp .pt (torch.save zip) of a 14-style encoder built from the golden psp weights:
     its heads are the golden's first 14, so the output must be the golden's first 14 styles."""
     torch = pytest.importorskip("torch")
-    case = load_case(require(GOLDEN / "psp_ffhq1024.meta.json"))
-    sd = handler.procedural_source(case).state_dict
+    case, _, _, sd = golden
     n = 14
     state = OrderedDict()
     for k, v in sd.items():
@@ -292,7 +287,7 @@ def test_pt_round_trip_fewer_styles(tmp_path):
     path = tmp_path / "psp_256.pt"
     torch.save({"state_dict": state, "opts": opts, "latent_avg": torch.from_numpy(sd["latent_avg"][:n].copy())},
                path)
-    del state, sd
+    del state
     encoder, decoder = read_encoder_checkpoint(path)
     path.unlink()
     assert decoder.family == "rosinality" and decoder.init["init_kwargs"] == {

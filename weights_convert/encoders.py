@@ -104,12 +104,10 @@ def split_checkpoint(path: str | Path, obj: Any) -> tuple[Source, Source]:
 
     latent_avg = obj.get("latent_avg")
     provenance = {"source": str(path.resolve()), "format": "torch_zip", "repo": family}
-    try:
+    if path.is_file():
         from weights_convert.torch_formats import sha256_file
 
         provenance["sha256"] = sha256_file(path)
-    except (ImportError, OSError):
-        pass
     if latent_avg is not None:
         if not isinstance(latent_avg, np.ndarray):
             raise CheckpointError(f"{path}: latent_avg is {type(latent_avg).__name__}, expected a tensor")
