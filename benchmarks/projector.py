@@ -1,0 +1,770 @@
+"""Projector throughput: jaxinv's compiled W projection vs the official stylegan2-ada-pytorch `project()` loop.
+
+Both sides run the same maths on the same machine in one invocation: W space with free noise maps, the
+official Adam schedule, LPIPS-VGG16 distance plus the noise regulariser (weight 1e5), target features once.
+Same generator config and weights (random, manifest shapes), same VGG16 (random torchvision-layout weights
+with the real LPIPS v0.1 heads), same uint8 target (an image of the generator).
+
+    python benchmarks/projector.py --official-src /tmp/stylegan2-ada-pytorch              # both configs
+    python benchmarks/projector.py --official-src /tmp/stylegan2-ada-pytorch --quick      # smoke test
+    python benchmarks/projector.py --configs paper256 --batches 1,4,16 --steps 5 --no-official
+    python benchmarks/projector.py --profile paper256 --batches 16                        # where time goes
+
+The official code is never vendored. Get it at the commit the goldens were made with:
+
+    git clone https://github.com/NVlabs/stylegan2-ada-pytorch
+    git -C stylegan2-ada-pytorch checkout d72cc7d
+
+and install what its imports need into the venv: `pip install torch==2.13.0 click requests` (`dnnlib`
+imports `requests`, `legacy`/`projector` import `click`; `imageio` is only used by the CLI's video writer and
+is replaced by an empty module when absent). The CUDA plugins are never built on CPU (the official ops take
+their reference paths); `torch.utils.cpp_extension.load` is stubbed anyway so that nothing compiles.
+
+What runs, each in its own subprocess (peak RSS = that process's `ru_maxrss`):
+* prep: the official `Generator(**init_kwargs)` under `torch.manual_seed(seed)` (weights/const/noise buffers
+  the official random init; noise strengths and w_avg made non-zero as golden README section 3 does), its
+  state_dict written to an npz + init_kwargs JSON (converted by jaxinv's own reader, `read_golden_npz`), and
+  the target `((G.synthesis(w) + 1) * 127.5).clamp(0, 255).to(uint8)`. `num_fp16_res` is set to 0: jaxinv
+  always runs float32 and the official fp16 blocks are a CUDA path (on CPU they would be float16 CPU convs).
+* official: `projector.project(G, target, num_steps=steps + 2, w_avg_samples=N, verbose=True)` with
+  `dnnlib.util.open_url` redirected to a TorchScript LPIPS-VGG16 with the CDN `vgg16.pt` call signature
+  `forward(img, resize_images: bool = True, return_lpips: bool = False)`. Per-step times come from the
+  projector's own per-step log line (its module-global `print` is replaced by a time-stamper; the code is
+  not modified): step 1 is the warm-up, steps 2..steps+1 are timed, the last step is counted with
+  `torch.utils.flop_counter.FlopCounterMode` (FLOPs of one full iteration: forward, backward, Adam, noise
+  renormalisation). `w_avg_samples` (official default 10000) is setup, not step time; a smaller value
+  (`--w-avg-samples`, default 1000) is used on both sides. Batch 1 only, as project() supports.
+* jaxinv: `jaxinv.invert(model, images, space=WSpace(noise=True), loss=LPIPS + 1e5 * noise-reg,
+  optimizer=Adam(), steps=steps)` with `batch` lanes (images x restarts, vmapped, steps in one lax.scan).
+  Compile time (trace + lowering + XLA compile, read from `jax.monitoring` events) is reported separately;
+  the execution time is the rest of `InvertResult.seconds`. It includes the per-call prologue/epilogue
+  (target features, initial latents, final loss evaluation), so image-steps/s = batch * steps / execution
+  is slightly conservative for small `--steps`. FLOPs per image-step: XLA cost analysis of one lowered
+  Adam step of one lane. Every batch size runs twice: default XLA flags, and with
+  `--xla_cpu_experimental_ynn_fusion_type=` (the YNN fusions off, i.e. Eigen convolutions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("JAXINV_SHARED", ROOT.parent / "shared"))
+MANIFESTS = SHARED / "golden" / "manifests"
+HEADS = SHARED / "realdata" / "weights" / "lpips_linear_heads" / "vgg_v0.1.npz"
+CONFIGS = {"paper256": "sg2ada_256_paper256", "ffhq1024": "sg2ada_ffhq1024_stylegan2cfg"}
+XLA_SETTINGS = {"default": "", "eigen": "--xla_cpu_experimental_ynn_fusion_type="}
+OFFICIAL_COMMIT = "d72cc7d"
+NOISE_WEIGHT = 1e5  # official regularize_noise_weight
+VGG_SEED = 20240601
+
+# torchvision VGG16 `features` conv indices / channels (jaxinv.losses.vgg16 has the same table; repeated
+# here so that the torch side does not import jax).
+_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+_CONV_CHANNELS = ((3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
+                  (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Shared inputs (numpy only)
+
+
+def random_vgg16_state_dict(seed: int = VGG_SEED) -> dict[str, np.ndarray]:
+    """torchvision-layout VGG16 `features.*` (OIHW), He-normal weights, small biases: same on both sides."""
+    rng = np.random.default_rng(seed)
+    sd = {}
+    for idx, (cin, cout) in zip(_CONV_INDICES, _CONV_CHANNELS, strict=True):
+        sd[f"features.{idx}.weight"] = (rng.standard_normal((cout, cin, 3, 3), np.float32)
+                                        * np.float32(np.sqrt(2.0 / (cin * 9))))
+        sd[f"features.{idx}.bias"] = (0.01 * rng.standard_normal(cout)).astype(np.float32)
+    return sd
+
+
+def lpips_heads(path: str | os.PathLike | None) -> dict[str, np.ndarray]:
+    """LPIPS v0.1 VGG heads {"lin0".. "lin4": [C]}; `None` = random non-negative heads (tests)."""
+    chans = (64, 128, 256, 512, 512)
+    if path is None:
+        rng = np.random.default_rng(1)
+        return {f"lin{k}": rng.uniform(0.0, 0.2, c).astype(np.float32) for k, c in enumerate(chans)}
+    with np.load(path, allow_pickle=False) as z:
+        return {f"lin{k}": np.asarray(z[f"lin{k}.model.1.weight"], np.float32).reshape(c)
+                for k, c in enumerate(chans)}
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def numpy_generator_files(init_kwargs: dict, out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
+    """Random StyleGAN2 weights in official names/layouts written as `<out>/G.weights.npz` + init JSON,
+    without torch (unit-normal weights as the official init; noise strengths / biases non-zero)."""
+    from jaxinv.models import stylegan2
+
+    init = {"family": "stylegan2-ada-pytorch", "class_name": "training.networks.Generator", "init_args": [],
+            "init_kwargs": init_kwargs}
+    cfg = stylegan2.config_from_init(init)
+    rng = np.random.default_rng(seed)
+    sd = {}
+    for name, (_, _, shape) in stylegan2.param_table(cfg).items():
+        if name.endswith("affine.bias"):
+            a = np.ones(shape)
+        elif name.endswith("noise_strength"):
+            a = rng.normal(0.1, 0.2, shape)
+        elif name.endswith(".bias") or name == "mapping.w_avg":
+            a = rng.normal(0.0, 0.1, shape)
+        else:
+            a = rng.standard_normal(shape)
+        sd[name] = np.asarray(a, np.float32)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights, init_json = out_dir / "G.weights.npz", out_dir / "G.init_kwargs.json"
+    np.savez(weights, **sd)
+    init_json.write_text(json.dumps(init, indent=1))
+    return weights, init_json
+
+
+def jaxinv_target(weights: Path, init_json: Path, out: Path, seed: int = 0) -> Path:
+    """uint8 [H, W, 3] target rendered by jaxinv's generator (used when the official side is off)."""
+    import jax
+
+    from jaxinv.generators import Generator
+    from jaxinv.models import from_source
+    from weights_convert.source import read_golden_npz
+
+    gen = Generator.from_model(from_source(read_golden_npz(weights, init_json)))
+    z = np.random.RandomState(seed).randn(1, gen.z_dim).astype(np.float32)
+    img = np.asarray(jax.jit(lambda g, z: g.synthesis(g.mapping(z, truncation_psi=0.7)))(gen, z))[0]
+    np.save(out, np.clip((img + 1) * 127.5, 0, 255).astype(np.uint8))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# jaxinv side
+
+
+class _CompileClock:
+    """Sums jax's compile-phase durations (trace, lowering, XLA compile) reported via jax.monitoring."""
+
+    EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+              "/jax/core/compile/backend_compile_duration")
+
+    def __init__(self) -> None:
+        import jax
+
+        self.total = 0.0
+        self.active = False
+        jax.monitoring.register_event_duration_secs_listener(self._on_event)
+
+    def _on_event(self, name: str, duration: float, **_: Any) -> None:
+        if self.active and name in self.EVENTS:
+            self.total += duration
+
+    def __enter__(self) -> _CompileClock:
+        self.total, self.active = 0.0, True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.active = False
+
+
+def run_jaxinv(weights: str | os.PathLike, init_json: str | os.PathLike, target: str | os.PathLike | np.ndarray,
+               *, batch: int, steps: int, w_avg_samples: int = 1000, restarts: int = 1,
+               heads: str | os.PathLike | None = None, repeat: int = 0, flops: bool = True) -> dict[str, Any]:
+    """Time the engine's W projection on `batch` lanes (batch // restarts images x restarts) for `steps`.
+
+    Returns a flat dict (keys in `JAXINV_KEYS`): compile and execution seconds, image-steps/s, FLOPs per
+    image-step (XLA cost analysis of one lowered lane step) and GFLOP/s, peak RSS of this process.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from jaxinv.generators import Generator
+    from jaxinv.invert import LPIPS, Loss, NoiseReg, invert
+    from jaxinv.losses.lpips import lpips_params
+    from jaxinv.losses.vgg16 import vgg16_params_from_torchvision
+    from jaxinv.models import from_source
+    from jaxinv.optim import Adam, AdamState, Objective
+    from jaxinv.spaces import WSpace, w_statistics
+    from weights_convert.source import read_golden_npz
+
+    if batch % restarts:
+        raise ValueError(f"batch {batch} is not a multiple of restarts {restarts}")
+    clock = _CompileClock()
+    model = from_source(read_golden_npz(weights, init_json))
+    gen = Generator.from_model(model)
+    lp = lpips_params(vgg16_params_from_torchvision(random_vgg16_state_dict(), src="random"), lpips_heads(heads))
+    tgt = np.load(target) if not isinstance(target, np.ndarray) else target
+    n_images = batch // restarts
+    images = np.repeat((tgt.astype(np.float32) / 127.5 - 1.0)[None], n_images, axis=0)
+    loss = Loss((LPIPS(params=lp), NoiseReg()), (1.0, NOISE_WEIGHT))
+    space = WSpace(noise=True, num_samples=w_avg_samples)
+    opt = Adam()
+    w_statistics(gen, w_avg_samples)  # compiles the mapping of the space statistics before the timed call
+    rss_before = _rss_mib()
+
+    def call():
+        with clock:
+            res = invert(model, images, space=space, loss=loss, optimizer=opt, steps=steps, restarts=restarts,
+                         seed=0)
+        return res, clock.total
+
+    res, compile_s = call()
+    first_s = res.seconds
+    exec_s = first_s - compile_s
+    repeats = []
+    for _ in range(repeat):
+        r, c = call()
+        repeats.append(r.seconds - c)
+    if repeats:
+        exec_s = min(repeats)
+    finite = bool(np.isfinite(res.losses).all())
+    peak = _peak_rss_mib()
+
+    out: dict[str, Any] = {
+        "side": "jaxinv", "batch": batch, "images": n_images, "restarts": restarts, "steps": steps,
+        "w_avg_samples": w_avg_samples, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "compile_s": round(compile_s, 2), "first_call_s": round(first_s, 2), "exec_s": round(exec_s, 3),
+        "exec_repeats_s": [round(x, 3) for x in repeats],
+        "step_s": round(exec_s / steps, 4), "image_steps_per_s": round(batch * steps / exec_s, 4),
+        "finite": finite, "final_loss": float(np.min(res.losses)),
+        "rss_before_mib": round(rss_before, 1), "peak_rss_mib": round(peak, 1),
+        "mib_per_image": round(peak / batch, 1),
+    }
+    if flops:
+        sp = space.prepare(gen)
+        prep = tuple(t.prepare(jnp.asarray(images[:1])) for t in loss.terms)
+
+        def lane_step(latent, opt_state, key):
+            def value(lat):
+                img = gen.render(sp.to_input(gen, lat))
+                return sum(w * t(img, p, lat, sp)[0] for t, p, w in zip(loss.terms, prep, loss.weights,
+                                                                        strict=True))
+            objective = Objective(value, sp.perturb, sp.project)
+            return opt.step(AdamState(latent, opt_state), jnp.asarray(1), steps, key, objective)
+
+        latent = sp.init(jax.random.PRNGKey(0), gen, 1, center=True)
+        opt_state = opt.init(latent, None).opt_state
+        cost = jax.jit(lane_step).lower(latent, opt_state, jax.random.PRNGKey(1)).cost_analysis()
+        cost = cost[0] if isinstance(cost, list | tuple) else cost
+        f = float(cost["flops"])
+        out["gflop_per_image_step"] = round(f / 1e9, 2)
+        out["gflop_per_s"] = round(f * out["image_steps_per_s"] / 1e9, 1)
+    return out
+
+
+JAXINV_KEYS = ("batch", "steps", "compile_s", "exec_s", "step_s", "image_steps_per_s", "peak_rss_mib",
+               "mib_per_image", "finite")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Official side (torch; only in subprocesses)
+
+
+def _official_imports(src: Path) -> None:
+    """Make the official checkout importable on CPU without building anything."""
+    import types
+
+    import torch.utils.cpp_extension
+
+    torch.utils.cpp_extension.load = lambda *a, **k: None  # never JIT-build the CUDA plugins
+    try:
+        import imageio  # noqa: F401
+    except ImportError:
+        sys.modules["imageio"] = types.ModuleType("imageio")  # only the CLI's video writer uses it
+    sys.path.insert(0, str(src))
+
+
+def lpips_torchscript(heads: dict[str, np.ndarray], vgg_sd: dict[str, np.ndarray]):
+    """TorchScript LPIPS-VGG16 with the CDN `vgg16.pt` call: `forward(img, resize_images=True,
+    return_lpips=False)`; img in [0, 255]; with return_lpips the per-image flat features whose squared
+    distance is LPIPS v0.1 (golden README section 9); otherwise the relu5_3 features flattened."""
+    import torch
+    import torch.nn.functional as F
+
+    class LpipsVgg16(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            cuts = (3, 8, 15, 22, 29)  # ReLU indices of relu1_2 .. relu5_3
+            convs = dict(zip(_CONV_INDICES, _CONV_CHANNELS, strict=True))
+            layers: list[torch.nn.Module] = []
+            for i in range(30):
+                if i in convs:
+                    conv = torch.nn.Conv2d(*convs[i], 3, padding=1)
+                    conv.weight.data[:] = torch.from_numpy(vgg_sd[f"features.{i}.weight"])
+                    conv.bias.data[:] = torch.from_numpy(vgg_sd[f"features.{i}.bias"])
+                    layers.append(conv)
+                elif i in (4, 9, 16, 23):
+                    layers.append(torch.nn.MaxPool2d(2, 2))
+                else:
+                    layers.append(torch.nn.ReLU())
+            bounds = (0,) + tuple(c + 1 for c in cuts)
+            self.slice1 = torch.nn.Sequential(*layers[bounds[0]:bounds[1]])
+            self.slice2 = torch.nn.Sequential(*layers[bounds[1]:bounds[2]])
+            self.slice3 = torch.nn.Sequential(*layers[bounds[2]:bounds[3]])
+            self.slice4 = torch.nn.Sequential(*layers[bounds[3]:bounds[4]])
+            self.slice5 = torch.nn.Sequential(*layers[bounds[4]:bounds[5]])
+            self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).reshape(1, 3, 1, 1))
+            self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).reshape(1, 3, 1, 1))
+            for k in range(5):
+                self.register_buffer(f"lpips{k}", torch.from_numpy(heads[f"lin{k}"]).reshape(1, -1, 1, 1))
+            self.requires_grad_(False)
+
+        def _tap(self, f: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            # clamp_min keeps the gradient finite on all-zero ReLU columns (forward unchanged: f is 0 there)
+            norm = f.square().sum(dim=1, keepdim=True).clamp_min(1e-30).sqrt()
+            f = f / (norm + 1e-10) * w.sqrt() / float(f.shape[2] * f.shape[3]) ** 0.5
+            return f.flatten(1)
+
+        def forward(self, img: torch.Tensor, resize_images: bool = True, return_lpips: bool = False):
+            x = img / 127.5 - 1
+            if resize_images:
+                x = F.interpolate(x, size=(224, 224), mode="area")
+            x = (x - self.shift) / self.scale
+            f1 = self.slice1(x)
+            f2 = self.slice2(f1)
+            f3 = self.slice3(f2)
+            f4 = self.slice4(f3)
+            f5 = self.slice5(f4)
+            if not return_lpips:
+                return f5.flatten(1)
+            return torch.cat([self._tap(f1, self.lpips0), self._tap(f2, self.lpips1), self._tap(f3, self.lpips2),
+                              self._tap(f4, self.lpips3), self._tap(f5, self.lpips4)], dim=1)
+
+    return torch.jit.script(LpipsVgg16().eval())
+
+
+def official_prep(src: Path, manifest: dict, out_dir: Path, seed: int = 0) -> dict[str, Any]:
+    """Build the official Generator with random weights, export npz + init JSON + uint8 target."""
+    _official_imports(src)
+    import torch
+    from training.networks import Generator
+
+    init_kwargs = json.loads(json.dumps(manifest["init_kwargs"]))
+    init_kwargs["synthesis_kwargs"]["num_fp16_res"] = 0  # float32 on CPU (see module docstring)
+    torch.manual_seed(seed)
+    G = Generator(**init_kwargs).eval().requires_grad_(False)
+    g = torch.Generator().manual_seed(seed + 7)
+    with torch.no_grad():
+        for name, t in list(G.named_parameters()) + list(G.named_buffers()):
+            if name.endswith("noise_strength"):
+                t.copy_(0.1 + 0.2 * torch.randn(t.shape, generator=g))
+            elif name == "mapping.w_avg":
+                t.copy_(0.5 * torch.randn(t.shape, generator=g))
+    sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in G.state_dict().items()}
+    want = {e["name"]: tuple(e["shape"]) for e in manifest["state_dict"]}
+    got = {k: tuple(v.shape) for k, v in sd.items()}
+    if want != got:
+        bad = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+        raise SystemExit(f"official Generator state_dict differs from the manifest: {bad[:8]}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights, init_json, target = out_dir / "G.weights.npz", out_dir / "G.init_kwargs.json", out_dir / "target.npy"
+    np.savez(weights, **sd)
+    init_json.write_text(json.dumps({"family": "stylegan2-ada-pytorch", "class_name": "training.networks.Generator",
+                                     "init_args": [], "init_kwargs": init_kwargs}, indent=1))
+    z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim))
+    with torch.no_grad():
+        img = G.synthesis(G.mapping(z, None, truncation_psi=0.7), noise_mode="const")
+    img = ((img + 1) * (255 / 2)).permute(0, 2, 3, 1).clamp(0, 255).to(torch.uint8)[0].numpy()
+    np.save(target, img)
+    return {"weights": str(weights), "init_json": str(init_json), "target": str(target),
+            "param_count": int(sum(v.size for k, v in sd.items() if "noise_const" not in k and "filter" not in k))}
+
+
+def run_official(src: Path, weights: Path, init_json: Path, target: Path, *, steps: int, w_avg_samples: int,
+                 heads: str | os.PathLike | None, seed: int = 303) -> dict[str, Any]:
+    """Time the official project() loop (batch 1): step 1 warm-up, `steps` timed, one more FLOP-counted."""
+    _official_imports(src)
+    import io
+
+    import dnnlib
+    import projector
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from training.networks import Generator
+
+    init = json.loads(Path(init_json).read_text())
+    G = Generator(**init["init_kwargs"]).eval().requires_grad_(False)
+    with np.load(weights, allow_pickle=False) as z:
+        G.load_state_dict({k: torch.from_numpy(z[k]) for k in z.files}, strict=True)
+    buf = io.BytesIO()
+    torch.jit.save(lpips_torchscript(lpips_heads(heads), random_vgg16_state_dict()), buf)
+    urls = []
+
+    def open_url(url, *args, **kwargs):
+        urls.append(url)
+        return io.BytesIO(buf.getvalue())
+
+    dnnlib.util.open_url = open_url
+    stamps: list[float] = []
+    counter = FlopCounterMode(display=False)
+    total_steps = steps + 2
+    losses = []
+
+    def stamp(*args: Any, **kwargs: Any) -> None:
+        msg = " ".join(str(a) for a in args)
+        if not msg.startswith("step "):
+            return
+        stamps.append(time.perf_counter())
+        losses.append(float(msg.split("loss")[1]))
+        if len(stamps) == total_steps - 1:
+            counter.__enter__()
+        elif len(stamps) == total_steps:
+            counter.__exit__(None, None, None)
+
+    projector.print = stamp  # project()'s logprint resolves `print` in the module globals first
+    target_t = torch.tensor(np.load(target).transpose(2, 0, 1))
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    rss_before = _rss_mib()
+    t0 = time.perf_counter()
+    projector.project(G, target_t, num_steps=total_steps, w_avg_samples=w_avg_samples, verbose=True,
+                      device=torch.device("cpu"))
+    total = time.perf_counter() - t0
+    step_times = np.diff(stamps[: steps + 1])
+    flops = counter.get_total_flops()
+    step_s = float(np.mean(step_times))
+    peak = _peak_rss_mib()
+    return {"side": "official", "batch": 1, "steps": steps, "w_avg_samples": w_avg_samples,
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "urls": urls,
+            "setup_and_first_step_s": round(stamps[0] - t0, 2), "total_s": round(total, 2),
+            "step_times_s": [round(float(x), 3) for x in step_times], "step_s": round(step_s, 4),
+            "image_steps_per_s": round(1.0 / step_s, 4), "finite": bool(np.isfinite(losses).all()),
+            "gflop_per_image_step": round(flops / 1e9, 2), "gflop_per_s": round(flops / 1e9 / step_s, 1),
+            "rss_before_mib": round(rss_before, 1), "peak_rss_mib": round(peak, 1),
+            "mib_per_image": round(peak, 1)}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Profile: where one jaxinv step spends its time
+
+
+def run_profile(weights: Path, init_json: Path, target: Path, *, batch: int, heads: str | os.PathLike | None,
+                reps: int = 3, trace_dir: Path | None = None) -> dict[str, Any]:
+    """Time the pieces of one step on `batch` images: generator forward / forward+backward, LPIPS-VGG16
+    forward / forward+backward, the noise regulariser, the whole Adam step; optionally a jax.profiler trace
+    of the whole step summarised by XLA op (top ops by self time)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxinv.generators import Generator
+    from jaxinv.losses.lpips import lpips_distance, lpips_features, lpips_params
+    from jaxinv.losses.regularizers import noise_regularization
+    from jaxinv.losses.vgg16 import vgg16_params_from_torchvision
+    from jaxinv.models import from_source
+    from jaxinv.optim import Adam, AdamState, Objective
+    from jaxinv.spaces import WSpace
+    from weights_convert.source import read_golden_npz
+
+    gen = Generator.from_model(from_source(read_golden_npz(weights, init_json)))
+    lp = lpips_params(vgg16_params_from_torchvision(random_vgg16_state_dict(), src="random"), lpips_heads(heads))
+    tgt = jnp.asarray(np.repeat((np.load(target).astype(np.float32) / 127.5 - 1)[None], batch, axis=0))
+    sp = WSpace(noise=True, num_samples=1000).prepare(gen)
+    latent = sp.init(jax.random.PRNGKey(0), gen, batch, center=True)
+    tfeat = jax.jit(lpips_features)(lp, tgt)
+
+    def render(lat):
+        return gen.render(sp.to_input(gen, lat))
+
+    img = jax.jit(render)(latent)
+
+    def gen_fwd_bwd(lat, ct):
+        y, vjp = jax.vjp(render, lat)
+        return vjp(ct)
+
+    def vgg_fwd(x):
+        return lpips_distance(lpips_features(lp, x), tfeat)
+
+    def vgg_fwd_bwd(x):
+        return jax.grad(lambda x: jnp.sum(vgg_fwd(x)))(x)
+
+    def total(lat):
+        return jnp.sum(vgg_fwd(render(lat)) + NOISE_WEIGHT * noise_regularization(lat["noise"]))
+
+    opt = Adam()
+    objective = Objective(total, sp.perturb, sp.project)
+    state = opt.init(latent, objective)
+
+    def step(state, key):
+        return opt.step(AdamState(*state), jnp.asarray(1), 100, key, objective)
+
+    pieces = {
+        "generator_forward": (render, (latent,)),
+        "generator_forward_backward": (gen_fwd_bwd, (latent, img)),
+        "lpips_vgg16_forward": (vgg_fwd, (img,)),
+        "lpips_vgg16_forward_backward": (vgg_fwd_bwd, (img,)),
+        "noise_reg_forward_backward": (jax.grad(lambda n: jnp.sum(noise_regularization(n))), (latent["noise"],)),
+        "adam_step_total": (step, (tuple(state), jax.random.PRNGKey(2))),
+    }
+    out: dict[str, Any] = {"batch": batch, "xla_flags": os.environ.get("XLA_FLAGS", ""), "seconds": {},
+                           "gflop": {}}
+    for name, (fn, args) in pieces.items():
+        f = jax.jit(fn)
+        lowered = f.lower(*args)
+        cost = lowered.cost_analysis()
+        cost = cost[0] if isinstance(cost, list | tuple) else cost
+        c = lowered.compile()
+        jax.block_until_ready(c(*args))
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            jax.block_until_ready(c(*args))
+            ts.append(time.perf_counter() - t0)
+        out["seconds"][name] = round(min(ts), 3)
+        out["gflop"][name] = round(float(cost.get("flops", 0.0)) / 1e9, 1)
+        if name == "adam_step_total" and trace_dir is not None:
+            jax.profiler.start_trace(str(trace_dir), create_perfetto_trace=True)
+            jax.block_until_ready(c(*args))
+            jax.profiler.stop_trace()
+            out["top_ops"] = _summarise_trace(trace_dir)
+    return out
+
+
+def _summarise_trace(trace_dir: Path, top: int = 15) -> list[dict[str, Any]]:
+    """Aggregate the perfetto trace of a jax.profiler run by event name (duration sums, ms)."""
+    import gzip
+
+    files = sorted(trace_dir.rglob("*.trace.json.gz"))
+    if not files:
+        return []
+    with gzip.open(files[-1], "rt") as f:
+        events = json.load(f)
+    events = events.get("traceEvents", events) if isinstance(events, dict) else events
+    agg: dict[str, list[float]] = {}
+    for e in events:
+        if e.get("ph") != "X" or "dur" not in e:
+            continue
+        name = str(e.get("name", "?"))
+        a = agg.setdefault(name, [0.0, 0])
+        a[0] += float(e["dur"]) / 1000.0
+        a[1] += 1
+    rows = sorted(agg.items(), key=lambda kv: -kv[1][0])[:top]
+    return [{"name": k, "ms": round(v[0], 1), "count": int(v[1])} for k, v in rows]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Driver
+
+
+def _child(role: str, payload: dict[str, Any], env_extra: dict[str, str] | None = None) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if env_extra is not None:
+        for k, v in env_extra.items():
+            env[k] = v
+    cmd = [sys.executable, __file__, "--_role", role, "--_payload", json.dumps(payload)]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        tail = (p.stderr or p.stdout)[-3000:]
+        raise SystemExit(f"{role} subprocess failed (rc {p.returncode}):\n{tail}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def _xla_env(setting: str) -> dict[str, str]:
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "ynn_fusion_type" not in f]
+    if XLA_SETTINGS[setting]:
+        flags.append(XLA_SETTINGS[setting])
+    return {"XLA_FLAGS": " ".join(flags)}
+
+
+def _role_main(role: str, payload: dict[str, Any]) -> None:
+    if role == "prep-official":
+        manifest = json.loads(Path(payload["manifest"]).read_text())
+        res = official_prep(Path(payload["src"]), manifest, Path(payload["out"]), payload.get("seed", 0))
+    elif role == "prep-jaxinv":
+        manifest = json.loads(Path(payload["manifest"]).read_text())
+        kwargs = json.loads(json.dumps(manifest["init_kwargs"]))
+        kwargs["synthesis_kwargs"]["num_fp16_res"] = 0
+        w, i = numpy_generator_files(kwargs, Path(payload["out"]))
+        t = jaxinv_target(w, i, Path(payload["out"]) / "target.npy")
+        res = {"weights": str(w), "init_json": str(i), "target": str(t)}
+    elif role == "official":
+        res = run_official(Path(payload["src"]), Path(payload["weights"]), Path(payload["init_json"]),
+                           Path(payload["target"]), steps=payload["steps"], w_avg_samples=payload["w_avg_samples"],
+                           heads=payload["heads"])
+    elif role == "jaxinv":
+        res = run_jaxinv(payload["weights"], payload["init_json"], payload["target"], batch=payload["batch"],
+                         steps=payload["steps"], w_avg_samples=payload["w_avg_samples"],
+                         restarts=payload["restarts"], heads=payload["heads"], repeat=payload["repeat"])
+    elif role == "profile":
+        trace = Path(payload["trace_dir"]) if payload.get("trace_dir") else None
+        res = run_profile(Path(payload["weights"]), Path(payload["init_json"]), Path(payload["target"]),
+                          batch=payload["batch"], heads=payload["heads"], trace_dir=trace)
+    else:
+        raise SystemExit(f"unknown role {role}")
+    print(json.dumps(res), flush=True)
+
+
+def _fmt(x: Any, nd: int = 2) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{nd}f}"
+    return str(x)
+
+
+def print_table(results: dict[str, dict[str, Any]]) -> None:
+    head = ("config", "side", "xla", "batch", "img-steps/s", "s/step", "compile s", "peak MiB", "MiB/img",
+            "GFLOP/img-step", "GFLOP/s", "x official")
+    rows = []
+    for cfg, r in results.items():
+        off = r.get("official")
+        base = off["image_steps_per_s"] if off else None
+        if off:
+            rows.append((cfg, "official", "-", "1", _fmt(off["image_steps_per_s"], 3), _fmt(off["step_s"]), "-",
+                         _fmt(off["peak_rss_mib"], 0), _fmt(off["mib_per_image"], 0),
+                         _fmt(off["gflop_per_image_step"], 1), _fmt(off["gflop_per_s"], 1), "1.00"))
+        for setting, by_batch in r.get("jaxinv", {}).items():
+            for b, j in by_batch.items():
+                ratio = j["image_steps_per_s"] / base if base else None
+                rows.append((cfg, "jaxinv", setting, str(b), _fmt(j["image_steps_per_s"], 3), _fmt(j["step_s"]),
+                             _fmt(j["compile_s"], 1), _fmt(j["peak_rss_mib"], 0), _fmt(j["mib_per_image"], 0),
+                             _fmt(j.get("gflop_per_image_step"), 1), _fmt(j.get("gflop_per_s"), 1), _fmt(ratio)))
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
+    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
+    print(line(head))
+    for row in rows:
+        print(line(row))
+
+
+def print_ratios(results: dict[str, dict[str, Any]], targets: dict[str, float]) -> None:
+    for cfg, r in results.items():
+        off, jx = r.get("official"), r.get("jaxinv", {})
+        speeds = {s: {b: j["image_steps_per_s"] for b, j in by.items()} for s, by in jx.items()}
+        for b in sorted({b for by in speeds.values() for b in by}):
+            have = {s: v[b] for s, v in speeds.items() if b in v}
+            if len(have) == 2:
+                fast = max(have, key=have.get)
+                print(f"{cfg} batch {b}: XLA '{fast}' is faster "
+                      f"({have['eigen'] / have['default']:.2f}x eigen/default)")
+        if not off or not jx:
+            continue
+        big = max(b for by in jx.values() for b in by)
+        best_setting = max(jx, key=lambda s: jx[s].get(big, {}).get("image_steps_per_s", 0.0))
+        best = jx[best_setting][big]
+        ratio = best["image_steps_per_s"] / off["image_steps_per_s"]
+        mem_ok = best["mib_per_image"] < off["mib_per_image"]
+        tgt = targets.get(cfg)
+        verdict = ""
+        if tgt is not None and big == 16:
+            verdict = f" (target >= {tgt:.0f}x: {'MET' if ratio >= tgt else 'NOT met'})"
+        print(f"{cfg}: jaxinv batch {big} ({best_setting}) / official = {ratio:.2f}x image-steps/s{verdict}; "
+              f"memory per image {best['mib_per_image']:.0f} vs {off['mib_per_image']:.0f} MiB "
+              f"({'below' if mem_ok else 'NOT below'} the official's)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--official-src", type=Path, help="checkout of NVlabs/stylegan2-ada-pytorch at d72cc7d")
+    ap.add_argument("--no-official", action="store_true", help="jaxinv side only (weights made with numpy)")
+    ap.add_argument("--configs", default="paper256,ffhq1024", help=f"comma list of {', '.join(CONFIGS)}")
+    ap.add_argument("--batches", default="1,4,16", help="jaxinv lanes (images x restarts) per compiled call")
+    ap.add_argument("--steps", type=int, default=4, help="timed steps (official runs steps + 2)")
+    ap.add_argument("--restarts", type=int, default=1, help="restarts per image (batch = images x restarts)")
+    ap.add_argument("--repeat", type=int, default=0, help="extra timed invert() calls after the compiling one")
+    ap.add_argument("--w-avg-samples", type=int, default=1000, help="w_avg samples, both sides (setup only)")
+    ap.add_argument("--xla", default="default,eigen", help="XLA settings to run: default,eigen")
+    ap.add_argument("--quick", action="store_true", help="smoke test: paper256, batches 1,4, 2 steps")
+    ap.add_argument("--profile", metavar="CONFIG", help="only profile one jaxinv step of CONFIG (--batches[-1])")
+    ap.add_argument("--heads", type=Path, default=HEADS, help="LPIPS v0.1 VGG heads (.npz, lpips names)")
+    ap.add_argument("--workdir", type=Path, help="keep weights / targets here (default: a temp dir)")
+    ap.add_argument("--json", type=Path, help="write all results to this JSON file")
+    ap.add_argument("--_role", help=argparse.SUPPRESS)
+    ap.add_argument("--_payload", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._role:
+        _role_main(args._role, json.loads(args._payload))
+        return
+    if args.quick:
+        args.configs, args.batches, args.steps = "paper256", "1,4", 2
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    settings = [s.strip() for s in args.xla.split(",") if s.strip()]
+    for c in configs:
+        if c not in CONFIGS:
+            ap.error(f"--configs: unknown config {c!r} (choose from {', '.join(CONFIGS)})")
+    for s in settings:
+        if s not in XLA_SETTINGS:
+            ap.error(f"--xla: unknown setting {s!r} (choose from {', '.join(XLA_SETTINGS)})")
+    official = not args.no_official and args.profile is None
+    if official:
+        if args.official_src is None or not (args.official_src / "projector.py").is_file():
+            ap.error("--official-src: path of a stylegan2-ada-pytorch checkout (with projector.py) is required "
+                     "(or --no-official)")
+    heads = str(args.heads) if args.heads else None
+    if heads and not Path(heads).is_file():
+        ap.error(f"--heads {heads}: file not found (set JAXINV_SHARED or pass --heads)")
+
+    tmp = tempfile.TemporaryDirectory(prefix="jaxinv-projbench-") if args.workdir is None else None
+    work = Path(tmp.name) if tmp else args.workdir
+    results: dict[str, dict[str, Any]] = {}
+    info = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "steps": args.steps,
+            "w_avg_samples": args.w_avg_samples, "official_commit": OFFICIAL_COMMIT if official else None}
+    print(json.dumps(info), flush=True)
+    try:
+        for cfg in configs:
+            manifest = MANIFESTS / f"{CONFIGS[cfg]}.json"
+            out = work / cfg
+            t0 = time.perf_counter()
+            if official:
+                prep = _child("prep-official", {"src": str(args.official_src), "manifest": str(manifest),
+                                                "out": str(out)})
+            else:
+                prep = _child("prep-jaxinv", {"manifest": str(manifest), "out": str(out)})
+            print(f"[{cfg}] weights + target ready ({time.perf_counter() - t0:.1f} s)", flush=True)
+            common = {"weights": prep["weights"], "init_json": prep["init_json"], "target": prep["target"],
+                      "heads": heads}
+            if args.profile is not None:
+                if cfg != args.profile:
+                    continue
+                for s in settings:
+                    payload = {**common, "batch": batches[-1], "trace_dir": str(work / f"trace-{cfg}-{s}")}
+                    prof = _child("profile", payload, _xla_env(s))
+                    print(json.dumps({"config": cfg, "xla": s, **prof}), flush=True)
+                    results.setdefault(cfg, {}).setdefault("profile", {})[s] = prof
+                continue
+            r: dict[str, Any] = {"official": None, "jaxinv": {}}
+            if official:
+                off = _child("official", {**common, "src": str(args.official_src), "steps": args.steps,
+                                          "w_avg_samples": args.w_avg_samples})
+                print(json.dumps({"config": cfg, **off}), flush=True)
+                r["official"] = off
+            for s in settings:
+                for b in batches:
+                    j = _child("jaxinv", {**common, "batch": b, "steps": args.steps,
+                                          "w_avg_samples": args.w_avg_samples, "restarts": args.restarts,
+                                          "repeat": args.repeat}, _xla_env(s))
+                    print(json.dumps({"config": cfg, "xla": s, **j}), flush=True)
+                    r["jaxinv"].setdefault(s, {})[b] = j
+            results[cfg] = r
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    if args.json:
+        args.json.write_text(json.dumps({"info": info, "results": results}, indent=1))
+    if args.profile is None:
+        print()
+        print_table(results)
+        print()
+        print_ratios(results, {"paper256": 2.0, "ffhq1024": 3.0})
+
+
+if __name__ == "__main__":
+    main()
