@@ -405,14 +405,15 @@ class _Watch:
         return self.t_done
 
 
-def run_job(spec: JobSpec, images: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
+def run_job(spec: JobSpec, images: Sequence[str | os.PathLike] | Sequence[ImageRef], out_dir: str | os.PathLike, *,
             process: ProcessInfo | None = None, workers: int | None = None, prefetch: int = 2,
             progress: bool = True, fsync: bool = True, log: Callable[[str], None] | None = None) -> JobReport:
-    """Run `spec` over the images of `images` (files / directories) into `out_dir`, resumably."""
+    """Run `spec` over `images` (files / directories, or ImageRefs from `list_images`) into `out_dir`,
+    resumably. Multi-process jobs (`process`) must have called `init_distributed` first."""
     process = process or ProcessInfo()
     log = log or (lambda msg: print(msg, file=sys.stderr))
     out = Path(out_dir)
-    refs = list_images(images)
+    refs = list(images) if images and all(isinstance(r, ImageRef) for r in images) else list_images(images)
     names = output_names(refs)
     check_writable(out)
     check_manifest(out, {"version": MANIFEST_VERSION, "kind": spec.kind, **spec.manifest},
@@ -693,3 +694,57 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
                    compute=lambda x, ids: call(x, ids, int(seed)), write=write,
                    columns=["psnr", "ssim", "loss", "best_restart", "steps", "reseeds"],
                    bytes_per_image=2 * png_max + latent_bytes, batch_size=bs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Command-line glue (used by `jaxinv invert`; `jaxinv encode` can use the same)
+
+
+def add_job_arguments(parser: Any) -> None:
+    """The batch-job options of `jaxinv invert` / `jaxinv encode` (an argparse parser or group)."""
+    g = parser.add_argument_group("batch job (resumable output directory, devices, hosts)")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="image decoding threads (default: min(4, CPU cores))")
+    g.add_argument("--prefetch", type=int, default=2, metavar="N", help="decoded batches kept ready (default 2)")
+    g.add_argument("--devices", type=int, default=None, metavar="N",
+                   help="use the first N local devices (default: all; the batch is split over them)")
+    g.add_argument("--max-reseeds", type=int, default=2, metavar="N",
+                   help="restart an image whose loss turns NaN/inf from a fresh seed up to N times (default 2)")
+    g.add_argument("--xla-cache", default=None, metavar="DIR",
+                   help="persistent compilation cache (default $JAXINV_XLA_CACHE or ~/.cache/jaxinv/xla; 'off')")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="multi-host: address of process 0 (or $JAXINV_COORDINATOR)")
+    g.add_argument("--num-processes", type=int, default=None, metavar="N",
+                   help="multi-host: number of processes (or $JAXINV_NUM_PROCESSES)")
+    g.add_argument("--process-id", type=int, default=None, metavar="K",
+                   help="multi-host: this process's id in [0, N) (or $JAXINV_PROCESS_ID)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def start_job(args: Any) -> ProcessInfo:
+    """Before anything touches JAX: multi-host initialisation and the compilation cache, from the options of
+    `add_job_arguments`."""
+    from jaxinv.distributed import enable_compilation_cache, init_distributed, process_info
+
+    info = init_distributed(process_info(getattr(args, "coordinator", None), getattr(args, "num_processes", None),
+                                         getattr(args, "process_id", None)))
+    enable_compilation_cache(getattr(args, "xla_cache", None))
+    return info
+
+
+def run_invert_job(model_loader: Callable[[], Any], images: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+                   *, load: Callable[[ImageRef], np.ndarray], args: Any, process: ProcessInfo | None = None,
+                   batch_size: int = 8, preprocess: dict[str, Any] | None = None,
+                   log: Callable[[str], None] | None = None, **invert_options: Any) -> JobReport:
+    """`jaxinv invert` as a resumable batch job. Checks the image list and DIR before the model is loaded;
+    `invert_options` are those of `invert_spec` (space, loss, optimizer, steps, restarts, seed, ...), `args`
+    carries the options of `add_job_arguments` (start_job(args) must have run)."""
+    refs = list_images(images)
+    out = Path(out_dir)
+    check_writable(out)
+    model = model_loader()
+    devices = Devices.local(getattr(args, "devices", None))
+    spec = invert_spec(model, load, batch_size=batch_size, devices=devices, preprocess=preprocess,
+                       max_reseeds=getattr(args, "max_reseeds", 2), **invert_options)
+    return run_job(spec, refs, out, process=process, workers=getattr(args, "workers", None),
+                   prefetch=getattr(args, "prefetch", 2), progress=not getattr(args, "no_progress", False), log=log)

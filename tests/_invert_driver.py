@@ -1,5 +1,5 @@
-"""Test driver: `python -m tests._invert_driver IMAGES OUT [--steps N --batch B --seed S --model DIR]` runs the
-invert job through `jaxinv.jobs` with the embedded DCGAN (stand-in until `jaxinv invert` wires the job)."""
+"""Test driver: `python -m tests._invert_driver IMAGES... --out DIR [--steps N --batch B --seed S --report]` runs
+the invert job through `jaxinv.jobs` (the same glue as `jaxinv invert`) with the embedded DCGAN."""
 
 import argparse
 import dataclasses
@@ -9,8 +9,18 @@ import sys
 import numpy as np
 from PIL import Image
 
-from jaxinv.distributed import Devices, enable_compilation_cache, init_distributed, process_info
+from jaxinv import jobs
 from jaxinv.errors import JaxinvError
+
+
+def _load(ref):
+    with Image.open(ref.path) as im:
+        im.load()
+        if min(im.size) < 2:
+            raise ValueError("too small")
+        if im.mode.startswith("I;16"):
+            im = Image.fromarray((np.asarray(im, np.uint16) >> 8).astype(np.uint8))
+        return np.asarray(im.convert("RGB").resize((64, 64), Image.LANCZOS), np.float32) / 127.5 - 1
 
 
 def main() -> int:
@@ -21,23 +31,14 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--report", action="store_true")
+    jobs.add_job_arguments(ap)
     a = ap.parse_args()
     try:
-        info = init_distributed(process_info())
-        enable_compilation_cache()
-        from jaxinv import jobs
+        info = jobs.start_job(a)
         from jaxinv.models.dcgan import load_default
 
-        def load(ref):
-            with Image.open(ref.path) as im:
-                im.load()
-                if min(im.size) < 2:
-                    raise ValueError("too small")
-                return np.asarray(im.convert("RGB").resize((64, 64), Image.LANCZOS), np.float32) / 127.5 - 1
-
-        spec = jobs.invert_spec(load_default(), load, steps=a.steps, batch_size=a.batch, seed=a.seed,
-                                devices=Devices.local())
-        rep = jobs.run_job(spec, a.images, a.out, process=info, progress=False)
+        rep = jobs.run_invert_job(load_default, a.images, a.out, load=_load, args=a, process=info,
+                                  batch_size=a.batch, steps=a.steps, seed=a.seed)
     except JaxinvError as e:
         print(f"jaxinv: error: {e}", file=sys.stderr)
         return 2

@@ -60,7 +60,7 @@ def invert_cmd(images: Path, out: Path, *, batch: int = 2, steps: int = 3, seed:
                report: bool = False) -> list[str]:
     cmd = [sys.executable, "-m", "tests._invert_driver", str(images), "--out", str(out), "--steps", str(steps),
            "--batch", str(batch), "--seed", str(seed)]
-    return cmd + (["--report"] if report else [])
+    return cmd + ["--no-progress"] + (["--report"] if report else [])
 
 
 def read_journals(out: Path) -> dict[int, list[dict]]:
