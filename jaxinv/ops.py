@@ -418,47 +418,64 @@ def _fir_down_axis(x: jax.Array, axis: int, taps: np.ndarray, down: int) -> jax.
     return y
 
 
-def _fir_down_2d(x: jax.Array, g: np.ndarray, down: int) -> jax.Array:
-    """Correlate H and W with a non-separable 2-D filter ``g``, computing only every ``down``-th output.
+def _fold_taps(taps: np.ndarray) -> list[tuple[float, int, int | None]]:
+    """(weight, tap, mirrored tap or None): a symmetric filter adds mirrored samples before multiplying."""
+    k = len(taps)
+    if k > 1 and np.array_equal(taps, taps[::-1]):
+        return [(float(taps[t]), t, k - 1 - t if k - 1 - t != t else None) for t in range(-(-k // 2))]
+    return [(float(w), t, None) for t, w in enumerate(taps)]
 
-    Shifted adds; a filter symmetric about both centre lines (the radial filters of StyleGAN3-R) first
-    sums the mirrored rows and columns, which quarters the multiplies."""
-    kh, kw = g.shape
-    h_out = (x.shape[1] - kh) // down + 1
-    w_out = (x.shape[2] - kw) // down + 1
-    if h_out <= 0 or w_out <= 0:
-        raise ValueError(f"filtered_lrelu: {kh}x{kw} filter does not fit {x.shape[1]}x{x.shape[2]} samples")
 
-    def rows(a: jax.Array, i: int) -> jax.Array:
-        return lax.slice_in_dim(a, i, i + (h_out - 1) * down + 1, stride=down, axis=1)
+def _fir_down_folded(x: jax.Array, axis: int, taps: np.ndarray, down: int) -> jax.Array:
+    """:func:`_fir_down_axis` for a possibly symmetric filter (mirror-folded: half the multiplies)."""
+    k = len(taps)
+    n_out = (x.shape[axis] - k) // down + 1
+    if n_out <= 0:
+        raise ValueError(f"filtered_lrelu: {k} taps do not fit {x.shape[axis]} samples")
 
-    def cols(a: jax.Array, j: int) -> jax.Array:
-        return lax.slice_in_dim(a, j, j + (w_out - 1) * down + 1, stride=down, axis=2)
+    def tap(t: int) -> jax.Array:
+        return lax.slice_in_dim(x, t, t + (n_out - 1) * down + 1, stride=down, axis=axis)
 
-    fold_h = bool(np.array_equal(g, g[::-1]))
-    fold_w = bool(np.array_equal(g, g[:, ::-1]))
     y = None
-    for i in range(-(-kh // 2) if fold_h else kh):
-        r = rows(x, i)
-        if fold_h and kh - 1 - i != i:
-            r = r + rows(x, kh - 1 - i)
-        for j in range(-(-kw // 2) if fold_w else kw):
-            if g[i, j] == 0:
-                continue
-            c = cols(r, j)
-            if fold_w and kw - 1 - j != j:
-                c = c + cols(r, kw - 1 - j)
-            term = c * np.float32(g[i, j])
-            y = term if y is None else y + term
+    for w, t, mirror in _fold_taps(taps):
+        if w == 0:
+            continue
+        term = (tap(t) if mirror is None else tap(t) + tap(mirror)) * np.float32(w)
+        y = term if y is None else y + term
     if y is None:
-        y = jnp.zeros((x.shape[0], h_out, w_out, x.shape[3]), x.dtype)
+        shape = list(x.shape)
+        shape[axis] = n_out
+        y = jnp.zeros(shape, x.dtype)
     return y
 
 
-def _filtered_lrelu_strip(x: jax.Array, fu: tuple[np.ndarray, np.ndarray], fd: np.ndarray | tuple | None,
-                          up: int, down: int, padding: tuple[int, int, int, int], gain: float, slope: float,
-                          clamp: float | None) -> jax.Array:
-    """Steps 2-9 of :func:`filtered_lrelu` (bias already added); filters flipped and scaled."""
+def _down_plan(fd: np.ndarray | None, flip_filter: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Downsampling filter as ``sum_j (H taps h_j) x (W taps w_j)``: one term for a separable (or no)
+    filter; one per filter column for a 2-D filter (with the mirrored column folded in when the filter is
+    symmetric in W: ``w_j`` then has two unit taps). Taps are flipped for convolution."""
+    if fd is None:
+        return [np.ones(1)], [np.ones(1)]
+    fd = np.asarray(fd, np.float32)
+    sep = (fd.astype(np.float64),) * 2 if fd.ndim == 1 else _separate(fd)
+    if sep is not None:
+        return [t if flip_filter else t[::-1] for t in sep[:1]], [t if flip_filter else t[::-1] for t in sep[1:]]
+    g = (fd if flip_filter else fd[::-1, ::-1]).astype(np.float64)
+    kw = g.shape[1]
+    fold_w = bool(np.array_equal(g, g[:, ::-1]))
+    h_taps, w_taps = [], []
+    for t in range(-(-kw // 2) if fold_w else kw):
+        sel = np.zeros(kw)
+        sel[[t, kw - 1 - t] if fold_w else [t]] = 1.0
+        h_taps.append(g[:, t])
+        w_taps.append(sel)
+    return h_taps, w_taps
+
+
+def _filtered_lrelu_rows(x: jax.Array, fu: tuple[np.ndarray, np.ndarray], h_taps: list[np.ndarray],
+                         up: int, down: int, padding: tuple[int, int, int, int], gain: float, slope: float,
+                         clamp: float | None) -> jax.Array:
+    """Steps 2-7 of :func:`filtered_lrelu` and the H passes of step 8-9 on a strip of rows (bias added,
+    filters flipped and scaled): ``[J, B, rows, W_tmp, C]``, one slice per term of the down filter."""
     px0, px1, py0, py1 = padding
     x = _polyphase_up_axis(x, 2, fu[1], up, px0, px1)
     x = _polyphase_up_axis(x, 1, fu[0], up, py0, py1)
@@ -468,11 +485,7 @@ def _filtered_lrelu_strip(x: jax.Array, fu: tuple[np.ndarray, np.ndarray], fd: n
         x = x * np.float32(gain)
     if clamp is not None and clamp >= 0:
         x = jnp.clip(x, -clamp, clamp)
-    if fd is None:
-        return x[:, ::down, ::down] if down > 1 else x
-    if isinstance(fd, np.ndarray):
-        return _fir_down_2d(x, fd, down)
-    return _fir_down_axis(_fir_down_axis(x, 1, fd[0], down), 2, fd[1], down)
+    return jnp.stack([_fir_down_folded(x, 1, taps, down) for taps in h_taps])
 
 
 def filtered_lrelu(
@@ -487,7 +500,7 @@ def filtered_lrelu(
     slope: float = 0.2,
     clamp: float | None = None,
     flip_filter: bool = False,
-    strip_bytes: int | None = 64 << 20,
+    strip_bytes: int = 64 << 20,
 ) -> jax.Array:
     """Filtered leaky ReLU of NHWC images: the maths of the official ``filtered_lrelu`` (its ref path).
 
@@ -497,17 +510,26 @@ def filtered_lrelu(
     8. convolve with ``fd``; 9. keep every ``down``-th sample.
 
     ``fu`` / ``fd`` are static numpy filters: 1-D (separable), 2-D or None (identity). Steps 2-4 run
-    polyphase (no zero-stuffed intermediate), 8-9 compute only the kept samples; separable filters as
-    two 1-D passes of shifted adds, 2-D ``fd`` as 2-D shifted adds (mirror-folded when symmetric).
-    When the upsampled intermediate would exceed ``strip_bytes`` (None = never), output rows are
-    produced in strips by a ``lax.map`` (each strip rematerialised in the backward pass), so the
-    full-resolution intermediate of a 1024 px layer never exists at once.
+    polyphase (no zero-stuffed intermediate), 8-9 compute only the kept samples, all as 1-D passes of
+    shifted adds: a 2-D ``fd`` (StyleGAN3-R's radial filters) as one H pass per filter column (mirrored
+    columns and rows folded) followed by one W pass.
+
+    Structure: ``lax.map`` over strips of output rows (at least two; more when a strip's upsampled rows
+    would exceed ``strip_bytes``), each running steps 2-8 (H) and then, in an inner ``lax.map`` over two
+    column halves, the W pass. The loop boundaries make XLA materialise each pass's output: fused, the
+    W pass would recompute the H pass for every one of its taps (3x slower on CPU). Strips also bound
+    the memory of 1024 px layers and are rematerialised in the backward pass.
     """
     px0, px1, py0, py1 = _parse_padding(padding)
     if b is not None:
         x = x + b.astype(x.dtype)
+    if fu is None and fd is None and up == 1 and down == 1:  # ToRGB: bias, clamp (and padding) only
+        x = _pad_axis(_pad_axis(x, 2, px0, px1), 1, py0, py1)
+        x = jnp.where(x >= 0, x, x * np.float32(slope)) if slope != 1 else x
+        x = x * np.float32(gain) if gain != 1 else x
+        return jnp.clip(x, -clamp, clamp) if clamp is not None and clamp >= 0 else x
 
-    # Filters as (taps along H, taps along W), flipped for convolution, upsampling gain included.
+    # Upsampling filter as (taps along H, taps along W), flipped for convolution, gain included.
     if fu is not None and np.ndim(fu) == 2 and _separate(np.asarray(fu, np.float32)) is None:
         # Non-separable upsampling filter (StyleGAN3 has none): the generic upfirdn2d, then no upsampling.
         x = upfirdn2d(x, np.asarray(fu, np.float32), up=up, padding=[px0, px1, py0, py1], gain=up ** 2,
@@ -519,48 +541,60 @@ def filtered_lrelu(
         fu = np.asarray(fu, np.float32)
         fu_sep = (fu.astype(np.float64),) * 2 if fu.ndim == 1 else _separate(fu)
     fu_taps = tuple((t if flip_filter else t[::-1]) * up for t in fu_sep)
-    fd_taps: np.ndarray | tuple | None = None
-    fd_h = 1
-    if fd is not None:
-        fd = np.asarray(fd, np.float32)
-        fd_sep = (fd.astype(np.float64),) * 2 if fd.ndim == 1 else _separate(fd)
-        if fd_sep is None:
-            fd_taps = (fd if flip_filter else fd[::-1, ::-1]).astype(np.float64)
-        else:
-            fd_taps = tuple(t if flip_filter else t[::-1] for t in fd_sep)
-        fd_h = fd.shape[0]
-
-    def run(xs: jax.Array, pads: tuple[int, int, int, int]) -> jax.Array:
-        return _filtered_lrelu_strip(xs, fu_taps, fd_taps, up, down, pads, gain, slope, clamp)
+    h_taps, w_taps = _down_plan(fd, flip_filter)
+    fd_h, fd_w = len(h_taps[0]), len(w_taps[0])
 
     batch, h_in, w_in, channels = x.shape
     k_up = len(fu_taps[0])
     h_tmp = h_in * up + py0 + py1 - k_up + 1
     w_tmp = w_in * up + px0 + px1 - len(fu_taps[1]) + 1
     h_out = (h_tmp - fd_h) // down + 1
-    row_bytes = batch * w_tmp * channels * x.dtype.itemsize * down  # upsampled bytes per output row
-    if strip_bytes is None or h_out * row_bytes <= strip_bytes:
-        return run(x, (px0, px1, py0, py1))
+    w_out = (w_tmp - fd_w) // down + 1
+    if h_out <= 0 or w_out <= 0:
+        raise ValueError(f"filtered_lrelu: empty output for input {h_in}x{w_in}, up {up}, padding {padding}")
 
-    # Strips of `rows` output rows: `rows * down` a multiple of `up`, so every strip sees the same
-    # polyphase alignment and the same input window length (one compiled body for the lax.map).
-    rows = max(strip_bytes // row_bytes // up * up, up)
+    # Row strips: `rows * down` a multiple of `up`, so every strip has the same polyphase alignment and
+    # input window (one compiled body).
+    row_bytes = batch * w_tmp * channels * x.dtype.itemsize * (down + len(h_taps))  # per output row
+    half = -(-h_out // (2 * up)) * up                          # two strips, a multiple of up
+    rows = max(min(strip_bytes // row_bytes // up * up, half), up)
     n_strips = -(-h_out // rows)
-    tmp_rows = (rows - 1) * down + fd_h                   # upsampled rows feeding one strip
-    step = rows * down // up                              # input rows between strips
-    j0 = -(py0 // up)                                     # ceil(-py0 / up): first input row of strip 0
-    n_in = (tmp_rows - 1 - py0 + k_up - 1) // up - j0 + 1  # input rows feeding one strip
+    tmp_rows = (rows - 1) * down + fd_h                        # upsampled rows feeding one strip
+    step = rows * down // up                                   # input rows between strips
+    j0 = -(py0 // up)                                          # ceil(-py0 / up): first input row of strip 0
+    n_in = (tmp_rows - 1 - py0 + k_up - 1) // up - j0 + 1      # input rows feeding one strip
     local_p0 = py0 + up * j0
     local_p1 = tmp_rows - n_in * up - local_p0 + k_up - 1
     pad_lo = max(-j0, 0)
     pad_hi = max(j0 + (n_strips - 1) * step + n_in - h_in, 0)
     x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (pad_lo, pad_hi, 0), (0, 0, 0), (0, 0, 0)])
 
+    # Column halves of the W pass.
+    n_cols = 2 if w_out > 1 else 1
+    cols = -(-w_out // n_cols)
+    col_in = (cols - 1) * down + fd_w
+
+    def w_pass(v: jax.Array) -> jax.Array:  # [J, B, rows, W_tmp, C] -> [B, rows, W_out, C]
+        v = lax.pad(v, jnp.zeros((), v.dtype),
+                    [(0, 0, 0)] * 3 + [(0, max((n_cols - 1) * cols * down + col_in - w_tmp, 0), 0), (0, 0, 0)])
+
+        def half_cols(k: jax.Array) -> jax.Array:
+            vk = lax.dynamic_slice_in_dim(v, k * cols * down, col_in, axis=3)
+            y = None
+            for j, taps in enumerate(w_taps):
+                term = _fir_down_folded(vk[j], 2, taps, down)
+                y = term if y is None else y + term
+            return y
+
+        y = lax.map(half_cols, jnp.arange(n_cols))            # [2, B, rows, cols, C]
+        return jnp.moveaxis(y, 0, 2).reshape(y.shape[1:3] + (n_cols * cols, channels))[:, :, :w_out]
+
     @jax.checkpoint
     def strip(i: jax.Array) -> jax.Array:
         xs = lax.dynamic_slice_in_dim(x, j0 + pad_lo + i * step, n_in, axis=1)
-        return run(xs, (px0, px1, local_p0, local_p1))
+        v = _filtered_lrelu_rows(xs, fu_taps, h_taps, up, down, (px0, px1, local_p0, local_p1), gain, slope,
+                                 clamp)
+        return w_pass(v)
 
-    y = lax.map(strip, jnp.arange(n_strips))               # [n, B, rows, W_out, C]
-    y = jnp.moveaxis(y, 0, 1).reshape((batch, n_strips * rows) + y.shape[3:])
-    return y[:, :h_out]
+    y = lax.map(strip, jnp.arange(n_strips))                   # [n, B, rows, W_out, C]
+    return jnp.moveaxis(y, 0, 1).reshape((batch, n_strips * rows) + y.shape[3:])[:, :h_out]
