@@ -403,21 +403,6 @@ def _polyphase_up_axis(x: jax.Array, axis: int, taps: np.ndarray, up: int, p0: i
     return lax.slice_in_dim(y, 0, n_out, axis=axis)
 
 
-def _fir_down_axis(x: jax.Array, axis: int, taps: np.ndarray, down: int) -> jax.Array:
-    """Correlate one axis with static taps, computing only every ``down``-th output."""
-    k = len(taps)
-    n_out = (x.shape[axis] - k) // down + 1
-    if n_out <= 0:
-        raise ValueError(f"filtered_lrelu: {k} taps do not fit {x.shape[axis]} samples")
-    y = None
-    for t, w in enumerate(taps):
-        if w == 0:
-            continue
-        term = lax.slice_in_dim(x, t, t + (n_out - 1) * down + 1, stride=down, axis=axis) * np.float32(w)
-        y = term if y is None else y + term
-    return y
-
-
 def _fold_taps(taps: np.ndarray) -> list[tuple[float, int, int | None]]:
     """(weight, tap, mirrored tap or None): a symmetric filter adds mirrored samples before multiplying."""
     k = len(taps)
@@ -427,7 +412,8 @@ def _fold_taps(taps: np.ndarray) -> list[tuple[float, int, int | None]]:
 
 
 def _fir_down_folded(x: jax.Array, axis: int, taps: np.ndarray, down: int) -> jax.Array:
-    """:func:`_fir_down_axis` for a possibly symmetric filter (mirror-folded: half the multiplies)."""
+    """Correlate one axis with static taps, computing only every ``down``-th output; a symmetric filter
+    adds mirrored samples before multiplying (half the multiplies)."""
     k = len(taps)
     n_out = (x.shape[axis] - k) // down + 1
     if n_out <= 0:
