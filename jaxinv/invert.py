@@ -286,8 +286,20 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
     n = targets.shape[0]
     r = jnp.arange(restarts)
     keys = jax.vmap(lambda i: jax.vmap(lambda k: lane_key(seed, i, k))(r))(image_index)  # [n, R]
-    per_image = jax.vmap(lane, in_axes=(0, 0, None))  # restarts share the image's targets
-    latents, final, vals, imgs, hist, evals, done = jax.vmap(per_image, in_axes=(0, None, 0))(keys, r, prep_all)
+    if getattr(optimizer, "lanes", "vmap") == "map":
+        # One lane after another (see optim.LBFGS.lanes); same per-lane maths as the vmapped form.
+        img_of = jnp.repeat(jnp.arange(n), restarts)
+
+        def one(args):
+            k, rr, i = args
+            return lane(k, rr, jax.tree_util.tree_map(lambda a: a[i], prep_all))
+
+        flat = jax.lax.map(one, (keys.reshape(n * restarts, *keys.shape[2:]), jnp.tile(r, n), img_of))
+        latents, final, vals, imgs, hist, evals, done = jax.tree_util.tree_map(
+            lambda a: a.reshape(n, restarts, *a.shape[1:]), flat)
+    else:
+        per_image = jax.vmap(lane, in_axes=(0, 0, None))  # restarts share the image's targets
+        latents, final, vals, imgs, hist, evals, done = jax.vmap(per_image, in_axes=(0, None, 0))(keys, r, prep_all)
     best = jnp.argmin(jnp.where(jnp.isfinite(final), final, jnp.inf), axis=1)  # [n]
     pick = lambda x: x[jnp.arange(n), best]  # noqa: E731
     best_latents = jax.tree_util.tree_map(lambda x: pick(x)[:, 0], latents)  # drop the lane batch axis
