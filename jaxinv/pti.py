@@ -34,7 +34,7 @@ import optax
 
 from jaxinv.errors import CheckpointError, ConfigError
 from jaxinv.losses import lpips as _lpips
-from jaxinv.render import Renderer
+from jaxinv.render import Renderer, render_jit
 
 # Buffers (not trained by the official code, or design constants): never tuned.
 BUFFERS = re.compile(r"(^|/)(noise_const|w_avg|latent_avg|noises|freqs|phases|transform|magnitude_ema|"
@@ -316,9 +316,8 @@ def tune(model: Any, targets: Any, pivots: dict[str, Any], config: PTIConfig | N
 def render_tuned(model: Any, delta: dict[str, Any], pivot: dict[str, Any], truncation: float = 1.0) -> np.ndarray:
     """G_i(pivot) for one image's delta (no batch axis) and its pivot (with a batch axis)."""
     renderer = Renderer.from_model(model, truncation)
-    f = jax.jit(lambda p, d, inp: renderer(apply_delta(p, d), inp))
-    return np.asarray(f(jax.tree_util.tree_map(jnp.asarray, model.params), delta,
-                        {k: jnp.asarray(v, jnp.float32) for k, v in pivot.items()}))
+    params = apply_delta(jax.tree_util.tree_map(jnp.asarray, model.params), delta)
+    return np.asarray(render_jit(renderer, params, {k: jnp.asarray(v, jnp.float32) for k, v in pivot.items()}))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -96,3 +96,11 @@ class Renderer:
     def code_key(self, inp: dict[str, Any]) -> str:
         """The input entry a pivot is made of (what PTI's locality regulariser perturbs)."""
         return "ws" if "ws" in inp else "z"
+
+
+def _render(renderer: Renderer, params: Any, inp: dict[str, Any]) -> jax.Array:
+    return renderer(params, inp)
+
+
+# Shared compiled renderer: equal Renderers (same family/cfg/truncation) reuse one compilation.
+render_jit = jax.jit(_render, static_argnums=0)
