@@ -533,5 +533,5 @@ def from_source(src: Any) -> tuple[Config, dict[str, Any]]:
         node = params
         for key in e.path[:-1]:
             node = node.setdefault(key, {})
-        node[e.path[-1]] = jnp.asarray(np.ascontiguousarray(_LAYOUTS[e.layout](value.astype(np.float32))))
+        node[e.path[-1]] = jnp.asarray(np.array(_LAYOUTS[e.layout](value), dtype=np.float32, order="C"))
     return cfg, params
