@@ -76,12 +76,19 @@ def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float,
         c = cutoff / nyq  # normalised to Nyquist
         m = np.arange(numtaps, dtype=np.float64) - (numtaps - 1) / 2
         h = c * np.sinc(c * m) * window
-        return (h / h.sum()).astype(np.float32)
+        return _frozen(h / h.sum())
     x = (np.arange(numtaps) - (numtaps - 1) / 2) / fs
     r = np.hypot(*np.meshgrid(x, x))
     f = _bessel_j1(2 * cutoff * (np.pi * r)) / (np.pi * r)
     f = f * np.outer(window, window)
-    return (f / f.sum()).astype(np.float32)
+    return _frozen(f / f.sum())
+
+
+def _frozen(f: np.ndarray) -> np.ndarray:
+    """float32 as the official buffer, read-only (the design is shared through the cached Config)."""
+    f = f.astype(np.float32)
+    f.setflags(write=False)
+    return f
 
 
 # ---------------------------------------------------------------------------------------------
