@@ -25,6 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxinv import ops
 from jaxinv.errors import CheckpointError
 
 __all__ = [
@@ -65,11 +66,7 @@ TAP_CHANNELS: tuple[int, ...] = (64, 128, 256, 512, 512)
 
 
 def _conv3x3(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
-    y = jax.lax.conv_general_dilated(
-        x, w.astype(x.dtype), window_strides=(1, 1), padding=((1, 1), (1, 1)),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-    )
-    return y + b.astype(x.dtype)
+    return ops.conv2d(x, w.astype(x.dtype), padding=1) + b.astype(x.dtype)
 
 
 def _maxpool2x2(x: jax.Array) -> jax.Array:

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinv import ops
 from jaxinv.errors import CheckpointError, ConfigError
 
 Params = dict[str, Any]
@@ -177,8 +178,7 @@ def _conv(x: jax.Array, weight: jax.Array, bias: jax.Array | None = None) -> jax
     kh, kw = weight.shape[:2]
     if kh == 1 and kw == 1:
         return _dense(x, weight[0, 0], bias)
-    y = jax.lax.conv_general_dilated(x, weight, (1, 1), ((kh // 2, kh // 2), (kw // 2, kw // 2)),
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=_HIGHEST)
+    y = ops.conv2d(x, weight, padding=(kh // 2, kw // 2))
     return y if bias is None else y + bias
 
 
