@@ -475,10 +475,14 @@ def run_official(src: Path, weights: Path, init_json: Path, target: Path, *, ste
 
 
 def run_profile(weights: Path, init_json: Path, target: Path, *, batch: int, heads: str | os.PathLike | None,
-                reps: int = 3, trace_dir: Path | None = None) -> dict[str, Any]:
-    """Time the pieces of one step on `batch` images: generator forward / forward+backward, LPIPS-VGG16
-    forward / forward+backward, the noise regulariser, the whole Adam step; optionally a jax.profiler trace
-    of the whole step summarised by XLA op (top ops by self time)."""
+                reps: int = 2, trace_dir: Path | None = None) -> dict[str, Any]:
+    """Where one projection step on `batch` images spends its time.
+
+    Times (jitted, compiled ahead, best of `reps`) the generator forward / forward+backward, LPIPS-VGG16
+    forward / forward+backward, the noise regulariser and the whole Adam step (the engine's step with the
+    generator, LPIPS and noise terms under `jax.named_scope`s); with `trace_dir`, a `jax.profiler` trace of
+    one whole step is summarised per XLA op (component, forward/backward, conv or not, output shape).
+    """
     import jax
     import jax.numpy as jnp
 
@@ -499,82 +503,130 @@ def run_profile(weights: Path, init_json: Path, target: Path, *, batch: int, hea
     tfeat = jax.jit(lpips_features)(lp, tgt)
 
     def render(lat):
-        return gen.render(sp.to_input(gen, lat))
+        with jax.named_scope("generator"):
+            return gen.render(sp.to_input(gen, lat))
+
+    def lpips_to_target(x):
+        with jax.named_scope("lpips"):
+            return lpips_distance(lpips_features(lp, x), tfeat)
+
+    def noise_reg(noise):
+        with jax.named_scope("noise_reg"):
+            return NOISE_WEIGHT * noise_regularization(noise)
 
     img = jax.jit(render)(latent)
 
-    def gen_fwd_bwd(lat, ct):
-        y, vjp = jax.vjp(render, lat)
+    def generator_forward_backward(lat, ct):
+        _, vjp = jax.vjp(render, lat)
         return vjp(ct)
 
-    def vgg_fwd(x):
-        return lpips_distance(lpips_features(lp, x), tfeat)
-
-    def vgg_fwd_bwd(x):
-        return jax.grad(lambda x: jnp.sum(vgg_fwd(x)))(x)
-
     def total(lat):
-        return jnp.sum(vgg_fwd(render(lat)) + NOISE_WEIGHT * noise_regularization(lat["noise"]))
+        return jnp.sum(lpips_to_target(render(lat)) + noise_reg(lat["noise"]))
 
     opt = Adam()
     objective = Objective(total, sp.perturb, sp.project)
     state = opt.init(latent, objective)
 
-    def step(state, key):
+    def projector_step(state, key):
         return opt.step(AdamState(*state), jnp.asarray(1), 100, key, objective)
 
     pieces = {
         "generator_forward": (render, (latent,)),
-        "generator_forward_backward": (gen_fwd_bwd, (latent, img)),
-        "lpips_vgg16_forward": (vgg_fwd, (img,)),
-        "lpips_vgg16_forward_backward": (vgg_fwd_bwd, (img,)),
-        "noise_reg_forward_backward": (jax.grad(lambda n: jnp.sum(noise_regularization(n))), (latent["noise"],)),
-        "adam_step_total": (step, (tuple(state), jax.random.PRNGKey(2))),
+        "generator_forward_backward": (generator_forward_backward, (latent, img)),
+        "lpips_vgg16_forward": (lpips_to_target, (img,)),
+        "lpips_vgg16_forward_backward": (jax.grad(lambda x: jnp.sum(lpips_to_target(x))), (img,)),
+        "noise_reg_forward_backward": (jax.grad(lambda n: jnp.sum(noise_reg(n))), (latent["noise"],)),
+        "adam_step_total": (projector_step, (tuple(state), jax.random.PRNGKey(2))),
     }
     out: dict[str, Any] = {"batch": batch, "xla_flags": os.environ.get("XLA_FLAGS", ""), "seconds": {},
                            "gflop": {}}
     for name, (fn, args) in pieces.items():
-        f = jax.jit(fn)
-        lowered = f.lower(*args)
-        cost = lowered.cost_analysis()
-        cost = cost[0] if isinstance(cost, list | tuple) else cost
-        c = lowered.compile()
-        jax.block_until_ready(c(*args))
+        lowered = jax.jit(fn).lower(*args)
+        compiled = lowered.compile()
+        jax.block_until_ready(compiled(*args))
         ts = []
         for _ in range(reps):
             t0 = time.perf_counter()
-            jax.block_until_ready(c(*args))
+            jax.block_until_ready(compiled(*args))
             ts.append(time.perf_counter() - t0)
         out["seconds"][name] = round(min(ts), 3)
-        out["gflop"][name] = round(float(cost.get("flops", 0.0)) / 1e9, 1)
+        out["gflop"][name] = round(_flops(lowered) / 1e9, 1)
         if name == "adam_step_total" and trace_dir is not None:
-            jax.profiler.start_trace(str(trace_dir), create_perfetto_trace=True)
-            jax.block_until_ready(c(*args))
+            jax.profiler.start_trace(str(trace_dir))
+            jax.block_until_ready(compiled(*args))
             jax.profiler.stop_trace()
-            out["top_ops"] = _summarise_trace(trace_dir)
+            out.update(_summarise_trace(trace_dir, compiled.as_text()))
     return out
 
 
-def _summarise_trace(trace_dir: Path, top: int = 15) -> list[dict[str, Any]]:
-    """Aggregate the perfetto trace of a jax.profiler run by event name (duration sums, ms)."""
+def _hlo_index(hlo_text: str) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """Instruction name -> {shape, opcode, op_name, calls} and the computations that contain a convolution."""
+    import re
+
+    comps: dict[str, list[str]] = {}
+    cur = None
+    for line in hlo_text.splitlines():
+        m = re.match(r"^(?:ENTRY )?%([\w.\-]+) .*\{$", line)
+        if m:
+            cur = m.group(1)
+            comps[cur] = []
+        elif line.startswith("}"):
+            cur = None
+        elif cur is not None:
+            comps[cur].append(line)
+    instr: dict[str, dict[str, Any]] = {}
+    for lines in comps.values():
+        for line in lines:
+            m = re.match(r"\s*(?:ROOT )?%([\w.\-]+) = (.+?) ([a-z][\w\-]*)\(", line)
+            if not m:
+                continue
+            op_name = re.search(r'op_name="([^"]*)"', line)
+            calls = re.search(r"calls=%([\w.\-]+)", line)
+            instr[m.group(1)] = {"shape": m.group(2).split("{")[0], "opcode": m.group(3),
+                                 "op_name": op_name.group(1) if op_name else "",
+                                 "calls": calls.group(1) if calls else None}
+    with_conv = {c for c, lines in comps.items() if any(" convolution(" in ln for ln in lines)}
+    return instr, with_conv
+
+
+def _summarise_trace(trace_dir: Path, hlo_text: str, top: int = 15) -> dict[str, Any]:
+    """Per-XLA-op self times of the traced step, labelled from the compiled HLO: component (named scope),
+    fwd/bwd (`transpose(` in the name stack), conv (a convolution in the op or its fused computation)."""
     import gzip
 
-    files = sorted(trace_dir.rglob("*.trace.json.gz"))
+    files = sorted(trace_dir.rglob("*.trace.json.gz"), key=lambda p: p.stat().st_mtime)
     if not files:
-        return []
+        return {"top_ops": [], "by_part": {}}
     with gzip.open(files[-1], "rt") as f:
         events = json.load(f)
-    events = events.get("traceEvents", events) if isinstance(events, dict) else events
-    agg: dict[str, list[float]] = {}
+    events = events.get("traceEvents", []) if isinstance(events, dict) else events
+    instr, with_conv = _hlo_index(hlo_text)
+    per_op: dict[str, float] = {}
     for e in events:
-        if e.get("ph") != "X" or "dur" not in e:
-            continue
-        name = str(e.get("name", "?"))
-        a = agg.setdefault(name, [0.0, 0])
-        a[0] += float(e["dur"]) / 1000.0
-        a[1] += 1
-    rows = sorted(agg.items(), key=lambda kv: -kv[1][0])[:top]
-    return [{"name": k, "ms": round(v[0], 1), "count": int(v[1])} for k, v in rows]
+        args = e.get("args") or {}
+        if e.get("ph") == "X" and "hlo_op" in args and "projector_step" in str(args.get("hlo_module", "")):
+            per_op[args["hlo_op"]] = per_op.get(args["hlo_op"], 0.0) + float(e.get("dur", 0.0)) / 1000.0
+
+    def label(op: str) -> dict[str, Any]:
+        info = instr.get(op, {})
+        stack = info.get("op_name", "")
+        part = next((p for p in ("generator", "lpips", "noise_reg") if p in stack), "optimizer/other")
+        conv = info.get("opcode") == "convolution" or info.get("calls") in with_conv
+        return {"part": part, "dir": "bwd" if "transpose(" in stack else "fwd", "conv": bool(conv),
+                "shape": info.get("shape", "?"), "op_name": stack.split("/", 1)[-1][:90]}
+
+    total = sum(per_op.values())
+    by_part: dict[str, float] = {}
+    rows = []
+    for op, ms in per_op.items():
+        lab = label(op)
+        key = f"{lab['part']} {lab['dir']} {'conv' if lab['conv'] else 'other'}"
+        by_part[key] = by_part.get(key, 0.0) + ms
+        rows.append({"op": op, "ms": round(ms, 1), **lab})
+    rows.sort(key=lambda r: -r["ms"])
+    return {"traced_ms": round(total, 1),
+            "by_part_ms": {k: round(v, 1) for k, v in sorted(by_part.items(), key=lambda kv: -kv[1])},
+            "top_ops": rows[:top]}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -703,7 +755,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke test: paper256, batches 1,4, 2 steps")
     ap.add_argument("--profile", metavar="CONFIG", help="only profile one jaxinv step of CONFIG (--batches[-1])")
     ap.add_argument("--heads", type=Path, default=HEADS, help="LPIPS v0.1 VGG heads (.npz, lpips names)")
-    ap.add_argument("--workdir", type=Path, help="keep weights / targets here (default: a temp dir)")
+    ap.add_argument("--workdir", type=Path, help="keep weights / targets here and reuse them on later runs "
+                    "(default: a temp dir)")
     ap.add_argument("--json", type=Path, help="write all results to this JSON file")
     ap.add_argument("--_role", help=argparse.SUPPRESS)
     ap.add_argument("--_payload", help=argparse.SUPPRESS)
@@ -742,7 +795,11 @@ def main() -> None:
             manifest = MANIFESTS / f"{CONFIGS[cfg]}.json"
             out = work / cfg
             t0 = time.perf_counter()
-            if official:
+            files = {"weights": out / "G.weights.npz", "init_json": out / "G.init_kwargs.json",
+                     "target": out / "target.npy"}
+            if args.workdir is not None and all(p.is_file() for p in files.values()):
+                prep = {k: str(p) for k, p in files.items()}  # reuse what an earlier run left in --workdir
+            elif official:
                 prep = _child("prep-official", {"src": str(args.official_src), "manifest": str(manifest),
                                                 "out": str(out)})
             else:
