@@ -70,8 +70,8 @@ class SearchConfig:
         if self.method == "adam":
             return self.steps + 1
         if self.method == "cma":
-            return self.generations * popsize
-        return self.generations * popsize * (self.adam_steps + 1) + self.final_steps + (self.final_steps > 0)
+            return 1 + self.generations * popsize  # + the start
+        return 1 + self.generations * popsize * (self.adam_steps + 1) + self.final_steps + (self.final_steps > 0)
 
 
 class SearchResult(NamedTuple):
@@ -79,7 +79,7 @@ class SearchResult(NamedTuple):
     inputs: dict[str, np.ndarray]  # the generator input of the best latents (renderer's input dict)
     images: np.ndarray  # [N, H, W, C]
     losses: np.ndarray  # [N] loss of the best latents
-    initial_losses: np.ndarray  # [N] loss at `init` (a diagnostic, not counted as an evaluation)
+    initial_losses: np.ndarray  # [N] loss at `init` (CMA methods count it: the start is a candidate)
     history: np.ndarray  # [G or steps, N] best loss so far after each generation (adam: each step)
     evaluations: int  # generator evaluations per image
     popsize: int
@@ -167,7 +167,7 @@ def _run(renderer: Renderer, cfg: SearchConfig, popsize: int, params: Any, lpips
                 upd, s = opt.update(g, s, u)
                 return (optax.apply_updates(u, upd), s, best_u, best), best
 
-            carry0 = (zeros, opt.init(zeros), zeros, jnp.asarray(jnp.inf, jnp.float32))
+            carry0 = (zeros, opt.init(zeros), zeros, jnp.asarray(jnp.inf, jnp.float32))  # step 0 evaluates the start
             (u, _, best_u, best), hist = jax.lax.scan(step, carry0, None, length=cfg.steps)
             v_last = value(u)  # the point after the last update is a candidate too
             better = v_last < best
@@ -199,7 +199,7 @@ def _run(renderer: Renderer, cfg: SearchConfig, popsize: int, params: Any, lpips
             best = jnp.minimum(best, fit[i])
             return (state, best_u, best), best
 
-        carry0 = (state0, zeros, jnp.asarray(jnp.inf, jnp.float32))
+        carry0 = (state0, zeros, value(zeros))  # the start is a candidate: the result is never worse
         (_, best_u, best), hist = jax.lax.scan(generation, carry0, jax.random.split(k_loop, cfg.generations))
         if cfg.method == "basincma" and cfg.final_steps:
             u, v = _adam_refine(value, best_u, cfg.final_steps, cfg.lr)
