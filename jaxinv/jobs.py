@@ -124,8 +124,11 @@ def remove_stale_temps(folder: Path) -> None:
 
 
 def png_bytes(img: np.ndarray) -> bytes:
-    """PNG of an image [H, W, C] uint8 (C = 1 or 3) or float in [-1, 1]; pillow writes no timestamps."""
+    """PNG of an image [H, W, C] uint8 (C = 1 or 3) or float in [-1, 1] (quantised as `jaxinv.images`);
+    pillow writes no timestamps, so equal pixels give equal bytes."""
     from PIL import Image
+
+    from jaxinv.images import to_uint8
 
     img = np.asarray(img)
     if img.dtype != np.uint8:
@@ -135,11 +138,6 @@ def png_bytes(img: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """[-1, 1] float -> uint8, as the official projector (x * 127.5 + 128, clipped)."""
-    return np.clip(np.asarray(img, np.float32) * 127.5 + 128, 0, 255).astype(np.uint8)
 
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)

@@ -31,10 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxinv.errors import ConfigError
-
-# Extensions picked up when walking a directory (files named on the command line are always tried).
-IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm",
-                        ".pbm", ".pnm", ".tga", ".jfif"})
+from jaxinv.images import IMAGE_EXTS  # extensions picked up in folders (files given directly are always tried)
 
 
 @dataclass(frozen=True)

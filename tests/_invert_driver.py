@@ -6,21 +6,13 @@ import dataclasses
 import json
 import sys
 
-import numpy as np
-from PIL import Image
-
 from jaxinv import jobs
 from jaxinv.errors import JaxinvError
+from jaxinv.images import Preprocess, load_image
 
 
 def _load(ref):
-    with Image.open(ref.path) as im:
-        im.load()
-        if min(im.size) < 2:
-            raise ValueError("too small")
-        if im.mode.startswith("I;16"):
-            im = Image.fromarray((np.asarray(im, np.uint16) >> 8).astype(np.uint8))
-        return np.asarray(im.convert("RGB").resize((64, 64), Image.LANCZOS), np.float32) / 127.5 - 1
+    return load_image(ref.path, Preprocess(64))
 
 
 def main() -> int:
