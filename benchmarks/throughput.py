@@ -46,10 +46,9 @@ def worker(a: argparse.Namespace) -> None:
 
     enable_compilation_cache(a.cache)
     import jax
-    import numpy as np
-    from PIL import Image
 
     from jaxinv import jobs
+    from jaxinv.images import Preprocess, load_image
 
     if a.model:
         import jaxinv
@@ -64,11 +63,8 @@ def worker(a: argparse.Namespace) -> None:
     gen = Generator.from_model(model)
     res, ch = gen.img_resolution, gen.img_channels
 
-    def load(ref):
-        with Image.open(ref.path) as im:
-            im = im.convert("RGB" if ch == 3 else "L").resize((res, res), Image.LANCZOS)
-            x = np.asarray(im, np.float32) / 127.5 - 1
-        return x if x.ndim == 3 else x[:, :, None]
+    pre = Preprocess(res, channels=ch)
+    load = lambda ref: load_image(ref.path, pre)  # noqa: E731
 
     devices = Devices.local()
     spec = jobs.invert_spec(model, load, space="w" if gen.has_w else "z", steps=a.steps, batch_size=a.batch,
