@@ -475,13 +475,15 @@ def run_official(src: Path, weights: Path, init_json: Path, target: Path, *, ste
 
 
 def run_profile(weights: Path, init_json: Path, target: Path, *, batch: int, heads: str | os.PathLike | None,
-                reps: int = 2, trace_dir: Path | None = None) -> dict[str, Any]:
+                reps: int = 1, iters: int = 2, trace_dir: Path | None = None, pieces: bool = True) -> dict[str, Any]:
     """Where one projection step on `batch` images spends its time.
 
-    Times (jitted, compiled ahead, best of `reps`) the generator forward / forward+backward, LPIPS-VGG16
-    forward / forward+backward, the noise regulariser and the whole Adam step (the engine's step with the
-    generator, LPIPS and noise terms under `jax.named_scope`s); with `trace_dir`, a `jax.profiler` trace of
-    one whole step is summarised per XLA op (component, forward/backward, conv or not, output shape).
+    Times the generator forward / forward+backward, LPIPS-VGG16 forward / forward+backward, the noise
+    regulariser and the whole Adam step (the engine's step with the generator, LPIPS and noise terms under
+    `jax.named_scope`s). Each piece runs `iters` times inside one `lax.scan` (the engine's steps run in a
+    scan, and XLA:CPU compiles loop bodies differently), compiled ahead, best of `reps`, per iteration.
+    With `trace_dir`, a `jax.profiler` trace of the whole-step scan is summarised per XLA op (component,
+    forward/backward, conv or not, output shape), per step. `pieces=False`: the whole step only.
     """
     import jax
     import jax.numpy as jnp
@@ -527,35 +529,53 @@ def run_profile(weights: Path, init_json: Path, target: Path, *, batch: int, hea
     objective = Objective(total, sp.perturb, sp.project)
     state = opt.init(latent, objective)
 
-    def projector_step(state, key):
-        return opt.step(AdamState(*state), jnp.asarray(1), 100, key, objective)
+    def projector_step(state, t):
+        new, _ = opt.step(AdamState(*state), t, 100, jax.random.fold_in(jax.random.PRNGKey(2), t), objective)
+        return tuple(new)
 
-    pieces = {
+    def in_scan(fn):
+        """`iters` calls of fn(x, *rest) in one lax.scan; x is nudged by the outputs so that no iteration
+        is loop-invariant (XLA would hoist it)."""
+        def run(x, *rest):
+            def body(carry, t):
+                y = fn(carry, *rest) if fn is not projector_step else fn(carry, t)
+                if fn is projector_step:
+                    return y, None
+                tiny = 1e-30 * sum(jnp.sum(v) for v in jax.tree_util.tree_leaves(y))
+                return jax.tree_util.tree_map(lambda a: a + tiny.astype(a.dtype), carry), None
+            return jax.lax.scan(body, x, jnp.arange(1, iters + 1))[0]
+        return run
+
+    parts = {
         "generator_forward": (render, (latent,)),
         "generator_forward_backward": (generator_forward_backward, (latent, img)),
         "lpips_vgg16_forward": (lpips_to_target, (img,)),
         "lpips_vgg16_forward_backward": (jax.grad(lambda x: jnp.sum(lpips_to_target(x))), (img,)),
         "noise_reg_forward_backward": (jax.grad(lambda n: jnp.sum(noise_reg(n))), (latent["noise"],)),
-        "adam_step_total": (projector_step, (tuple(state), jax.random.PRNGKey(2))),
+        "adam_step_total": (projector_step, (tuple(state),)),
     }
-    out: dict[str, Any] = {"batch": batch, "xla_flags": os.environ.get("XLA_FLAGS", ""), "seconds": {},
-                           "gflop": {}}
-    for name, (fn, args) in pieces.items():
-        lowered = jax.jit(fn).lower(*args)
+    out: dict[str, Any] = {"batch": batch, "iters_per_scan": iters, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                           "seconds_per_step": {}, "gflop_per_step": {}, "compile_s": {}}
+    if not pieces:
+        parts = {"adam_step_total": parts["adam_step_total"]}
+    for name, (fn, args) in parts.items():
+        t0 = time.perf_counter()
+        lowered = jax.jit(in_scan(fn)).lower(*args)
         compiled = lowered.compile()
+        out["compile_s"][name] = round(time.perf_counter() - t0, 1)
         jax.block_until_ready(compiled(*args))
         ts = []
         for _ in range(reps):
             t0 = time.perf_counter()
             jax.block_until_ready(compiled(*args))
             ts.append(time.perf_counter() - t0)
-        out["seconds"][name] = round(min(ts), 3)
-        out["gflop"][name] = round(_flops(lowered) / 1e9, 1)
+        out["seconds_per_step"][name] = round(min(ts) / iters, 3)
+        out["gflop_per_step"][name] = round(_flops(lowered) / 1e9, 1)  # a scan body is counted once
         if name == "adam_step_total" and trace_dir is not None:
             jax.profiler.start_trace(str(trace_dir))
             jax.block_until_ready(compiled(*args))
             jax.profiler.stop_trace()
-            out.update(_summarise_trace(trace_dir, compiled.as_text()))
+            out.update(_summarise_trace(trace_dir, compiled.as_text(), per=iters))
     return out
 
 
@@ -589,7 +609,7 @@ def _hlo_index(hlo_text: str) -> tuple[dict[str, dict[str, Any]], set[str]]:
     return instr, with_conv
 
 
-def _summarise_trace(trace_dir: Path, hlo_text: str, top: int = 15) -> dict[str, Any]:
+def _summarise_trace(trace_dir: Path, hlo_text: str, top: int = 15, per: int = 1) -> dict[str, Any]:
     """Per-XLA-op self times of the traced step, labelled from the compiled HLO: component (named scope),
     fwd/bwd (`transpose(` in the name stack), conv (a convolution in the op or its fused computation)."""
     import gzip
@@ -604,8 +624,8 @@ def _summarise_trace(trace_dir: Path, hlo_text: str, top: int = 15) -> dict[str,
     per_op: dict[str, float] = {}
     for e in events:
         args = e.get("args") or {}
-        if e.get("ph") == "X" and "hlo_op" in args and "projector_step" in str(args.get("hlo_module", "")):
-            per_op[args["hlo_op"]] = per_op.get(args["hlo_op"], 0.0) + float(e.get("dur", 0.0)) / 1000.0
+        if e.get("ph") == "X" and "hlo_op" in args and "run" in str(args.get("hlo_module", "")):
+            per_op[args["hlo_op"]] = per_op.get(args["hlo_op"], 0.0) + float(e.get("dur", 0.0)) / 1000.0 / per
 
     def label(op: str) -> dict[str, Any]:
         info = instr.get(op, {})
@@ -615,16 +635,18 @@ def _summarise_trace(trace_dir: Path, hlo_text: str, top: int = 15) -> dict[str,
         return {"part": part, "dir": "bwd" if "transpose(" in stack else "fwd", "conv": bool(conv),
                 "shape": info.get("shape", "?"), "op_name": stack.split("/", 1)[-1][:90]}
 
-    total = sum(per_op.values())
     by_part: dict[str, float] = {}
     rows = []
+    for op in [op for op in per_op if instr.get(op, {}).get("opcode") in ("while", "call", "conditional")]:
+        per_op.pop(op)  # containers: their bodies' ops are traced themselves
+    total = sum(per_op.values())
     for op, ms in per_op.items():
         lab = label(op)
         key = f"{lab['part']} {lab['dir']} {'conv' if lab['conv'] else 'other'}"
         by_part[key] = by_part.get(key, 0.0) + ms
         rows.append({"op": op, "ms": round(ms, 1), **lab})
     rows.sort(key=lambda r: -r["ms"])
-    return {"traced_ms": round(total, 1),
+    return {"traced_ms_per_step": round(total, 1),
             "by_part_ms": {k: round(v, 1) for k, v in sorted(by_part.items(), key=lambda kv: -kv[1])},
             "top_ops": rows[:top]}
 
@@ -675,7 +697,8 @@ def _role_main(role: str, payload: dict[str, Any]) -> None:
     elif role == "profile":
         trace = Path(payload["trace_dir"]) if payload.get("trace_dir") else None
         res = run_profile(Path(payload["weights"]), Path(payload["init_json"]), Path(payload["target"]),
-                          batch=payload["batch"], heads=payload["heads"], trace_dir=trace)
+                          batch=payload["batch"], heads=payload["heads"], trace_dir=trace,
+                          pieces=payload.get("pieces", True))
     else:
         raise SystemExit(f"unknown role {role}")
     print(json.dumps(res), flush=True)
@@ -754,6 +777,7 @@ def main() -> None:
     ap.add_argument("--xla", default="default,eigen", help="XLA settings to run: default,eigen")
     ap.add_argument("--quick", action="store_true", help="smoke test: paper256, batches 1,4, 2 steps")
     ap.add_argument("--profile", metavar="CONFIG", help="only profile one jaxinv step of CONFIG (--batches[-1])")
+    ap.add_argument("--step-only", action="store_true", help="--profile: skip timing the pieces on their own")
     ap.add_argument("--heads", type=Path, default=HEADS, help="LPIPS v0.1 VGG heads (.npz, lpips names)")
     ap.add_argument("--workdir", type=Path, help="keep weights / targets here and reuse them on later runs "
                     "(default: a temp dir)")
@@ -811,7 +835,8 @@ def main() -> None:
                 if cfg != args.profile:
                     continue
                 for s in settings:
-                    payload = {**common, "batch": batches[-1], "trace_dir": str(work / f"trace-{cfg}-{s}")}
+                    payload = {**common, "batch": batches[-1], "trace_dir": str(work / f"trace-{cfg}-{s}"),
+                               "pieces": not args.step_only}
                     prof = _child("profile", payload, _xla_env(s))
                     print(json.dumps({"config": cfg, "xla": s, **prof}), flush=True)
                     results.setdefault(cfg, {}).setdefault("profile", {})[s] = prof
