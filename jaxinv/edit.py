@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinv.errors import ConfigError, ImageError
-from jaxinv.render import Renderer
+from jaxinv.render import Renderer, render_jit
 
 # ---------------------------------------------------------------------------------------------------------
 # Style layers and their affines
@@ -121,6 +121,7 @@ def _fix_signs(vectors: np.ndarray) -> np.ndarray:
 
 
 def _layer_range(model: Any, layers: tuple[int, int] | None) -> tuple[int, int]:
+    _renderer(model)
     num_ws = int(model.cfg.num_ws)
     a, b = layers if layers is not None else (0, num_ws)
     if not 0 <= a < b <= num_ws:
@@ -220,7 +221,7 @@ def render_edits(model: Any, ws: Any, direction: Any, strengths: Sequence[float]
 def _render_ws(model: Any, r: Renderer, ws: np.ndarray, batch_size: int) -> np.ndarray:
     """Render ws [M, num_ws, w_dim] in batches padded to exactly `batch_size` (one compiled program)."""
     params = jax.tree_util.tree_map(jnp.asarray, model.params)
-    f = jax.jit(lambda p, w: r(p, {"ws": w}))
+    f = lambda p, w: render_jit(r, p, {"ws": w})  # noqa: E731  (shared compilation across calls)
     bs = max(1, int(batch_size))
     out = []
     for i0 in range(0, len(ws), bs):
