@@ -270,12 +270,13 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
             state = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, state)
             evals = evals + jnp.where(active, info.evals, 0)
             done = done + active.astype(jnp.int32)
+            loss = jnp.where(active, info.loss, prev)  # a stopped lane keeps reporting its last loss
             if early_stop is not None:
                 tol, patience = early_stop
-                small = (prev - info.loss) <= tol * jnp.abs(prev)
+                small = jnp.isfinite(prev) & ((prev - info.loss) <= tol * jnp.abs(prev))
                 stall = jnp.where(small, stall + 1, 0)
                 active = active & (stall < patience)
-            return (state, active, stall, info.loss, done, evals), info.loss
+            return (state, active, stall, loss, done, evals), loss
 
         carry0 = (state0, jnp.asarray(True), jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf, jnp.float32),
                   jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
