@@ -1,0 +1,293 @@
+"""The `jaxinv` command line: `jaxinv <command> ...` (also `python -m jaxinv ...`).
+
+    jaxinv sample --out grid.png [--n 16 --seed 0 --model default|PATH]
+    jaxinv invert --images DIR... --out DIR [--model default|PATH] [--space z|w|w+|s|p|pn] [--steps N]
+                  [--restarts R] [--optimizer adam|lbfgs] [--loss mse=1,lpips=...] [--batch B] [--seed S]
+                  [--crop x0,y0,x1,y1|dcgan-faces|none]
+
+Adding a command: put a module with `add_arguments(parser)` and `run(args) -> int` somewhere and add one line
+to COMMANDS (name -> ("module" or "module:object", help)). Only the chosen command's module is imported.
+User errors (`JaxinvError`) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+# name -> ("package.module" or "package.module:object", one-line help); the target has add_arguments / run.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sample": ("jaxinv.cli:Sample", "sample a generator (default: the embedded DCGAN) into an image grid"),
+    "invert": ("jaxinv.cli:Invert", "invert a folder of images into a generator's latent space"),
+    "edit": ("jaxinv.edit", "edit inverted StyleGAN codes along SeFa / GANSpace directions"),
+}
+
+DEFAULT_MODEL = "default"  # the embedded DCGAN face GAN (jaxinv/assets/dcgan_digiface64)
+
+
+def _target(spec: str) -> Any:
+    mod, _, obj = spec.partition(":")
+    m = importlib.import_module(mod)
+    return getattr(m, obj) if obj else m
+
+
+def load_model(spec: str | None) -> Any:
+    """`default` (or `dcgan_digiface64`) = the embedded DCGAN; anything else goes to `jaxinv.load`."""
+    if spec in (None, DEFAULT_MODEL, "dcgan_digiface64"):
+        from jaxinv.models import dcgan
+
+        return dcgan.load_default()
+    import jaxinv
+
+    return jaxinv.load(spec)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# sample
+
+
+class Sample:
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--out", required=True, help="output PNG (an image grid)")
+        p.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
+        p.add_argument("--seed", type=int, default=0, help="z = normal(PRNGKey(seed), [n, z_dim]) (default 0)")
+        p.add_argument("--model", default=DEFAULT_MODEL, help="'default' (embedded DCGAN) or a model path")
+        p.add_argument("--cols", type=int, default=None, help="grid columns (default ~sqrt(n))")
+        p.add_argument("--batch", type=int, default=64, help="images per generator call (default 64)")
+        return p
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        import jax
+        import numpy as np
+
+        from jaxinv.errors import ConfigError
+        from jaxinv.generators import Generator
+        from jaxinv.images import image_grid, save_png
+
+        if args.n < 1 or args.batch < 1:
+            raise ConfigError("--n and --batch must be >= 1")
+        out = Path(args.out)
+        if out.suffix.lower() != ".png":
+            raise ConfigError(f"--out {out}: expected a .png file name")
+        if not out.parent.exists():
+            raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
+        t0 = time.perf_counter()
+        gen = Generator.from_model(load_model(args.model))
+        if gen.c_dim:
+            raise ConfigError(f"--model {args.model}: conditional generator (c_dim={gen.c_dim}) not supported by "
+                              "sample")
+        z = jax.random.normal(jax.random.PRNGKey(args.seed), (args.n, gen.z_dim))
+        render = jax.jit(lambda g, zz: g.generate(zz))
+        imgs = np.concatenate([np.asarray(render(gen, z[i:i + args.batch])) for i in range(0, args.n, args.batch)])
+        save_png(out, image_grid(imgs, args.cols))
+        _log(f"{args.n} samples ({gen.family}, {gen.img_resolution}px, seed {args.seed}) -> {out} "
+             f"({time.perf_counter() - t0:.1f} s)")
+        return 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# invert
+
+
+def _early_stop(text: str | None) -> tuple[float, int] | None:
+    from jaxinv.errors import ConfigError
+
+    if not text:
+        return None
+    try:
+        tol, patience = text.split(",")
+        return float(tol), int(patience)
+    except ValueError:
+        raise ConfigError(f"--early-stop {text!r}: expected TOL,PATIENCE (e.g. 1e-4,20)") from None
+
+
+class Invert:
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        from jaxinv import jobs
+
+        p.add_argument("--images", nargs="+", required=True, metavar="PATH",
+                       help="image files and/or folders (searched recursively)")
+        p.add_argument("--out", required=True, metavar="DIR",
+                       help="output folder: DIR/<image>/{target,proj}.png, latent.npz (+ projected_w.npz for "
+                            "spaces with ws), DIR/metrics.csv, DIR/errors.csv; a rerun resumes")
+        p.add_argument("--model", default=DEFAULT_MODEL,
+                       help="'default' (the embedded DCGAN face GAN), a converted directory or an official file")
+        p.add_argument("--space", default=None, help="z | w | w+ | s | p | pn (default: z for z-only models, else w)")
+        p.add_argument("--noise", action="store_true",
+                       help="also optimise the per-layer noise maps (StyleGAN spaces; add noise=1e5 to --loss)")
+        p.add_argument("--sphere", action="store_true", help="Z space on the sqrt(z_dim) hypersphere (PULSE)")
+        p.add_argument("--steps", type=int, default=400, help="optimisation steps (default 400)")
+        p.add_argument("--restarts", type=int, default=1, help="random restarts per image, best kept (default 1)")
+        p.add_argument("--optimizer", default="adam", choices=["adam", "lbfgs"], help="default adam")
+        p.add_argument("--lr", type=float, default=0.1, help="Adam initial learning rate (default 0.1)")
+        p.add_argument("--schedule", default="official", choices=["official", "constant"],
+                       help="Adam lr schedule: the stylegan2-ada projector's ramps, or constant (default official)")
+        p.add_argument("--noise-factor", type=float, default=0.05,
+                       help="Adam latent noise at step 0 in units of the space's spread, ramped to 0 (default "
+                            "0.05, official)")
+        p.add_argument("--loss", default="mse",
+                       help="weighted terms, e.g. mse=1,l1=0.5,lpips=1,id=0.1,noise=1e5,prior=1e-3 (default mse)")
+        p.add_argument("--lpips-weights", default=None, metavar="FILE",
+                       help="VGG16 checkpoint for lpips (torchvision .pth or NVlabs vgg16.pt)")
+        p.add_argument("--lpips-heads", default=None, metavar="FILE",
+                       help="LPIPS v0.1 linear heads (vgg_v0.1.npz / .pth); default: from --lpips-weights")
+        p.add_argument("--id-weights", default=None, metavar="DIR",
+                       help="face-ID network (face-api.js face_recognition_model-weights_manifest.json folder)")
+        p.add_argument("--batch", type=int, default=8, help="images per compiled batch (default 8)")
+        p.add_argument("--seed", type=int, default=0, help="base seed; each image's draws derive from it and the "
+                                                           "image's name (default 0)")
+        p.add_argument("--start", default=None, choices=["center", "random"],
+                       help="start of restart 0 (default: center = mean latent, random for Z)")
+        p.add_argument("--early-stop", default=None, metavar="TOL,PATIENCE",
+                       help="stop an image's restart after PATIENCE steps improving the loss by < TOL (relative)")
+        p.add_argument("--crop", default="auto",
+                       help="x0,y0,x1,y1 (pixels, after --resize-first), a preset (dcgan-faces = resize 256, box "
+                            "32,35,220,223) or none (centre square). Default: dcgan-faces for the embedded model, "
+                            "else none")
+        p.add_argument("--resize-first", type=int, default=None, metavar="S",
+                       help="resize to SxS before cropping (with an x0,y0,x1,y1 crop)")
+        p.add_argument("--grid", action="store_true", help="also write DIR/grid.png (target | reconstruction)")
+        jobs.add_job_arguments(p)
+        return p
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from jaxinv import jobs
+        from jaxinv.errors import ConfigError
+
+        if args.batch < 1:
+            raise ConfigError(f"--batch {args.batch}: must be >= 1")
+        early = _early_stop(args.early_stop)
+        info = jobs.start_job(args)
+        # Cheap checks first (image list, output folder), then the model, whose resolution sets the crop.
+        jobs.list_images(args.images)
+        jobs.check_writable(Path(args.out))
+        from jaxinv.generators import Generator
+        from jaxinv.images import load_image, parse_crop
+        from jaxinv.optim import LBFGS, Adam
+
+        model = load_model(args.model)
+        gen = Generator.from_model(model)
+        crop = args.crop
+        if crop == "auto":
+            crop = "dcgan-faces" if args.model in (None, DEFAULT_MODEL, "dcgan_digiface64") else "none"
+        pre = parse_crop(crop, gen.img_resolution, gen.img_channels, args.resize_first)
+        space = args.space or ("w" if gen.has_w else "z")
+        space_options: dict[str, Any] = {}
+        if args.noise:
+            space_options["noise"] = True
+        if args.sphere:
+            space_options["sphere"] = True
+        if args.optimizer == "adam":
+            optimizer = Adam(learning_rate=args.lr, schedule=args.schedule, initial_noise_factor=args.noise_factor)
+        else:
+            optimizer = LBFGS()
+        resources = _resources(args)
+        _log(f"model {gen.family} {gen.img_resolution}px, space {space}, {args.optimizer} x {args.steps} steps, "
+             f"{args.restarts} restart(s), loss {args.loss}, crop {crop}")
+
+        t0 = time.perf_counter()
+        rep = jobs.run_invert_job(
+            lambda: model, args.images, args.out, load=lambda ref: load_image(ref.path, pre), args=args,
+            process=info, batch_size=args.batch, preprocess={"crop": crop, **_pre_dict(pre)}, log=_log,
+            space=space, loss=args.loss, optimizer=optimizer, steps=args.steps, restarts=args.restarts,
+            seed=args.seed, start=args.start, early_stop=early, resources=resources, space_options=space_options)
+        out = Path(args.out)
+        if args.grid:
+            _write_grid(out)
+        _log(f"{rep.done} inverted, {rep.skipped} already done, {rep.errors} unreadable, {rep.flagged} failed "
+             f"-> {out} ({time.perf_counter() - t0:.1f} s)")
+        if rep.errors or rep.flagged:
+            _log(f"see {out / 'errors.csv'}")
+            return 3
+        return 0
+
+
+def _pre_dict(pre) -> dict:
+    return {"resolution": pre.resolution, "resize_to": pre.resize_to,
+            "crop": list(pre.crop) if pre.crop else None, "channels": pre.channels}
+
+
+def _resources(args: argparse.Namespace) -> dict[str, Any]:
+    from jaxinv.errors import ConfigError
+
+    res: dict[str, Any] = {}
+    names = {part.partition("=")[0].strip().lower() for part in args.loss.split(",")}
+    if "lpips" in names:
+        if not args.lpips_weights:
+            raise ConfigError("--loss lpips: needs --lpips-weights FILE (a VGG16 checkpoint)")
+        from jaxinv.losses import load_lpips
+
+        res["lpips"] = load_lpips(args.lpips_weights, args.lpips_heads)
+    if names & {"id", "identity"}:
+        if not args.id_weights:
+            raise ConfigError("--loss id: needs --id-weights DIR (face-ID network)")
+        from jaxinv.losses import load_face_id
+
+        res["id"] = load_face_id(args.id_weights)
+    return res
+
+
+def _write_grid(out: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from jaxinv.images import image_grid, save_png
+
+    pairs = []
+    for d in sorted(p for p in out.iterdir() if (p / "proj.png").is_file() and (p / "target.png").is_file()):
+        t = np.asarray(Image.open(d / "target.png"), np.float32) / 127.5 - 1
+        r = np.asarray(Image.open(d / "proj.png"), np.float32) / 127.5 - 1
+        pairs += [t if t.ndim == 3 else t[..., None], r if r.ndim == 3 else r[..., None]]
+    if pairs:
+        save_png(out / "grid.png", image_grid(np.stack(pairs), cols=2 * max(1, min(4, len(pairs) // 2))))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# entry point
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxinv", description="Compiled, batched GAN inversion in JAX.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (target, help_) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_, description=help_)
+        if name == command:
+            _target(target).add_arguments(sp)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from jaxinv.errors import JaxinvError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(_target(COMMANDS[args.command][0]).run(args) or 0)
+    except JaxinvError as e:
+        print(f"jaxinv: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jaxinv: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
