@@ -9,8 +9,8 @@ weights are fine-tuned per image so that G(pivot) reconstructs the image:
     p_r    = p_i + alpha * (s - p_i) / ||s - p_i||,  s = a random code (W: mapping(z) at psi 0.5, as PTI)
 
 with G_i = base params + delta_i. The deltas of all images are one batched pytree (leading axis = images); the
-Adam steps are a `lax.scan`, the images a `vmap` (or a `lax.map`, see `lanes`), all under one `jit`. The base
-params are only read, never written (deltas are separate arrays; nothing is donated).
+Adam steps are a `lax.scan`, the images a `vmap` (or a `lax.map` on CPU, see `resolve_lanes`), all under one
+`jit`. The base params are only read, never written (deltas are separate arrays; nothing is donated).
 
 Memory per image is the trainable set (delta + Adam's two moments, 12 bytes/param in float32) plus that
 image's activations; `layers` (regexes over param paths) and `rank` (low-rank deltas U V on every >= 2-D
@@ -59,13 +59,13 @@ class PTIConfig:
     locality_samples: int = 1  # sampled codes per step (PTI: latent_ball_num_of_samples = 1).
     layers: tuple[str, ...] | None = None  # regexes (re.search) over "a/b/c" param paths; None = all reachable.
     rank: int | None = None  # low-rank deltas U [prod(shape[:-1]), r] @ V [r, out] on >= 2-D weights.
-    lanes: str = "vmap"  # "vmap": images batched through every layer; "map": lax.map, one image at a time.
+    lanes: str = "auto"  # how images run inside the program: "vmap" | "map" | "auto" (see `resolve_lanes`)
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ConfigError(f"PTI steps={self.steps}: must be >= 1")
-        if self.lanes not in ("vmap", "map"):
-            raise ConfigError(f"PTI lanes={self.lanes!r}: expected 'vmap' or 'map'")
+        if self.lanes not in ("auto", "vmap", "map"):
+            raise ConfigError(f"PTI lanes={self.lanes!r}: expected 'auto', 'vmap' or 'map'")
         if self.rank is not None and self.rank < 1:
             raise ConfigError(f"PTI rank={self.rank}: must be >= 1 (or None for dense deltas)")
         if self.layers is not None:
@@ -169,6 +169,18 @@ def count_values(delta: Any) -> int:
 # The compiled program
 
 
+def resolve_lanes(lanes: str, backend: str | None = None) -> str:
+    """"auto" -> "map" on CPU, "vmap" elsewhere.
+
+    Under `vmap` every tuned conv has per-image weights, which XLA lowers to a grouped convolution
+    (feature_group_count = images); XLA's CPU grouped convs are slow, and a batch-1 conv already keeps CPU
+    cores busy, so on CPU running the images one after another inside the program (`lax.map`) is faster
+    (benchmarks/pti_cma.py measures both). Accelerators need the batch: there `vmap` wins."""
+    if lanes != "auto":
+        return lanes
+    return "map" if (backend or jax.default_backend()) == "cpu" else "vmap"
+
+
 def _mse(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.mean(jnp.square(a - b))
 
@@ -240,7 +252,7 @@ def _run(renderer: Renderer, cfg: PTIConfig, base: Any, lpips_params: Any, w_cen
         return delta, hist, rec0, img0, rec1, img1
 
     args = (targets, tfeat, pivots, keys, delta0)
-    if cfg.lanes == "vmap":
+    if resolve_lanes(cfg.lanes) == "vmap":
         return jax.vmap(lane)(*args)
     return jax.lax.map(lambda a: lane(*a), args)
 

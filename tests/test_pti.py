@@ -57,7 +57,7 @@ def test_tune_lowers_every_loss_keeps_base_and_round_trips(sg2, tmp_path):
     still render what they rendered; delta files and tuned checkpoints reproduce the tuned images."""
     model, ws, c, targets = sg2
     before = _snapshot(model.params)
-    res = pti.tune(model, targets, {"ws": ws, "c": c}, steps=6, lr=3e-2, rank=2, layers=("b16", "b32"))
+    res = pti.tune(model, targets, {"ws": ws, "c": c}, steps=6, lr=3e-2, rank=2, layers=("b16", "b32"), lanes="vmap")
     assert res.history.shape == (6, len(ws))
     assert np.all(res.loss_after < res.loss_before), f"before {res.loss_before}, after {res.loss_after}"
     np.testing.assert_allclose(res.history[0], res.loss_before, rtol=1e-5)  # step 0 runs the base generator
