@@ -21,6 +21,7 @@ and with `--video` an animated `edit.webp` / `.gif` sweeping the strength.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -352,10 +353,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    import jaxinv
+    from jaxinv.cli import load_model
 
     t0 = time.perf_counter()
-    model = jaxinv.load(args.model)
+    model = load_model(args.model)
     _renderer(model)
     layers = _parse_layers(args.layers)
     if layers is not None:
@@ -379,7 +380,7 @@ def run(args: argparse.Namespace) -> int:
         frames = render_edits(model, ws, d, sweep, layers, batch_size=args.batch)  # [N, T, ...]
         save_video(np.moveaxis(frames, 1, 0), out / f"edit.{args.video_format}")
     print(f"{len(ws)} codes x {len(strengths)} strengths along {args.direction} -> {out / 'grid.png'} "
-          f"({time.perf_counter() - t0:.1f} s)")
+          f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     return 0
 
 
@@ -392,8 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except JaxinvError as e:
-        print(f"error: {e}")
-        return 1
+        print(f"jaxinv edit: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
