@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
@@ -230,7 +231,14 @@ def reseeding(fn: Callable[..., Any], max_reseeds: int, check: Callable[[Any, in
 
     def wrapped(targets, ids, seed, *args):
         b = targets.shape[0]
-        shapes = jax.eval_shape(fn, targets, ids, seed, *args)
+        # Trace `fn` once (tracing a whole inversion program takes a while) and replay its jaxpr in the loop.
+        closed, shapes = jax.make_jaxpr(fn, return_shape=True)(targets, ids, seed, *args)
+        replay = jax.extend.core.jaxpr_as_fun(closed)
+        out_tree = jax.tree_util.tree_structure(shapes)
+
+        def run(s):
+            return jax.tree_util.tree_unflatten(out_tree, replay(*jax.tree_util.tree_leaves((targets, ids, s, *args))))
+
         zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
         def cond(c):
@@ -239,7 +247,7 @@ def reseeding(fn: Callable[..., Any], max_reseeds: int, check: Callable[[Any, in
 
         def body(c):
             out, bad, attempts, a = c
-            new = fn(targets, ids, attempt_seed(seed, a), *args)
+            new = run(attempt_seed(seed, a))
             take = lambda o, n: jnp.where(bad.reshape((b,) + (1,) * (n.ndim - 1)), n, o)  # noqa: E731
             out = jax.tree_util.tree_map(take, out, new)
             attempts = jnp.where(bad, a, attempts)

@@ -463,7 +463,7 @@ def run_job(spec: JobSpec, images: Sequence[str | os.PathLike] | Sequence[ImageR
                     rep.errors += len(batch.errors)
                     bar.update(len(batch.errors))
                     for r, why in batch.errors:
-                        log(f"jaxinv {spec.kind}: skipped {r.path}: {why}")
+                        log(f"jaxinv {spec.kind}: skipped " + (why if str(r.path) in why else f"{r.path}: {why}"))
                 if batch.count == 0:
                     continue
                 ids = np.asarray([image_id(k) for k in batch.keys], np.int32)
@@ -487,6 +487,13 @@ def run_job(spec: JobSpec, images: Sequence[str | os.PathLike] | Sequence[ImageR
         bar.close()
     rep.seconds = time.perf_counter() - t_start
     _timeline(rep, watches)
+    if rep.batches > 1:
+        steady = rep.completions[-1] - rep.completions[0]
+        n_after = rep.done + rep.flagged - min(rep.done + rep.flagged, spec.batch_size)
+        log(f"jaxinv {spec.kind}: process {process.process_id}: {rep.batches} batches of {spec.batch_size} in "
+            f"{rep.seconds:.1f} s, first {rep.first_batch_seconds:.1f} s (compilation included), then "
+            f"{n_after / max(steady, 1e-9):.2f} images/s; device waited for input "
+            f"{100 * rep.input_wait_share:.1f}% of the time")
     barrier("jaxinv-job-end", process)
     if process.process_id == 0:
         n_ok, n_bad = write_summaries(out, [*spec.columns, "seconds"])
