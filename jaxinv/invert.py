@@ -245,7 +245,8 @@ def _lane_value(gen: Generator, space: Space, loss: Loss, prep: tuple, latent: A
 
 def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, image_index: jax.Array,
                seed: jax.Array, *, optimizer: Adam | LBFGS, steps: int, restarts: int, start_center: bool,
-               early_stop: tuple[float, int] | None):
+               early_stop: tuple[float, int] | None, restart_offset: jax.Array | int = 0):
+    # restart_offset: global index of this call's first restart (jaxinv.jobs shards restarts over devices).
     prep_all = tuple(t.prepare(targets) for t in loss.terms)  # once per batch, outside the step loop
 
     def lane(key, restart, prep):
@@ -285,7 +286,7 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
         return state.latent, final, vals, img[0], hist, evals, done
 
     n = targets.shape[0]
-    r = jnp.arange(restarts)
+    r = jnp.arange(restarts) + restart_offset
     keys = jax.vmap(lambda i: jax.vmap(lambda k: lane_key(seed, i, k))(r))(image_index)  # [n, R]
     if getattr(optimizer, "lanes", "vmap") == "map":
         # One lane after another (see optim.LBFGS.lanes); same per-lane maths as the vmapped form.
