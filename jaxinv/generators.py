@@ -97,6 +97,10 @@ class Generator:
     @property
     def w_avg(self) -> jax.Array:
         self._need_w("w_avg")
+        if self.family == "rosinality":  # only checkpoints written by convert_weight.py carry latent_avg
+            if "latent_avg" not in self.params:
+                raise ConfigError("rosinality checkpoint without latent_avg: truncation needs a mean latent")
+            return jnp.asarray(self.params["latent_avg"], jnp.float32)
         return jnp.asarray(self.params["mapping"]["w_avg"], jnp.float32)
 
     def _need_w(self, what: str) -> None:
@@ -106,6 +110,11 @@ class Generator:
     # ---- forward ------------------------------------------------------------------------------------
     def mapping(self, z: jax.Array, c: jax.Array | None = None, truncation_psi: float = 1.0) -> jax.Array:
         self._need_w("mapping")
+        if self.family == "rosinality":  # G.style(z) gives one w per image: broadcast as the NVlabs mapping does
+            w = self.module.mapping(self.cfg, self.params, z)
+            if truncation_psi != 1:
+                w = self.w_avg + truncation_psi * (w - self.w_avg)
+            return jnp.broadcast_to(w[:, None], (w.shape[0], self.num_ws, w.shape[-1]))
         return self.module.mapping(self.cfg, self.params, z, c, truncation_psi=truncation_psi)
 
     def styles(self, ws: jax.Array) -> dict[str, jax.Array]:

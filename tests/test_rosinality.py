@@ -434,3 +434,21 @@ def test_converted_directory_round_trip(tmp_path):
     assert back.provenance["latent_avg"] is True and back.provenance["key"] == "g_ema"
     assert jax.tree_util.tree_structure(back.params) == jax.tree_util.tree_structure(model.params)
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, back.params, model.params))
+
+
+def test_engine_adaptor_maps_and_renders_like_the_official_generator():
+    """The inversion engine's Generator view: G.style(z) broadcast to num_ws, rendered as G([w], input_is_latent)."""
+    import jax.numpy as jnp
+
+    from jaxinv.checkpoint import load
+    from jaxinv.generators import Generator
+
+    gen = Generator.from_model(load(require(GOLDEN / "containers" / "rosinality_r64_cm1.converted.pt")))
+    io = np.load(GOLDEN / "rosinality_r64_cm1.io.npz")
+    ws = gen.mapping(jnp.asarray(io["z"]))
+    assert ws.shape == (io["z"].shape[0], gen.num_ws, gen.w_dim)
+    np.testing.assert_allclose(np.asarray(ws[:, 0]), io["w"], atol=1e-4 * max(1, np.abs(io["w"]).max()))
+    img = np.asarray(gen.render({"ws": jnp.asarray(io["wplus"])})).transpose(0, 3, 1, 2)
+    err = np.abs(img - io["img_wplus"]).max()
+    assert err <= 1e-4 * max(1, np.abs(io["img_wplus"]).max()), err
+    np.testing.assert_allclose(np.asarray(gen.w_avg), io["latent_avg"])
