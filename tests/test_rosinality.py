@@ -438,8 +438,6 @@ def test_converted_directory_round_trip(tmp_path):
 
 def test_engine_adaptor_maps_and_renders_like_the_official_generator():
     """The inversion engine's Generator view: G.style(z) broadcast to num_ws, rendered as G([w], input_is_latent)."""
-    import jax.numpy as jnp
-
     from jaxinv.checkpoint import load
     from jaxinv.generators import Generator
 
