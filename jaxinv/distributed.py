@@ -1,8 +1,9 @@
 """Devices, hosts and compilation for batch jobs.
 
-* `Devices`: a 1-D `jax.sharding.Mesh` over this process's devices (axis "batch"). Image batches are sharded
-  over it with `NamedSharding(mesh, P("batch"))`, model params and static data are replicated
-  (`P()`); the global batch is rounded up to a multiple of the device count. On CPU,
+* `Devices`: a `jax.sharding.Mesh` over this process's devices, axes ("batch", "restart"). Image batches are
+  sharded along "batch" with `NamedSharding(mesh, P("batch"))`, model params and static data are
+  replicated (`P()`); the global batch is rounded up to a multiple of the batch shards. Optionally the
+  random restarts of each image are split along "restart". On CPU,
   `XLA_FLAGS=--xla_force_host_platform_device_count=N` gives N devices.
 * Multi-host: `init_distributed()` calls `jax.distributed.initialize` with the coordinator address, process
   count and process id from arguments or the environment (JAXINV_COORDINATOR, JAXINV_NUM_PROCESSES,
@@ -151,22 +152,35 @@ def shard_items(items: Sequence[T], info: ProcessInfo) -> list[T]:
 
 @dataclass(frozen=True)
 class Devices:
-    """A 1-D mesh over this process's devices; batches are split along its "batch" axis."""
+    """A mesh over this process's devices, axes ("batch", "restart"): images are split along "batch", and
+    each image's random restarts along "restart" (size 1 unless asked: useful when a batch has fewer
+    images than there are devices)."""
 
     mesh: Mesh
 
     @classmethod
-    def local(cls, count: int | None = None) -> Devices:
+    def local(cls, count: int | None = None, restart_shards: int = 1) -> Devices:
         devs = jax.local_devices()
         if count is not None:
             if not 1 <= count <= len(devs):
                 raise ConfigError(f"--devices {count}: this process sees {len(devs)} device(s)")
             devs = devs[:count]
-        return cls(Mesh(np.asarray(devs), ("batch",)))
+        k = int(restart_shards or 1)
+        if k < 1 or len(devs) % k:
+            raise ConfigError(f"--restart-shards {k}: must divide the number of devices ({len(devs)})")
+        return cls(Mesh(np.asarray(devs).reshape(len(devs) // k, k), ("batch", "restart")))
 
     @property
     def count(self) -> int:
         return int(self.mesh.devices.size)
+
+    @property
+    def batch_shards(self) -> int:
+        return int(self.mesh.shape["batch"])
+
+    @property
+    def restart_shards(self) -> int:
+        return int(self.mesh.shape["restart"])
 
     @property
     def batch_sharding(self) -> NamedSharding:
@@ -177,8 +191,8 @@ class Devices:
         return NamedSharding(self.mesh, P())
 
     def global_batch(self, batch_size: int) -> int:
-        """`batch_size` rounded up to a multiple of the device count (every device gets equal rows)."""
-        n = self.count
+        """`batch_size` rounded up to a multiple of the batch shards (every device gets equal rows)."""
+        n = self.batch_shards
         return max(n, -(-int(batch_size) // n) * n)
 
     def put_batch(self, x: Any) -> Any:

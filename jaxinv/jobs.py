@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinv.distributed import Devices, ProcessInfo, barrier, reseeding, shard_items
+from jaxinv.distributed import Devices, ProcessInfo, barrier, item_finite, reseeding, shard_items
 from jaxinv.errors import ConfigError
 from jaxinv.pipeline import ImageRef, list_images, stream_batches
 
@@ -579,21 +579,31 @@ def tree_fingerprint(tree: Any) -> str:
 
 
 def _invert_program(gen, sp, lossf, targets, ids, seed, *, optimizer, steps, restarts, start_center, early_stop,
-                    max_reseeds):
+                    max_reseeds, restart_shards=1):
     """One padded batch through the engine (`jaxinv.invert._run_batch`), NaN/inf items reseeded, plus the
-    per-item outputs the writer needs. Every output has the batch as leading axis."""
+    per-item outputs the writer needs. Every output has the batch as leading axis. Runs per device under
+    shard_map; with restart_shards > 1 the devices along mesh axis "restart" each run a contiguous block of
+    restarts, and the best restart is chosen across them exactly as the engine chooses it."""
     from jaxinv import invert as engine
     from jaxinv import metrics
 
+    local_r = restarts // restart_shards
+
     def attempt(t, i, s):
-        out = engine._run_batch(gen, sp, lossf, t, i, s, optimizer=optimizer, steps=steps, restarts=restarts,
-                                start_center=start_center, early_stop=early_stop)
+        offset = jax.lax.axis_index("restart") * local_r if restart_shards > 1 else 0
+        out = engine._run_batch(gen, sp, lossf, t, i, s, optimizer=optimizer, steps=steps, restarts=local_r,
+                                start_center=start_center, early_stop=early_stop, restart_offset=offset)
         out = dict(out)
         out.pop("history")  # [steps, n, R]: not written by the job
+        if restart_shards > 1:
+            out = _combine_restart_shards(out)
         out["inputs"] = sp.to_input(gen, out["latents"])
         return out
 
-    out, attempts, failed = reseeding(attempt, max_reseeds)(targets, ids, seed)
+    # An item needs a reseed when its best result is not finite (a restart that diverged while another one
+    # succeeded is just not the best).
+    best_finite = lambda o, b: item_finite({k: o[k] for k in ("losses", "latents", "images")}, b)  # noqa: E731
+    out, attempts, failed = reseeding(attempt, max_reseeds, best_finite)(targets, ids, seed)
     rec = jnp.clip((out["images"] + 1) / 2, 0, 1)
     tgt = jnp.clip((targets + 1) / 2, 0, 1)
     out["psnr"] = metrics.psnr(rec, tgt)
@@ -601,6 +611,25 @@ def _invert_program(gen, sp, lossf, targets, ids, seed, *, optimizer, steps, res
     out["attempts"] = attempts
     out["failed"] = failed
     return out
+
+
+def _combine_restart_shards(out: dict) -> dict:
+    """Per-shard engine outputs (best of the shard's restarts) -> the best over all restarts, the same on every
+    shard. The engine's rule is the first minimum of the finite final losses; taking the first shard whose
+    best is minimal reproduces it, since shards hold contiguous, ordered blocks of restarts."""
+    per_restart = ("restart_losses", "evals", "done")  # [n, R_local] -> [n, R]
+    gathered = {k: jax.lax.all_gather(v, "restart") for k, v in out.items()}  # leading [shards]
+    res = {k: jnp.concatenate(list(gathered[k]), axis=1) for k in per_restart}
+    loss = gathered["losses"]  # [shards, n]
+    win = jnp.argmin(jnp.where(jnp.isfinite(loss), loss, jnp.inf), axis=0)  # [n]
+    n = win.shape[0]
+    pick = lambda x: x[win, jnp.arange(n)]  # noqa: E731
+    local_r = out["restart_losses"].shape[1]
+    for k, v in gathered.items():
+        if k not in per_restart:
+            res[k] = jax.tree_util.tree_map(pick, v)
+    res["best"] = res["best"] + win * local_r  # global restart index
+    return res
 
 
 def compile_batch_fn(program: Callable[..., Any], devices: Devices, static: tuple[Any, ...],
@@ -663,9 +692,11 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
         raise ConfigError(f"start={start!r}: expected 'center' or 'random'")
     devices = devices or Devices.local()
     bs = devices.global_batch(batch_size)
+    if int(restarts) % devices.restart_shards:
+        raise ConfigError(f"--restarts {restarts}: must be a multiple of --restart-shards {devices.restart_shards}")
     call = compile_batch_fn(_invert_program, devices, (gen, sp, lossf), optimizer=opt, steps=int(steps),
                             restarts=int(restarts), start_center=start == "center", early_stop=early_stop,
-                            max_reseeds=int(max_reseeds))
+                            max_reseeds=int(max_reseeds), restart_shards=devices.restart_shards)
     shape = (gen.img_resolution, gen.img_resolution, gen.img_channels)
     manifest = {
         "model": gen.fingerprint(),
@@ -713,6 +744,9 @@ def add_job_arguments(parser: Any) -> None:
     g.add_argument("--prefetch", type=int, default=2, metavar="N", help="decoded batches kept ready (default 2)")
     g.add_argument("--devices", type=int, default=None, metavar="N",
                    help="use the first N local devices (default: all; the batch is split over them)")
+    g.add_argument("--restart-shards", type=int, default=1, metavar="K",
+                   help="also split each image's restarts over K of the devices (K divides --devices and "
+                        "--restarts; default 1)")
     g.add_argument("--max-reseeds", type=int, default=2, metavar="N",
                    help="restart an image whose loss turns NaN/inf from a fresh seed up to N times (default 2)")
     g.add_argument("--xla-cache", default=None, metavar="DIR",
@@ -748,7 +782,7 @@ def run_invert_job(model_loader: Callable[[], Any], images: Sequence[str | os.Pa
     out = Path(out_dir)
     check_writable(out)
     model = model_loader()
-    devices = Devices.local(getattr(args, "devices", None))
+    devices = Devices.local(getattr(args, "devices", None), getattr(args, "restart_shards", 1))
     spec = invert_spec(model, load, batch_size=batch_size, devices=devices, preprocess=preprocess,
                        max_reseeds=getattr(args, "max_reseeds", 2), **invert_options)
     return run_job(spec, refs, out, process=process, workers=getattr(args, "workers", None),

@@ -161,10 +161,15 @@ def one_device_run(images, tmp_path_factory):
 
 
 def test_one_and_four_devices_give_identical_results(images, one_device_run, tmp_path, tmp_path_factory):
-    r4 = _run(invert_cmd(images, tmp_path / "d4", batch=8), _env(_cache(tmp_path_factory), 4))
+    """4 forced devices as 2 image shards x 2 restart shards (each device runs 1 of the 2 restarts of its
+    images) against 1 device: every file byte for byte, best restarts included."""
+    r4 = _run(invert_cmd(images, tmp_path / "d4", batch=8, extra=("--restart-shards", "2")),
+              _env(_cache(tmp_path_factory), 4))
     assert r4.returncode == 0, r4.stderr[-2000:]
     compared = compare_dirs(one_device_run, tmp_path / "d4")
     assert compared >= 6 * 3, compared  # target, proj, latent of every image, byte for byte
+    best = [row.split(",")[4] for row in (tmp_path / "d4" / "metrics.csv").read_text().splitlines()[1:]]
+    assert set(best) == {"0", "1"}, best  # winners come from both restart shards
 
 
 def _free_port() -> int:

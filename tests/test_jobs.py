@@ -56,10 +56,12 @@ def make_images(folder: Path, good: int = 6, bad: bool = True) -> Path:
     return folder
 
 
-def invert_cmd(images: Path, out: Path, *, batch: int = 2, steps: int = 3, seed: int = 0) -> list[str]:
+def invert_cmd(images: Path, out: Path, *, batch: int = 2, steps: int = 3, seed: int = 0, restarts: int = 2,
+               extra: tuple[str, ...] = ()) -> list[str]:
     """The real command line: `python -m jaxinv invert` with the embedded DCGAN (default model and crop)."""
     return [sys.executable, "-m", "jaxinv", "invert", "--images", str(images), "--out", str(out), "--steps",
-            str(steps), "--batch", str(batch), "--seed", str(seed), "--no-progress"]
+            str(steps), "--batch", str(batch), "--seed", str(seed), "--restarts", str(restarts), "--no-progress",
+            *extra]
 
 
 def read_journals(out: Path) -> dict[int, list[dict]]:
