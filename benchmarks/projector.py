@@ -576,6 +576,8 @@ def run_profile(weights: Path, init_json: Path, target: Path, *, batch: int, hea
             jax.block_until_ready(compiled(*args))
             jax.profiler.stop_trace()
             out.update(_summarise_trace(trace_dir, compiled.as_text(), per=iters))
+            # Ops that run asynchronously (Eigen convs) are traced at dispatch only: coverage << 1 then.
+            out["trace_coverage"] = round(out["traced_ms_per_step"] / 1000 / out["seconds_per_step"][name], 2)
     return out
 
 
@@ -676,6 +678,7 @@ def _xla_env(setting: str) -> dict[str, str]:
 
 
 def _role_main(role: str, payload: dict[str, Any]) -> None:
+    load0 = os.getloadavg()  # the machine may be shared: record how busy it was
     if role == "prep-official":
         manifest = json.loads(Path(payload["manifest"]).read_text())
         res = official_prep(Path(payload["src"]), manifest, Path(payload["out"]), payload.get("seed", 0))
@@ -701,6 +704,7 @@ def _role_main(role: str, payload: dict[str, Any]) -> None:
                           pieces=payload.get("pieces", True))
     else:
         raise SystemExit(f"unknown role {role}")
+    res["loadavg"] = [round(x, 1) for x in (load0[0], os.getloadavg()[0])]  # 1-min load at start / end
     print(json.dumps(res), flush=True)
 
 
