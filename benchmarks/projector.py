@@ -657,7 +657,10 @@ def _summarise_trace(trace_dir: Path, hlo_text: str, top: int = 15, per: int = 1
 # Driver
 
 
-def _child(role: str, payload: dict[str, Any], env_extra: dict[str, str] | None = None) -> dict[str, Any]:
+def _child(role: str, payload: dict[str, Any], env_extra: dict[str, str] | None = None,
+           fatal: bool = True) -> dict[str, Any]:
+    """Run one role in a fresh interpreter; its last stdout line is the JSON result. A failing
+    measurement (fatal=False) comes back as {"error": ...} so that the other measurements still run."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     if env_extra is not None:
         for k, v in env_extra.items():
@@ -666,7 +669,9 @@ def _child(role: str, payload: dict[str, Any], env_extra: dict[str, str] | None 
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if p.returncode != 0:
         tail = (p.stderr or p.stdout)[-3000:]
-        raise SystemExit(f"{role} subprocess failed (rc {p.returncode}):\n{tail}")
+        if fatal:
+            raise SystemExit(f"{role} subprocess failed (rc {p.returncode}):\n{tail}")
+        return {"error": f"rc {p.returncode}: {tail.strip().splitlines()[-1] if tail.strip() else ''}"}
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
@@ -722,6 +727,9 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
     rows = []
     for cfg, r in results.items():
         off = r.get("official")
+        if off and "error" in off:
+            rows.append((cfg, "official", "-", "1", "error", "", "", "", "", "", "", "", ""))
+            off = None
         base = off["image_steps_per_s"] if off else None
         if off:
             rows.append((cfg, "official", "-", "1", _fmt(off["image_steps_per_s"], 3), "-", _fmt(off["step_s"]), "-",
@@ -729,6 +737,9 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
                          _fmt(off["gflop_per_image_step"], 1), _fmt(off["gflop_per_s"], 1), "1.00"))
         for setting, by_batch in r.get("jaxinv", {}).items():
             for b, j in by_batch.items():
+                if "error" in j:
+                    rows.append((cfg, "jaxinv", setting, str(b), "error", "", "", "", "", "", "", "", ""))
+                    continue
                 ratio = j["image_steps_per_s"] / base if base else None
                 rows.append((cfg, "jaxinv", setting, str(b), _fmt(j["image_steps_per_s"], 3),
                              _fmt(j.get("e2e_image_steps_per_s"), 3), _fmt(j["step_s"]),
@@ -741,9 +752,25 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
         print(line(row))
 
 
+def print_profile(cfg: str, setting: str, prof: dict[str, Any]) -> None:
+    print(f"\n{cfg} profile, XLA {setting}, batch {prof['batch']} (seconds per step, GFLOP per step):")
+    for name, sec in prof["seconds_per_step"].items():
+        print(f"  {name:30s} {sec:8.3f} s  {prof['gflop_per_step'][name]:8.1f} GFLOP")
+    if prof.get("by_part_ms"):
+        print(f"  traced op time per step {prof['traced_ms_per_step']:.0f} ms (coverage {prof['trace_coverage']}):")
+        for k, v in prof["by_part_ms"].items():
+            print(f"    {k:32s} {v:9.1f} ms")
+        print("  top ops:")
+        for r in prof["top_ops"]:
+            kind = "conv" if r["conv"] else "elem"
+            print(f"    {r['ms']:8.1f} ms  {r['part']:9s} {r['dir']} {kind} {r['shape']:24s} {r['op']}")
+
+
 def print_ratios(results: dict[str, dict[str, Any]], targets: dict[str, float]) -> None:
     for cfg, r in results.items():
-        off, jx = r.get("official"), r.get("jaxinv", {})
+        off = r.get("official") if r.get("official") and "error" not in r["official"] else None
+        jx = {s: {b: j for b, j in by.items() if "error" not in j} for s, by in r.get("jaxinv", {}).items()}
+        jx = {s: by for s, by in jx.items() if by}
         speeds = {s: {b: j["image_steps_per_s"] for b, j in by.items()} for s, by in jx.items()}
         for b in sorted({b for by in speeds.values() for b in by}):
             have = {s: v[b] for s, v in speeds.items() if b in v}
@@ -794,7 +821,7 @@ def main() -> None:
         return
     if args.quick:
         args.configs, args.batches, args.steps = "paper256", "1,4", 2
-    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()] if args.profile is None else [args.profile]
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
     settings = [s.strip() for s in args.xla.split(",") if s.strip()]
     for c in configs:
@@ -818,6 +845,11 @@ def main() -> None:
     info = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "steps": args.steps,
             "w_avg_samples": args.w_avg_samples, "official_commit": OFFICIAL_COMMIT if official else None}
     print(json.dumps(info), flush=True)
+
+    def save() -> None:  # after every measurement, so that an interrupted run keeps what it measured
+        if args.json:
+            args.json.write_text(json.dumps({"info": info, "results": results}, indent=1))
+
     try:
         for cfg in configs:
             manifest = MANIFESTS / f"{CONFIGS[cfg]}.json"
@@ -836,34 +868,33 @@ def main() -> None:
             common = {"weights": prep["weights"], "init_json": prep["init_json"], "target": prep["target"],
                       "heads": heads}
             if args.profile is not None:
-                if cfg != args.profile:
-                    continue
                 for s in settings:
                     payload = {**common, "batch": batches[-1], "trace_dir": str(work / f"trace-{cfg}-{s}"),
                                "pieces": not args.step_only}
                     prof = _child("profile", payload, _xla_env(s))
-                    print(json.dumps({"config": cfg, "xla": s, **prof}), flush=True)
+                    print_profile(cfg, s, prof)
                     results.setdefault(cfg, {}).setdefault("profile", {})[s] = prof
                 continue
             r: dict[str, Any] = {"official": None, "jaxinv": {}}
+            results[cfg] = r
             if official:
                 off = _child("official", {**common, "src": str(args.official_src), "steps": args.steps,
-                                          "w_avg_samples": args.w_avg_samples})
+                                          "w_avg_samples": args.w_avg_samples}, fatal=False)
                 print(json.dumps({"config": cfg, **off}), flush=True)
                 r["official"] = off
+                save()
             for s in settings:
                 for b in batches:
                     j = _child("jaxinv", {**common, "batch": b, "steps": args.steps,
                                           "w_avg_samples": args.w_avg_samples, "restarts": args.restarts,
-                                          "repeat": args.repeat}, _xla_env(s))
+                                          "repeat": args.repeat}, _xla_env(s), fatal=False)
                     print(json.dumps({"config": cfg, "xla": s, **j}), flush=True)
                     r["jaxinv"].setdefault(s, {})[b] = j
-            results[cfg] = r
+                    save()
     finally:
         if tmp is not None:
             tmp.cleanup()
-    if args.json:
-        args.json.write_text(json.dumps({"info": info, "results": results}, indent=1))
+    save()
     if args.profile is None:
         print()
         print_table(results)
