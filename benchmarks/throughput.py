@@ -127,6 +127,7 @@ def main() -> None:
     ap.add_argument("--devices", default="1,2,4,8",
                     help="forced host device counts swept (CPU); 0 = the real devices JAX sees")
     ap.add_argument("--device-batch", type=int, default=8, help="global batch of the device sweep")
+    ap.add_argument("--image-size", type=int, default=256, help="side of the synthetic JPEGs (decode cost)")
     ap.add_argument("--skip-cold", action="store_true", help="skip the cold/warm start measurement")
     a = ap.parse_args()
     if a.worker:
@@ -139,12 +140,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="jaxinv-bench-") as tmp:
         tmp = Path(tmp)
         images = tmp / "images"
-        _make_images(images, n)
+        _make_images(images, n, a.image_size)
         cache = tmp / "xla-sweep"
         header = ("| platform | devices | batch | images | images/s | image-steps/s | input wait | device idle | "
                   "first batch s |\n|---|---|---|---|---|---|---|---|---|")
-        print(f"# jaxinv batch-job throughput ({a.steps} steps, {n} images of 256x256 JPEG, model "
-              f"{a.model or 'embedded DCGAN 64x64'})\n")
+        print(f"# jaxinv batch-job throughput ({a.steps} steps, {n} images of {a.image_size}x{a.image_size} JPEG, "
+              f"model {a.model or 'embedded DCGAN 64x64'})\n")
         print("## vs batch size (1 device)\n")
         print(header, flush=True)
         first_dev = 0 if real else 1
