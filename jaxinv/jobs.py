@@ -203,7 +203,7 @@ def check_writable(out_dir: Path) -> None:
             f.write(b"jaxinv")
             f.flush()
             os.fsync(f.fileno())
-        probe.unlink()
+        probe.unlink(missing_ok=True)  # another process's start-up clean-up may have taken it already
     except OSError as e:
         raise ConfigError(f"--out {out_dir}: not writable ({e.strerror or type(e).__name__})") from None
 
