@@ -1,5 +1,6 @@
 """Shared StyleGAN ops against independent numpy references (the official maths written out directly)."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,8 +55,7 @@ def test_conv_custom_vjp_equals_autodiff(h, k, pad, dilation):
     y1, vjp1 = jax.vjp(ref, x, w)
     y2, vjp2 = jax.vjp(lambda x, w: ops._conv(x, w, pad, dilation), x, w)
     dy = jnp.asarray(rng.randn(*y1.shape).astype(np.float32))
-    for a, b in zip((y1, *vjp1(dy)), (y2, *vjp2(dy)), strict=True):
-        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-6, atol=1e-5)
+    chex.assert_trees_all_close((y2, *vjp2(dy)), (y1, *vjp1(dy)), rtol=1e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize("up", [1, 2])
