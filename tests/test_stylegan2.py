@@ -90,10 +90,11 @@ def test_orig_architecture_and_random_noise():
     z = np.random.RandomState(0).randn(2, 16).astype(np.float32)
     ws = sg2.mapping(cfg, params, z)
     k1, k2 = jax.random.split(jax.random.PRNGKey(0))
-    a = sg2.synthesis(cfg, params, ws, noise_mode="random", key=k1)
-    b = sg2.synthesis(cfg, params, ws, noise_mode="random", key=k1)
-    c = sg2.synthesis(cfg, params, ws, noise_mode="random", key=k2)
-    d = sg2.synthesis(cfg, params, ws, noise_mode="none")
+    synth = jax.jit(lambda ws, key, mode: sg2.synthesis(cfg, params, ws, noise_mode=mode, key=key), static_argnums=2)
+    a = synth(ws, k1, "random")
+    b = synth(ws, k1, "random")
+    c = synth(ws, k2, "random")
+    d = synth(ws, None, "none")
     assert a.shape == (2, 16, 16, 3)
     np.testing.assert_array_equal(a, b)
     assert np.abs(np.asarray(a) - np.asarray(c)).max() > 1e-3 and np.abs(np.asarray(a) - np.asarray(d)).max() > 1e-3
@@ -102,9 +103,10 @@ def test_orig_architecture_and_random_noise():
 def test_s_space_round_trip():
     model = _golden_model("sg2ada_r64_skip")
     io = np.load(GOLDEN / "sg2ada_r64_skip.io.npz")
-    styles = sg2.styles(model.cfg, model.params, io["wplus"])
-    a = sg2.synthesis(model.cfg, model.params, io["wplus"])
-    b = sg2.synthesis(model.cfg, model.params, styles=styles)
+    styles = jax.jit(sg2.styles, static_argnums=0)(model.cfg, model.params, io["wplus"])
+    synth = jax.jit(lambda p, ws, st: sg2.synthesis(model.cfg, p, ws, styles=st))
+    a = synth(model.params, io["wplus"], None)
+    b = synth(model.params, None, styles)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
