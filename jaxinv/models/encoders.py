@@ -12,8 +12,9 @@ Official code: eladrich/pixel2style2pixel 5cfff38 and omertov/encoder4editing 99
 * ``BackboneEncoderUsingLastLayerIntoWPlus`` (pSp): BN, adaptive 7x7 average pool, Linear, EqualLinear.
 
 Loading folds every eval-mode BatchNorm into the adjacent conv / linear (the BN *before* a padded conv
-leaves a border-dependent bias, added as a small separable map), and groups the style heads that share
-an input so their first convolution is one wide conv. Tensors are NHWC inside; conv weights HWIO.
+leaves a border-dependent bias, added as a small separable map), stacks the style blocks that share an
+input (coarse / middle / fine groups, run by ``lax.scan``) and stores the weights of the convs that run as
+Winograd algorithms (`jaxinv.winograd`) transformed. Tensors are NHWC inside; conv weights HWIO.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxinv import winograd
 from jaxinv.errors import CheckpointError, ConfigError
 
 __all__ = [
@@ -57,6 +59,12 @@ SE_REDUCTION = 16
 BN_EPS = 1e-5  # torch BatchNorm2d default
 LEAKY_SLOPE = 0.01  # nn.LeakyReLU() default, GradualStyleBlock
 INFERENCE_STAGE = 18  # e4e ProgressiveStage.Inference
+
+# Fast-conv policy (measured on 2 CPU cores, batch 8): F(4x4,3x3) pays off for stride-1 convs from 256 input
+# channels (below, its transforms cost more than the GEMMs save); the stride-2 S2F2 algorithm for the wide
+# first convs of the middle / fine style groups (the fine one is ~35% of all FLOPs).
+WINOGRAD_MIN_CIN = 256
+S2_GROUPS = ("middle", "fine")
 
 _DN = ("NHWC", "HWIO", "NHWC")
 _HI = lax.Precision.HIGHEST  # no TF32 / bf16 passes on accelerators (parity at 1e-4)
@@ -321,12 +329,18 @@ def _conv_bn(w: np.ndarray, sd: dict, bn: str) -> dict[str, np.ndarray]:
     return {"weight": _f32(_f64(_hwio(w)) * scale), "bias": _f32(shift)}
 
 
-def _bn_conv(sd: dict, bn: str, w: np.ndarray) -> dict[str, np.ndarray]:
+def _bn_conv(sd: dict, bn: str, w: np.ndarray, fast: bool) -> dict[str, np.ndarray]:
     """BN followed by a zero-padded conv (no bias): the BN scale goes into the weights; its shift becomes
-    per-tap output biases ``[kh, kw, out]`` (padding sees zeros, not the shift, so taps matter at borders)."""
+    per-tap output biases ``[kh, kw, out]`` (padding sees zeros, not the shift, so taps matter at borders).
+    With ``fast`` and enough input channels the weights are stored Winograd-transformed (``wino``)."""
     scale, shift = _bn_affine(sd, bn)
     hwio = _f64(_hwio(w))
-    return {"weight": _f32(hwio * scale[:, None]), "tap_bias": _f32(np.einsum("hwio,i->hwo", hwio, shift))}
+    out = {"tap_bias": _f32(np.einsum("hwio,i->hwo", hwio, shift))}
+    if fast and hwio.shape[2] >= WINOGRAD_MIN_CIN:
+        out["wino"] = winograd.transform_weight(hwio * scale[:, None], winograd.F43)
+    else:
+        out["weight"] = _f32(hwio * scale[:, None])
+    return out
 
 
 def _equal_linear(sd: dict, prefix: str) -> dict[str, np.ndarray]:
@@ -335,10 +349,13 @@ def _equal_linear(sd: dict, prefix: str) -> dict[str, np.ndarray]:
     return {"weight": _f32(w.T / math.sqrt(w.shape[1])), "bias": _f32(sd[f"{prefix}.bias"])}
 
 
-def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where: str = "checkpoint") -> dict:
+def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where: str = "checkpoint",
+                           fast: bool = True) -> dict:
     """Convert an ``encoder.``-stripped state_dict (plus optional ``latent_avg``); names and shapes checked.
 
-    ``num_batches_tracked`` buffers are optional (unused in eval mode).
+    ``num_batches_tracked`` buffers are optional (unused in eval mode). ``fast`` stores the weights of the
+    convs that run as Winograd algorithms (see ``WINOGRAD_MIN_CIN``, ``S2_GROUPS``) transformed (key
+    ``wino`` instead of ``weight``); ``fast=False`` keeps plain HWIO convs everywhere (reference path).
     """
     shapes = state_dict_shapes(cfg)
     required = [k for k in shapes if not k.endswith("num_batches_tracked")]
@@ -360,7 +377,7 @@ def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where
     for i, (cin, depth, _) in enumerate(cfg.units):
         p = f"body.{i}"
         unit: dict[str, Any] = {
-            "conv1": _bn_conv(sd, f"{p}.res_layer.0", sd[f"{p}.res_layer.1.weight"]),
+            "conv1": _bn_conv(sd, f"{p}.res_layer.0", sd[f"{p}.res_layer.1.weight"], fast),
             "prelu": _f32(sd[f"{p}.res_layer.2.weight"]),
             "conv2": _conv_bn(sd[f"{p}.res_layer.3.weight"], sd, f"{p}.res_layer.4"),
         }
@@ -375,23 +392,21 @@ def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where
     if cfg.fpn:
         styles = {}
         for name, lo, hi, spatial in cfg.head_groups():
-            n_convs = int(math.log2(spatial))
-            idx = range(lo, hi)
-            conv0 = np.concatenate([_hwio(sd[f"styles.{i}.convs.0.weight"]) for i in idx], axis=-1)
-            group: dict[str, Any] = {
-                # The styles of a group read the same map: their first convs run as one wide conv.
-                "conv0": {"weight": _f32(conv0),
-                          "bias": _f32(np.concatenate([sd[f"styles.{i}.convs.0.bias"] for i in idx]))},
-                # Later convs stacked over the group's styles, keyed by the official Sequential index.
-                "convs": {
-                    str(2 * j): {"weight": _f32(np.stack([_hwio(sd[f"styles.{i}.convs.{2 * j}.weight"]) for i in idx])),
-                                 "bias": _f32(np.stack([sd[f"styles.{i}.convs.{2 * j}.bias"] for i in idx]))}
-                    for j in range(1, n_convs)
-                },
-                "linear": {k: np.stack([_equal_linear(sd, f"styles.{i}.linear")[k] for i in idx])
-                           for k in ("weight", "bias")},
-            }
-            styles[name] = group
+            blocks = []
+            for i in range(lo, hi):
+                p = f"styles.{i}"
+                convs = {}
+                for j in range(int(math.log2(spatial))):
+                    w = _hwio(sd[f"{p}.convs.{2 * j}.weight"])
+                    if j == 0 and fast and name in S2_GROUPS:
+                        conv = {"wino": winograd.transform_weight(w, winograd.S2F2)}
+                    else:
+                        conv = {"weight": _f32(w)}
+                    conv["bias"] = _f32(sd[f"{p}.convs.{2 * j}.bias"])
+                    convs[str(2 * j)] = conv
+                blocks.append({"convs": convs, "linear": _equal_linear(sd, f"{p}.linear")})
+            # The blocks of a group (styles lo..hi-1) read the same map: stacked on a leading axis, run by scan.
+            styles[name] = jax.tree_util.tree_map(lambda *a: np.stack(a), *blocks)
         params["styles"] = styles
         for lat in ("latlayer1", "latlayer2"):
             params[lat] = {"weight": _f32(_f64(sd[f"{lat}.weight"])[:, :, 0, 0].T), "bias": _f32(sd[f"{lat}.bias"])}
@@ -468,6 +483,11 @@ def _border_taps(n: int) -> np.ndarray:
 
 
 def _conv(x: jax.Array, w: jax.Array, stride: int = 1, padding: int = 1) -> jax.Array:
+    h, wd = x.shape[1], x.shape[2]
+    if w.shape[:2] == (3, 3) and padding == 1 and stride == 2 and h <= 2 and wd <= 2:
+        # 1x1 output: only the taps that see the image matter; a dense product (XLA's generic conv path
+        # for this case is ~100x slower than its GEMM).
+        return jnp.einsum("bhwc,hwco->bo", x, w[1:1 + h, 1:1 + wd], precision=_HI)[:, None, None]
     return lax.conv_general_dilated(x, w, (stride, stride), ((padding, padding), (padding, padding)),
                                     dimension_numbers=_DN, precision=_HI)
 
@@ -488,11 +508,18 @@ def _resize(x: jax.Array, h: int, w: int, matrix) -> jax.Array:
     return jnp.einsum("jw,biwc->bijc", mw, x, precision=_HI)
 
 
+def _conv3x3(x: jax.Array, p: dict, stride: int = 1) -> jax.Array:
+    """3x3 pad-1 conv with plain (``weight``) or Winograd-transformed (``wino``) weights."""
+    if "wino" in p:
+        return winograd.conv3x3(x, p["wino"], winograd.F43 if stride == 1 else winograd.S2F2)
+    return _conv(x, p["weight"], stride)
+
+
 def _bn_conv3x3(x: jax.Array, p: dict) -> jax.Array:
     """3x3 pad-1 stride-1 conv of BN(x): folded weights + the BN shift seen through the in-image taps."""
     h, w = x.shape[1], x.shape[2]
     edge = jnp.einsum("ih,jw,hwo->ijo", _border_taps(h), _border_taps(w), p["tap_bias"], precision=_HI)
-    return _conv(x, p["weight"]) + edge
+    return _conv3x3(x, p) + edge
 
 
 def _se_gate(p: dict, x: jax.Array) -> jax.Array:
@@ -522,21 +549,40 @@ def _upsample_add(x: jax.Array, y: jax.Array) -> jax.Array:
     return _resize(x, y.shape[1], y.shape[2], bilinear_matrix) + y
 
 
-def _style_group(g: dict, x: jax.Array, count: int) -> jax.Array:
-    """``count`` GradualStyleBlocks reading the same map ``x`` -> ``[B, count, 512]``."""
-    c = STYLE_DIM
-    y = _leaky(_conv(x, g["conv0"]["weight"][..., : count * c], 2) + g["conv0"]["bias"][: count * c])
-    outs = []
-    for s in range(count):
-        z = y[..., s * c:(s + 1) * c]
-        for key in sorted(g["convs"], key=int):
-            layer = g["convs"][key]
-            z = _leaky(_conv(z, layer["weight"][s], 2) + layer["bias"][s])
-        if z.shape[1:3] != (1, 1):
-            raise ConfigError(f"input size: the style heads end at {z.shape[1]}x{z.shape[2]}, not 1x1 "
-                              "(the official GradualStyleBlock needs 256x256 inputs)")
-        outs.append(jnp.dot(z[:, 0, 0], g["linear"]["weight"][s], precision=_HI) + g["linear"]["bias"][s])
-    return jnp.stack(outs, axis=1)
+def _style_block(p: dict, x: jax.Array, first: jax.Array | None = None) -> jax.Array:
+    """GradualStyleBlock: stride-2 3x3 convs + LeakyReLU down to 1x1, then EqualLinear -> ``[B, 512]``.
+    ``first``: the first conv's output when computed elsewhere (shared Winograd input transform)."""
+    keys = sorted(p["convs"], key=int)
+    for k in keys:
+        conv = p["convs"][k]
+        y = first if (k == keys[0] and first is not None) else _conv3x3(x, conv, 2)
+        x = _leaky(y + conv["bias"])
+    if x.shape[1:3] != (1, 1):
+        raise ConfigError(f"input size: the style heads end at {x.shape[1]}x{x.shape[2]}, not 1x1 "
+                          "(the official GradualStyleBlock needs 256x256 inputs)")
+    return jnp.dot(x[:, 0, 0], p["linear"]["weight"], precision=_HI) + p["linear"]["bias"]
+
+
+def _style_group(group: dict, x: jax.Array, count: int) -> jax.Array:
+    """The first ``count`` style blocks of a group (stacked params), all reading the map ``x`` -> ``[B, count, 512]``.
+
+    A scan runs the blocks one after the other: one block's activations are alive at a time (the unrolled
+    form kept every block's Winograd products, >1 GB at batch 8, and page-faulted them in on every call).
+    """
+    if jax.tree_util.tree_leaves(group)[0].shape[0] != count:
+        group = jax.tree_util.tree_map(lambda a: a[:count], group)
+    wino = "wino" in group["convs"]["0"]
+    if wino:  # one input transform for the whole group
+        v, geometry = winograd.tile_input(x, winograd.S2F2)
+
+    def block(carry, p):
+        first = None
+        if wino:
+            first = winograd.untile_output(winograd.multiply(v, p["convs"]["0"]["wino"]), geometry, winograd.S2F2)
+        return carry, _style_block(p, x, first)
+
+    _, out = lax.scan(block, None, group)
+    return jnp.swapaxes(out, 0, 1)
 
 
 def encoder_forward(cfg: Config, params: dict, x: jax.Array, *, return_intermediates: bool = False):
