@@ -9,6 +9,7 @@ with the real LPIPS v0.1 heads), same uint8 target (an image of the generator).
     python benchmarks/projector.py --official-src /tmp/stylegan2-ada-pytorch --quick      # smoke test
     python benchmarks/projector.py --configs paper256 --batches 1,4,16 --steps 5 --no-official
     python benchmarks/projector.py --profile paper256 --batches 16                        # where time goes
+    python benchmarks/projector.py --predict-memory --configs ffhq1024 --batches 4,16     # fits this machine?
 
 The official code is never vendored. Get it at the commit the goldens were made with:
 
@@ -46,6 +47,10 @@ What runs, each in its own subprocess (peak RSS = that process's `ru_maxrss`):
   flags, and `--xla_cpu_experimental_ynn_fusion_type=` (YNN fusions off, i.e. Eigen convolutions).
 
 Peak RSS covers the whole process (imports, weights, compilation, execution); MiB/img = peak / batch.
+Large batches need a lot of memory (jaxinv at 256 x 16 images: ~9 GiB; at 1024 x 16: tens of GiB), and a
+process killed by the kernel's OOM killer is reported as an error row (`rc -9`). `--predict-memory` compiles
+one step per batch size without running it and prints XLA's memory analysis (resident RSS + temporaries),
+so that the batch sizes that fit a machine can be chosen first (on a shared machine, do).
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -209,7 +215,7 @@ def run_jaxinv(weights: str | os.PathLike, init_json: str | os.PathLike, target:
     from jaxinv.losses.lpips import lpips_params
     from jaxinv.losses.vgg16 import vgg16_params_from_torchvision
     from jaxinv.models import from_source
-    from jaxinv.optim import Adam, AdamState, Objective
+    from jaxinv.optim import Adam
     from jaxinv.spaces import WSpace, w_statistics
     from weights_convert.source import read_golden_npz
 
@@ -250,19 +256,12 @@ def run_jaxinv(weights: str | os.PathLike, init_json: str | os.PathLike, target:
     one = jnp.asarray(images[:1])
     prep = tuple(t.prepare(one) for t in loss.terms)
 
-    def value(lat):
-        img = gen.render(sp.to_input(gen, lat))
-        return sum(w * t(img, p, lat, sp)[0] for t, p, w in zip(loss.terms, prep, loss.weights, strict=True))
-
-    def lane_step(latent, opt_state, key):
-        objective = Objective(value, sp.perturb, sp.project)
-        return opt.step(AdamState(latent, opt_state), jnp.asarray(1), steps, key, objective)
-
     latent = sp.init(jax.random.PRNGKey(0), gen, 1, center=True)
     opt_state = opt.init(latent, None).opt_state
-    f_step = _flops(jax.jit(lane_step).lower(latent, opt_state, jax.random.PRNGKey(1)))
-    f_final = _flops(jax.jit(value).lower(latent))
-    f_prep = _flops(jax.jit(lambda x: tuple(t.prepare(x) for t in loss.terms)).lower(one))
+    ctx = (gen, sp, loss, prep)  # pytrees: params are arguments of the programs, as in invert()
+    f_step = _flops(jax.jit(partial(_lane_step, opt, steps)).lower(ctx, latent, opt_state, jax.random.PRNGKey(1)))
+    f_final = _flops(jax.jit(_lane_value).lower(ctx, latent))
+    f_prep = _flops(jax.jit(lambda loss, x: tuple(t.prepare(x) for t in loss.terms)).lower(loss, one))
     f_steps = steps * batch * f_step
     f_call = f_steps + batch * f_final + n_images * f_prep
     step_exec_s = exec_s * f_steps / f_call
@@ -279,6 +278,68 @@ def run_jaxinv(weights: str | os.PathLike, init_json: str | os.PathLike, target:
         "rss_before_mib": round(rss_before, 1), "peak_rss_mib": round(peak, 1),
         "mib_per_image": round(peak / batch, 1),
     }
+
+
+def _lane_value(ctx: tuple, lat: Any) -> Any:
+    """The engine's per-lane loss: generator from the space's input, weighted loss terms."""
+    gen, sp, loss, prep = ctx
+    img = gen.render(sp.to_input(gen, lat))
+    return sum(w * t(img, p, lat, sp)[0] for t, p, w in zip(loss.terms, prep, loss.weights, strict=True))
+
+
+def _lane_step(opt: Any, steps: int, ctx: tuple, latent: Any, opt_state: Any, key: Any) -> Any:
+    """One Adam step of one lane, as the engine's scan body runs it."""
+    import jax.numpy as jnp
+
+    from jaxinv.optim import AdamState, Objective
+
+    sp = ctx[1]
+    objective = Objective(partial(_lane_value, ctx), sp.perturb, sp.project)
+    return opt.step(AdamState(latent, opt_state), jnp.asarray(1), steps, key, objective)
+
+
+def predict_jaxinv_memory(weights: str | os.PathLike, init_json: str | os.PathLike,
+                          target: str | os.PathLike | np.ndarray, *, batch: int, w_avg_samples: int = 1000,
+                          heads: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Compile (never run) one Adam step of `batch` vmapped lanes, as the engine's scan body runs it, and
+    predict the process peak from XLA's memory analysis: resident RSS (params, runtime) + temporaries +
+    outputs. For deciding which batch sizes fit a machine before paying for (or OOM-ing on) a run."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxinv.generators import Generator
+    from jaxinv.invert import LPIPS, Loss, NoiseReg
+    from jaxinv.losses.lpips import lpips_params
+    from jaxinv.losses.vgg16 import vgg16_params_from_torchvision
+    from jaxinv.models import from_source
+    from jaxinv.optim import Adam
+    from jaxinv.spaces import WSpace
+    from weights_convert.source import read_golden_npz
+
+    gen = Generator.from_model(from_source(read_golden_npz(weights, init_json)))
+    lp = lpips_params(vgg16_params_from_torchvision(random_vgg16_state_dict(), src="random"), lpips_heads(heads))
+    tgt = np.load(target) if not isinstance(target, np.ndarray) else target
+    loss = Loss((LPIPS(params=lp), NoiseReg()), (1.0, NOISE_WEIGHT))
+    sp = WSpace(noise=True, num_samples=w_avg_samples).prepare(gen)
+    opt = Adam()
+    prep = tuple(t.prepare(jnp.asarray(tgt[None].astype(np.float32) / 127.5 - 1.0)) for t in loss.terms)
+
+    latent = sp.init(jax.random.PRNGKey(0), gen, batch, center=True)
+    latent = jax.tree_util.tree_map(lambda a: a[:, None], latent)  # [lanes, 1, ...] as invert's lanes
+    opt_state = jax.vmap(lambda lat: opt.init(lat, None).opt_state)(latent)
+    keys = jax.random.split(jax.random.PRNGKey(1), batch)
+    step = jax.vmap(partial(_lane_step, opt, 100), in_axes=(None, 0, 0, 0))
+    t0 = time.perf_counter()
+    compiled = jax.jit(step).lower((gen, sp, loss, prep), latent, opt_state, keys).compile()
+    mem = compiled.memory_analysis()
+    rss = _rss_mib()
+    temp = mem.temp_size_in_bytes / 2**20
+    outs = mem.output_size_in_bytes / 2**20
+    return {"side": "jaxinv-memory", "batch": batch, "compile_s": round(time.perf_counter() - t0, 1),
+            "rss_mib": round(rss, 1), "xla_temp_mib": round(temp, 1), "xla_output_mib": round(outs, 1),
+            "xla_argument_mib": round(mem.argument_size_in_bytes / 2**20, 1),
+            "predicted_peak_mib": round(rss + temp + outs, 1),
+            "predicted_mib_per_image": round((rss + temp + outs) / batch, 1)}
 
 
 def _flops(lowered: Any) -> float:
@@ -504,55 +565,66 @@ def run_profile(weights: Path, init_json: Path, target: Path, *, batch: int, hea
     latent = sp.init(jax.random.PRNGKey(0), gen, batch, center=True)
     tfeat = jax.jit(lpips_features)(lp, tgt)
 
-    def render(lat):
+    # Every piece takes the params as arguments (ctx), as invert() does: closed-over params would be
+    # compile-time constants that XLA may partly fold.
+    ctx = (gen, sp, lp, tfeat)
+
+    def render(lat, ctx):
+        gen, sp = ctx[0], ctx[1]
         with jax.named_scope("generator"):
             return gen.render(sp.to_input(gen, lat))
 
-    def lpips_to_target(x):
+    def lpips_to_target(x, ctx):
         with jax.named_scope("lpips"):
-            return lpips_distance(lpips_features(lp, x), tfeat)
+            return lpips_distance(lpips_features(ctx[2], x), ctx[3])
 
     def noise_reg(noise):
         with jax.named_scope("noise_reg"):
             return NOISE_WEIGHT * noise_regularization(noise)
 
-    img = jax.jit(render)(latent)
+    img = jax.jit(render)(latent, ctx)
 
-    def generator_forward_backward(lat, ct):
-        _, vjp = jax.vjp(render, lat)
+    def generator_forward_backward(lat, ctx, ct):
+        _, vjp = jax.vjp(lambda lat: render(lat, ctx), lat)
         return vjp(ct)
 
-    def total(lat):
-        return jnp.sum(lpips_to_target(render(lat)) + noise_reg(lat["noise"]))
+    def lpips_forward_backward(x, ctx):
+        return jax.grad(lambda x: jnp.sum(lpips_to_target(x, ctx)))(x)
+
+    def noise_reg_forward_backward(noise, ctx):
+        return jax.grad(lambda n: jnp.sum(noise_reg(n)))(noise)
 
     opt = Adam()
-    objective = Objective(total, sp.perturb, sp.project)
-    state = opt.init(latent, objective)
 
-    def projector_step(state, t):
+    def projector_step(state, ctx, t):
+        sp = ctx[1]
+        objective = Objective(lambda lat: jnp.sum(lpips_to_target(render(lat, ctx), ctx) + noise_reg(lat["noise"])),
+                              sp.perturb, sp.project)
         new, _ = opt.step(AdamState(*state), t, 100, jax.random.fold_in(jax.random.PRNGKey(2), t), objective)
         return tuple(new)
 
+    state = tuple(opt.init(latent, None))
+
     def in_scan(fn):
-        """`iters` calls of fn(x, *rest) in one lax.scan; x is nudged by the outputs so that no iteration
-        is loop-invariant (XLA would hoist it)."""
-        def run(x, *rest):
+        """`iters` calls of fn(x, ctx, *rest) in one lax.scan; x is nudged by the outputs so that no iteration
+        is loop-invariant (XLA would hoist it); the Adam step carries its state."""
+        def run(x, ctx, *rest):
             def body(carry, t):
-                y = fn(carry, *rest) if fn is not projector_step else fn(carry, t)
                 if fn is projector_step:
-                    return y, None
+                    return fn(carry, ctx, t), None
+                y = fn(carry, ctx, *rest)
                 tiny = 1e-30 * sum(jnp.sum(v) for v in jax.tree_util.tree_leaves(y))
                 return jax.tree_util.tree_map(lambda a: a + tiny.astype(a.dtype), carry), None
             return jax.lax.scan(body, x, jnp.arange(1, iters + 1))[0]
         return run
 
     parts = {
-        "generator_forward": (render, (latent,)),
-        "generator_forward_backward": (generator_forward_backward, (latent, img)),
-        "lpips_vgg16_forward": (lpips_to_target, (img,)),
-        "lpips_vgg16_forward_backward": (jax.grad(lambda x: jnp.sum(lpips_to_target(x))), (img,)),
-        "noise_reg_forward_backward": (jax.grad(lambda n: jnp.sum(noise_reg(n))), (latent["noise"],)),
-        "adam_step_total": (projector_step, (tuple(state),)),
+        "generator_forward": (render, (latent, ctx)),
+        "generator_forward_backward": (generator_forward_backward, (latent, ctx, img)),
+        "lpips_vgg16_forward": (lpips_to_target, (img, ctx)),
+        "lpips_vgg16_forward_backward": (lpips_forward_backward, (img, ctx)),
+        "noise_reg_forward_backward": (noise_reg_forward_backward, (latent["noise"], ctx)),
+        "adam_step_total": (projector_step, (state, ctx)),
     }
     out: dict[str, Any] = {"batch": batch, "iters_per_scan": iters, "xla_flags": os.environ.get("XLA_FLAGS", ""),
                            "seconds_per_step": {}, "gflop_per_step": {}, "compile_s": {}}
@@ -702,6 +774,10 @@ def _role_main(role: str, payload: dict[str, Any]) -> None:
         res = run_jaxinv(payload["weights"], payload["init_json"], payload["target"], batch=payload["batch"],
                          steps=payload["steps"], w_avg_samples=payload["w_avg_samples"],
                          restarts=payload["restarts"], heads=payload["heads"], repeat=payload["repeat"])
+    elif role == "memory":
+        res = predict_jaxinv_memory(payload["weights"], payload["init_json"], payload["target"],
+                                    batch=payload["batch"], w_avg_samples=payload["w_avg_samples"],
+                                    heads=payload["heads"])
     elif role == "profile":
         trace = Path(payload["trace_dir"]) if payload.get("trace_dir") else None
         res = run_profile(Path(payload["weights"]), Path(payload["init_json"]), Path(payload["target"]),
@@ -808,6 +884,8 @@ def main() -> None:
     ap.add_argument("--xla", default="default,eigen", help="XLA settings to run: default,eigen")
     ap.add_argument("--quick", action="store_true", help="smoke test: paper256, batches 1,4, 2 steps")
     ap.add_argument("--profile", metavar="CONFIG", help="only profile one jaxinv step of CONFIG (--batches[-1])")
+    ap.add_argument("--predict-memory", action="store_true",
+                    help="only compile one jaxinv step per batch size and predict its peak memory (no runs)")
     ap.add_argument("--step-only", action="store_true", help="--profile: skip timing the pieces on their own")
     ap.add_argument("--heads", type=Path, default=HEADS, help="LPIPS v0.1 VGG heads (.npz, lpips names)")
     ap.add_argument("--workdir", type=Path, help="keep weights / targets here and reuse them on later runs "
@@ -830,7 +908,7 @@ def main() -> None:
     for s in settings:
         if s not in XLA_SETTINGS:
             ap.error(f"--xla: unknown setting {s!r} (choose from {', '.join(XLA_SETTINGS)})")
-    official = not args.no_official and args.profile is None
+    official = not args.no_official and args.profile is None and not args.predict_memory
     if official:
         if args.official_src is None or not (args.official_src / "projector.py").is_file():
             ap.error("--official-src: path of a stylegan2-ada-pytorch checkout (with projector.py) is required "
@@ -875,6 +953,15 @@ def main() -> None:
                     print_profile(cfg, s, prof)
                     results.setdefault(cfg, {}).setdefault("profile", {})[s] = prof
                 continue
+            if args.predict_memory:
+                for s in settings:
+                    for b in batches:
+                        m = _child("memory", {**common, "batch": b, "w_avg_samples": args.w_avg_samples},
+                                   _xla_env(s), fatal=False)
+                        print(json.dumps({"config": cfg, "xla": s, **m}), flush=True)
+                        results.setdefault(cfg, {}).setdefault("memory", {}).setdefault(s, {})[b] = m
+                        save()
+                continue
             r: dict[str, Any] = {"official": None, "jaxinv": {}}
             results[cfg] = r
             if official:
@@ -895,7 +982,7 @@ def main() -> None:
         if tmp is not None:
             tmp.cleanup()
     save()
-    if args.profile is None:
+    if args.profile is None and not args.predict_memory:
         print()
         print_table(results)
         print()
