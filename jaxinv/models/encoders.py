@@ -323,10 +323,13 @@ def _hwio(w: np.ndarray) -> np.ndarray:
     return np.asarray(w, np.float32).transpose(2, 3, 1, 0)  # OIHW -> HWIO (BN folding promotes to float64)
 
 
-def _conv_bn(w: np.ndarray, sd: dict, bn: str) -> dict[str, np.ndarray]:
-    """conv (no bias) followed by BN -> conv with scaled weights and a bias."""
+def _conv_bn(w: np.ndarray, sd: dict, bn: str, wino: bool = False) -> dict[str, np.ndarray]:
+    """conv (no bias) followed by BN -> conv with scaled weights and a bias (``wino``: F(4x4,3x3) weights)."""
     scale, shift = _bn_affine(sd, bn)
-    return {"weight": _f32(_f64(_hwio(w)) * scale), "bias": _f32(shift)}
+    w = _f64(_hwio(w)) * scale
+    if wino:
+        return {"wino": winograd.transform_weight(w, winograd.F43), "bias": _f32(shift)}
+    return {"weight": _f32(w), "bias": _f32(shift)}
 
 
 def _bn_conv(sd: dict, bn: str, w: np.ndarray, fast: bool) -> dict[str, np.ndarray]:
@@ -374,12 +377,13 @@ def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where
     inp["prelu"] = _f32(sd["input_layer.2.weight"])
     params["input_layer"] = inp
     body = {}
-    for i, (cin, depth, _) in enumerate(cfg.units):
+    for i, (cin, depth, stride) in enumerate(cfg.units):
         p = f"body.{i}"
+        wino2 = fast and stride == 1 and depth >= WINOGRAD_MIN_CIN
         unit: dict[str, Any] = {
             "conv1": _bn_conv(sd, f"{p}.res_layer.0", sd[f"{p}.res_layer.1.weight"], fast),
             "prelu": _f32(sd[f"{p}.res_layer.2.weight"]),
-            "conv2": _conv_bn(sd[f"{p}.res_layer.3.weight"], sd, f"{p}.res_layer.4"),
+            "conv2": _conv_bn(sd[f"{p}.res_layer.3.weight"], sd, f"{p}.res_layer.4", wino2),
         }
         if cfg.se:
             unit["se"] = {"fc1": _f32(_f64(sd[f"{p}.res_layer.5.fc1.weight"])[:, :, 0, 0].T),
@@ -531,7 +535,7 @@ def _se_gate(p: dict, x: jax.Array) -> jax.Array:
 def _unit(p: dict, x: jax.Array, stride: int, se: bool) -> jax.Array:
     """bottleneck_IR / bottleneck_IR_SE: res_layer(x) + shortcut_layer(x)."""
     r = _prelu(_bn_conv3x3(x, p["conv1"]), p["prelu"])
-    r = _conv(r, p["conv2"]["weight"], stride) + p["conv2"]["bias"]
+    r = _conv3x3(r, p["conv2"], stride) + p["conv2"]["bias"]
     if se:
         r = r * _se_gate(p["se"], r)
     if "shortcut" in p:
