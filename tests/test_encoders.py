@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from jaxinv import winograd
 from jaxinv.errors import CheckpointError, ConfigError
 from jaxinv.models import encoders as enc
 from jaxinv.parity import encoders as handler
@@ -227,6 +228,19 @@ def test_converter_errors():
         enc.from_source(Source("psp", {**opts, "constructor": "X(50, 'ir_se', opts)"}, sd, {}))
     with pytest.raises(CheckpointError, match="latent_avg"):
         enc.from_source(Source("psp", {**opts, "start_from_latent_avg": True}, sd, {}))
+
+
+@pytest.mark.parametrize("alg", [winograd.F43, winograd.S2F2], ids=lambda a: a.name)
+@pytest.mark.parametrize("hw", [(16, 16), (9, 13), (1, 1), (2, 5)])
+def test_winograd_vs_direct_conv(alg, hw):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, *hw, 6)).astype(np.float32)
+    w = rng.normal(size=(3, 3, 6, 5)).astype(np.float32)
+    ref = _np_conv(x.transpose(0, 3, 1, 2).astype(np.float64), w.transpose(3, 2, 0, 1).astype(np.float64),
+                   alg.stride, pad=1).transpose(0, 2, 3, 1)
+    out = np.asarray(winograd.conv3x3(x, winograd.transform_weight(w, alg), alg))
+    err = float(np.abs(out - ref).max())
+    assert out.shape == ref.shape and err <= 1e-5 * np.abs(ref).max(), f"{alg.name} {hw}: max abs err {err:.2e}"
 
 
 def test_resampling_matrices_vs_torch():
