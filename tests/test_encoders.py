@@ -3,6 +3,7 @@ full-size IR-SE50 heads, e4e progressive stages and fewer styles (derived from t
 reference of the official forward for the W / W+ heads at every depth and mode, resampling matrices vs torch,
 and an official-layout .pt checkpoint written with torch read back torch-free."""
 
+import dataclasses
 import json
 import math
 from collections import OrderedDict
@@ -282,6 +283,24 @@ def test_split_checkpoint_without_torch():
         split_checkpoint("x.pt", {"state_dict": sd})
 
 
+def test_converted_directory_round_trip(tmp_path):
+    """weights_convert.encoders CLI path: split checkpoint -> jaxinv model directories -> jaxinv load."""
+    from jaxinv.checkpoint import load, save
+    from jaxinv.models import from_source
+
+    cfg = enc.Config(encoder_type="BackboneEncoderUsingLastLayerIntoW", family="e4e", mode="ir", n_styles=16)
+    sd = {f"encoder.{k}": v for k, v in _random_state_dict(cfg, "ckpt").items()}
+    avg = np.tile(np.linspace(-1, 1, 512, dtype=np.float32), (16, 1))
+    encoder, _ = split_checkpoint("e4e.pt", {"state_dict": sd, "latent_avg": avg, "opts": {
+        "encoder_type": "SingleStyleCodeEncoder", "stylegan_size": 512}})
+    model = from_source(encoder)
+    loaded = load(save(model, tmp_path / "encoder"))
+    assert loaded.family == "e4e" and loaded.cfg == model.cfg and model.cfg.start_from_latent_avg
+    x = np.tanh(np.random.default_rng(3).normal(size=(1, 32, 32, 3))).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(_encode(loaded.cfg, loaded.params, x)),
+                                  np.asarray(_encode(model.cfg, model.params, x)))
+
+
 @pytest.mark.parametrize("golden", ["psp_ffhq1024"], indirect=True)
 def test_pt_round_trip_fewer_styles(golden, tmp_path):
     """Official-layout pSp .pt (torch.save zip) of a 14-style encoder built from the golden psp weights:
@@ -303,16 +322,18 @@ def test_pt_round_trip_fewer_styles(golden, tmp_path):
                path)
     del state
     encoder, decoder = read_encoder_checkpoint(path)
-    path.unlink()
     assert decoder.family == "rosinality" and decoder.init["init_kwargs"] == {
         "size": 256, "style_dim": 512, "n_mlp": 8, "channel_multiplier": 2}
     assert set(decoder.state_dict) == {"style.1.weight", "input.input"}  # latent_avg rows differ: not a mean w
-    cfg, params = enc.from_source(encoder)
+    cfg = enc.config_from_source(encoder.family, encoder.init, encoder.state_dict)
     assert (cfg.family, cfg.encoder_type, cfg.n_styles) == ("psp", "GradualStyleEncoder", n)
-    x = case.io["x"][:1].transpose(0, 2, 3, 1)
-    codes, aux = _encode(cfg, params, x, return_intermediates=True)
-    ref = case.io["encoder_out"][:1, :n]
-    err, tol = _err(aux["encoder_out"], ref)
-    assert err <= tol, f"encoder_out (14 styles, via .pt): max abs err {err:.2e} (tol {tol:.2e})"
-    err, tol = _err(codes, case.io["codes"][:1, :n])
-    assert err <= tol, f"codes (14 styles, via .pt): max abs err {err:.2e} (tol {tol:.2e})"
+    del encoder, decoder
+    # The parity handler's checkpoint path (python -m jaxinv.parity CASE --weights FILE), on the golden's
+    # first sample and first 14 styles.
+    io = {k: v[:1] for k, v in case.io.items()}
+    io.update(encoder_out=case.io["encoder_out"][:1, :n], codes=case.io["codes"][:1, :n])
+    checks = list(handler.run(dataclasses.replace(case, io=io, weights=path)))
+    assert {c.name for c in checks} == set(OUTPUTS)
+    for c in checks:
+        err, tol = _err(c.out, c.ref)
+        assert err <= tol, f"{c.name} (14 styles, via .pt): max abs err {err:.2e} (tol {tol:.2e})"
