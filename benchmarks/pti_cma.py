@@ -160,6 +160,11 @@ def part_biggan(args, report):
         ("BasinCMA (CMA z; Adam z + emb)", init, dict(method="basincma", generations=(e - 1) // (pop_b * (k + 1)),
                                                        popsize=pop_b, adam_steps=k, lr=args.bg_lr,
                                                        cma_vars=("z",))),
+        # pix2latent's schedule: BasinCMA on half the budget, then Adam from the best basin (last_grad_steps).
+        ("BasinCMA, then Adam from the best", init,
+         dict(method="basincma", generations=(e - 1) // 2 // (pop_b * (k + 1)), popsize=pop_b, adam_steps=k,
+              lr=args.bg_lr, cma_vars=("z",),
+              final_steps=e - 2 - (e - 1) // 2 // (pop_b * (k + 1)) * pop_b * (k + 1))),
     ]
     rows, out = [], {}
     for label, start, opts in runs:

@@ -51,7 +51,8 @@ class SearchConfig:
     lr: float = 0.05  # Adam learning rate (normalised coordinates)
     final_steps: int = 0  # BasinCMA: Adam steps from the best refined point at the end
     steps: int = 100  # adam method: number of steps
-    cma_vars: tuple[str, ...] | None = None  # BasinCMA: variables CMA proposes (None: all); others by Adam only
+    cma_vars: tuple[str, ...] | None = None  # BasinCMA: variables CMA proposes (None: all); the others start
+    #                                          from `init` in every generation and are moved by Adam only
     l2_weight: float = 1.0
     lpips_weight: float = 0.0
 
