@@ -15,7 +15,8 @@ Reported per configuration: mean / min PSNR and SSIM (images in [0, 1]), mean fa
 between target and reconstruction, loss evaluations per image, wall time. Every lane's random draws derive
 from (seed, image index, restart), so all configurations start restart r of image i from the same z.
 
-    python benchmarks/realdata_dcgan.py [--n 70] [--steps 400] [--restarts 4] [--configs a,b,...] [--out F.md]
+    python benchmarks/realdata_dcgan.py [--n 70] [--every 1] [--steps 400] [--restarts 4] [--configs a,b,...]
+                                        [--out F.md]
 """
 
 from __future__ import annotations
@@ -59,17 +60,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--faces", default=str(SHARED / "images" / "faces_aligned"))
     ap.add_argument("--id-weights", default=str(SHARED / "weights" / "face_id_dlib_resnet_faceapi"))
-    ap.add_argument("--n", type=int, default=70, help="first N faces in sorted order (default all 70)")
+    ap.add_argument("--n", type=int, default=70, help="at most N faces (default all 70)")
+    ap.add_argument("--every", type=int, default=1, help="take every K-th face of the sorted list (default 1)")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--restarts", type=int, default=4)
-    ap.add_argument("--id-weight", type=float, default=0.05)
+    ap.add_argument("--id-weight", type=float, default=0.1)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--out", default=None, help="also write the markdown table here")
     args = ap.parse_args(argv)
 
-    files = images.list_images(args.faces)[: args.n]
+    files = images.list_images(args.faces)[:: args.every][: args.n]
     x, names, errors = images.load_images(files, images.parse_crop("dcgan-faces", 64))
     for _, msg in errors:
         print(f"skipped {msg}", file=sys.stderr)
@@ -82,7 +84,10 @@ def main(argv=None) -> int:
     rows = []
     header = ("| config | steps | restarts | loss evals / image | mean PSNR | min PSNR | mean SSIM | min SSIM | "
               "mean ID cos | seconds |\n|---|---|---|---|---|---|---|---|---|---|")
-    print(f"{len(x)} faces ({args.faces}), crop dcgan-faces, steps {args.steps}, seed {args.seed}", flush=True)
+    title = (f"{len(x)} faces (every {args.every}th of {args.faces}), crop dcgan-faces, steps {args.steps}, "
+             f"seed {args.seed}, id weight {args.id_weight}, command: python benchmarks/realdata_dcgan.py "
+             f"{' '.join(sys.argv[1:] if argv is None else argv)}")
+    print(title, flush=True)
     print(header, flush=True)
     for name in args.configs.split(","):
         opt, restarts, loss = config(name, args.restarts, id_params, args.id_weight)
@@ -104,14 +109,18 @@ def main(argv=None) -> int:
         if args.out:
             with open(args.out, "a") as f:
                 if len(rows) == 1:
-                    f.write(f"\n{len(x)} faces, steps {args.steps}, seed {args.seed}\n\n{header}\n")
+                    f.write(f"\n{title}\n\n{header}\n")
                 f.write(row + "\n")
     base = dict(rows).get("adam-baseline")
     if base is not None:
         for name, p in rows:
             if name != "adam-baseline":
-                print(f"{name}: mean PSNR {p.mean() - base.mean():+.2f} dB vs adam-baseline "
-                      f"(per image: min {np.min(p - base):+.2f}, max {np.max(p - base):+.2f})")
+                line = (f"{name}: mean PSNR {p.mean() - base.mean():+.2f} dB vs adam-baseline "
+                        f"(per image: min {np.min(p - base):+.2f}, max {np.max(p - base):+.2f})")
+                print(line)
+                if args.out:
+                    with open(args.out, "a") as f:
+                        f.write(f"\n{line}\n")
     return 0
 
 

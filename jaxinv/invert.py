@@ -245,11 +245,14 @@ def _lane_value(gen: Generator, space: Space, loss: Loss, prep: tuple, latent: A
 
 def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, image_index: jax.Array,
                seed: jax.Array, *, optimizer: Adam | LBFGS, steps: int, restarts: int, start_center: bool,
-               early_stop: tuple[float, int] | None, restart_offset: jax.Array | int = 0):
+               early_stop: tuple[float, int] | None, restart_offset: jax.Array | int = 0,
+               init_latents: Any = None):
     # restart_offset: global index of this call's first restart (jaxinv.jobs shards restarts over devices).
+    # init_latents: optional latents [n, ...] (the space's layout) where restart 0 starts.
     prep_all = tuple(t.prepare(targets) for t in loss.terms)  # once per batch, outside the step loop
+    given_all = jnp.zeros(targets.shape[:1]) if init_latents is None else init_latents
 
-    def lane(key, restart, prep):
+    def lane(key, restart, prep, given):
         prep = jax.tree_util.tree_map(lambda x: x[None], prep)  # per-lane batch of 1
 
         def value(latent):
@@ -263,6 +266,8 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
             latent0 = jax.tree_util.tree_map(lambda c, r: jnp.where(restart == 0, c, r), center, random_start)
         else:
             latent0 = random_start
+        if init_latents is not None:  # warm start of restart 0 (an encoder's or an earlier run's latent)
+            latent0 = jax.tree_util.tree_map(lambda g, r: jnp.where(restart == 0, g[None], r), given, latent0)
         state0 = optimizer.init(latent0, objective)
 
         def body(carry, t):
@@ -294,14 +299,15 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
 
         def one(args):
             k, rr, i = args
-            return lane(k, rr, jax.tree_util.tree_map(lambda a: a[i], prep_all))
+            return lane(k, rr, *jax.tree_util.tree_map(lambda a: a[i], (prep_all, given_all)))
 
         flat = jax.lax.map(one, (keys.reshape(n * restarts, *keys.shape[2:]), jnp.tile(r, n), img_of))
         latents, final, vals, imgs, hist, evals, done = jax.tree_util.tree_map(
             lambda a: a.reshape(n, restarts, *a.shape[1:]), flat)
     else:
-        per_image = jax.vmap(lane, in_axes=(0, 0, None))  # restarts share the image's targets
-        latents, final, vals, imgs, hist, evals, done = jax.vmap(per_image, in_axes=(0, None, 0))(keys, r, prep_all)
+        per_image = jax.vmap(lane, in_axes=(0, 0, None, None))  # restarts share the image's targets
+        latents, final, vals, imgs, hist, evals, done = jax.vmap(per_image, in_axes=(0, None, 0, 0))(
+            keys, r, prep_all, given_all)
     best = jnp.argmin(jnp.where(jnp.isfinite(final), final, jnp.inf), axis=1)  # [n]
     pick = lambda x: x[jnp.arange(n), best]  # noqa: E731
     best_latents = jax.tree_util.tree_map(lambda x: pick(x)[:, 0], latents)  # drop the lane batch axis
@@ -336,7 +342,7 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
            image_indices: Sequence[int] | None = None, start: str | None = None, batch_size: int | None = None,
            early_stop: tuple[float, int] | None = None, resources: dict[str, Any] | None = None,
            space_options: dict[str, Any] | None = None, on_batch: Callable[[int, int], None] | None = None,
-           ) -> InvertResult:
+           init_latents: Any = None) -> InvertResult:
     """Invert `images` ([N, R, R, C] in [-1, 1]) into `model`'s latent `space`.
 
     model: `jaxinv.models.Model` or `jaxinv.generators.Generator`. space: name (z, w, w+, s, p, pn) or a
@@ -344,7 +350,8 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
     instance. image_indices: global index of each image for its random keys (default 0..N-1).
     start: "center" | "random" for restart 0 (default: center except Z). batch_size: images per compiled call
     (the last batch is padded, so one compilation serves all). early_stop: (rel_tol, patience) per lane.
-    on_batch(done, total) is called after each batch.
+    on_batch(done, total) is called after each batch. init_latents: latents in the space's layout, leading
+    axis N (e.g. `result.latents` of an earlier run, or an encoder's output): restart 0 starts there.
     """
     gen = Generator.from_model(model)
     sp = make_space(space, **(space_options or {}))
@@ -363,17 +370,20 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
     if idx.shape != (n,):
         raise ConfigError(f"image_indices: expected {n} indices, got shape {idx.shape}")
     bs = n if not batch_size else max(1, min(int(batch_size), n))
+    given = None if init_latents is None else _check_init(init_latents, sp, gen, n)
     t0 = time.perf_counter()
     outs = []
     for b0 in range(0, n, bs):
         xb, ib = x[b0:b0 + bs], idx[b0:b0 + bs]
         m = len(xb)
+        gb = None if given is None else jax.tree_util.tree_map(lambda a, b0=b0: a[b0:b0 + bs], given)
         if m < bs:  # pad to the compiled batch size; padded lanes are discarded
-            xb = np.concatenate([xb, np.repeat(xb[-1:], bs - m, axis=0)])
-            ib = np.concatenate([ib, np.repeat(ib[-1:], bs - m)])
+            pad = lambda a, m=m: np.concatenate([a, np.repeat(a[-1:], bs - m, axis=0)])  # noqa: E731
+            xb, ib = pad(xb), pad(ib)
+            gb = None if gb is None else jax.tree_util.tree_map(pad, gb)
         out = _run_batch_jit(gen, sp, lossf, jnp.asarray(xb), jnp.asarray(ib, jnp.int32), jnp.asarray(seed),
                              optimizer=opt, steps=int(steps), restarts=int(restarts),
-                             start_center=start == "center", early_stop=early_stop)
+                             start_center=start == "center", early_stop=early_stop, init_latents=gb)
         out = jax.tree_util.tree_map(np.asarray, out)
         hist = out.pop("history")[:, :m]
         out = jax.tree_util.tree_map(lambda a, m=m: a[:m], out)
@@ -388,6 +398,16 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
                         terms=dict(zip(lossf.names, res["terms"], strict=True)), best_restart=res["best"],
                         restart_losses=res["restart_losses"], history=history, evals=res["evals"],
                         steps_done=res["done"], space=sp, seconds=time.perf_counter() - t0)
+
+
+def _check_init(init_latents: Any, space: Space, gen: Generator, n: int) -> Any:
+    want = jax.eval_shape(lambda g, s: s.init(jax.random.PRNGKey(0), g, n), gen, space)
+    got = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), init_latents)
+    want_s = jax.tree_util.tree_map(lambda a: tuple(a.shape), want)
+    got_s = jax.tree_util.tree_map(lambda a: tuple(a.shape), got)
+    if want_s != got_s:
+        raise ConfigError(f"init_latents: expected the {space.name!r} space layout {want_s}, got {got_s}")
+    return got
 
 
 def generator_input(model: Any, space: Space, latents: Any) -> dict[str, np.ndarray]:

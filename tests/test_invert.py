@@ -153,3 +153,17 @@ def test_bad_inputs(model, faces):
         invert(model, faces[:1], steps=0)
     with pytest.raises(ConfigError, match="unknown"):
         invert(model, faces[:1], optimizer="sgd", steps=1)
+
+
+def test_warm_start_from_given_latents(model):
+    # Restart 0 starts at the given latent: a generated target is reproduced from step 0, restart 1 is random.
+    z = jax.random.normal(jax.random.PRNGKey(7), (2, 100))
+    target = np.asarray(dcgan.generate(model.cfg, model.params, z))
+    opt = Adam(learning_rate=0.01, schedule="constant", initial_noise_factor=0.0)
+    res = invert(model, target, space="z", optimizer=opt, steps=3, restarts=2, seed=0, init_latents={"z": z},
+                 batch_size=1)
+    assert np.all(res.history[0, :, 0] < 1e-9) and np.all(res.history[0, :, 1] > 1e-2)
+    np.testing.assert_array_equal(res.best_restart, [0, 0])
+    np.testing.assert_allclose(res.latents["z"], z, atol=1e-4)
+    with pytest.raises(ConfigError, match="init_latents"):
+        invert(model, target, steps=1, init_latents={"z": z[:, :50]})
