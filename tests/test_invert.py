@@ -164,6 +164,6 @@ def test_warm_start_from_given_latents(model):
                  batch_size=1)
     assert np.all(res.history[0, :, 0] < 1e-9) and np.all(res.history[0, :, 1] > 1e-2)
     np.testing.assert_array_equal(res.best_restart, [0, 0])
-    np.testing.assert_allclose(res.latents["z"], z, atol=1e-4)
+    np.testing.assert_allclose(res.latents["z"], z, atol=3 * 0.01 + 1e-6)  # Adam moves <= lr per step
     with pytest.raises(ConfigError, match="init_latents"):
         invert(model, target, steps=1, init_latents={"z": z[:, :50]})
