@@ -204,3 +204,16 @@ def test_make_space_errors():
     assert isinstance(spaces.make_space("p_n"), spaces.PNSpace)
     with pytest.raises(ConfigError, match="prepare"):
         spaces.WSpace().init(jax.random.PRNGKey(0), None, 1)
+
+
+def test_rosinality_adaptor_round_trip():
+    # rosinality's G.style gives one w; the adaptor broadcasts it, and W+ / S drive its synthesis.
+    require(GOLDEN / "rosinality_r64_cm1.weights.npz")
+    gen = Generator.from_model(from_source(read_golden_npz(GOLDEN / "rosinality_r64_cm1.weights.npz")))
+    with np.load(GOLDEN / "rosinality_r64_cm1.io.npz") as io:
+        ref = {k: io[k] for k in io.files}
+    ws = gen.mapping(jnp.asarray(ref["z"]))
+    _close(ws, np.broadcast_to(ref["w"][:, None], ws.shape), "rosinality mapping (broadcast)")
+    out = jax.jit(lambda g, w: g.render(spaces.WPlusSpace().to_input(g, {"w": w})))(gen, jnp.asarray(ref["wplus"]))
+    _close(_nchw(out), ref["img_wplus"], "rosinality W+ vs img_wplus")
+    assert [n for n, _ in gen.noise_layers] and gen.mapping_output_activation == (0.2, np.sqrt(2.0))
