@@ -229,6 +229,7 @@ class InvertResult(NamedTuple):
     steps_done: np.ndarray  # [N, R] steps taken before early stop (= steps without early stop)
     space: Space  # the prepared space (to_input / latent layout)
     seconds: float  # wall time of the optimisation (compile included)
+    trajectory: Any = None  # with record_every=k: the best restart's latent after every k steps, [N, T, ...]
 
 
 def lane_key(seed: int | jax.Array, image_index: jax.Array, restart: jax.Array) -> jax.Array:
@@ -246,9 +247,10 @@ def _lane_value(gen: Generator, space: Space, loss: Loss, prep: tuple, latent: A
 def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, image_index: jax.Array,
                seed: jax.Array, *, optimizer: Adam | LBFGS, steps: int, restarts: int, start_center: bool,
                early_stop: tuple[float, int] | None, restart_offset: jax.Array | int = 0,
-               init_latents: Any = None):
+               init_latents: Any = None, record_every: int | None = None):
     # restart_offset: global index of this call's first restart (jaxinv.jobs shards restarts over devices).
     # init_latents: optional latents [n, ...] (the space's layout) where restart 0 starts.
+    # record_every: also return every lane's latent after each k steps ("trajectory", best restart only).
     prep_all = tuple(t.prepare(targets) for t in loss.terms)  # once per batch, outside the step loop
     given_all = jnp.zeros(targets.shape[:1]) if init_latents is None else init_latents
 
@@ -286,9 +288,19 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
 
         carry0 = (state0, jnp.asarray(True), jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf, jnp.float32),
                   jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
-        (state, _, _, _, done, evals), hist = jax.lax.scan(body, carry0, jnp.arange(steps))
+        if record_every:  # chunks of k steps; the latent is recorded after each chunk
+            def chunk(carry, c):
+                carry, h = jax.lax.scan(body, carry, c * record_every + jnp.arange(record_every))
+                return carry, (h, carry[0].latent)
+
+            (state, _, _, _, done, evals), (hist, traj) = jax.lax.scan(chunk, carry0,
+                                                                       jnp.arange(steps // record_every))
+            hist = hist.reshape(steps)
+        else:
+            (state, _, _, _, done, evals), hist = jax.lax.scan(body, carry0, jnp.arange(steps))
+            traj = None
         final, (img, vals) = _lane_value(gen, space, loss, prep, state.latent)
-        return state.latent, final, vals, img[0], hist, evals, done
+        return state.latent, final, vals, img[0], hist, evals, done, traj
 
     n = targets.shape[0]
     r = jnp.arange(restarts) + restart_offset
@@ -302,22 +314,25 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
             return lane(k, rr, *jax.tree_util.tree_map(lambda a: a[i], (prep_all, given_all)))
 
         flat = jax.lax.map(one, (keys.reshape(n * restarts, *keys.shape[2:]), jnp.tile(r, n), img_of))
-        latents, final, vals, imgs, hist, evals, done = jax.tree_util.tree_map(
+        latents, final, vals, imgs, hist, evals, done, traj = jax.tree_util.tree_map(
             lambda a: a.reshape(n, restarts, *a.shape[1:]), flat)
     else:
         per_image = jax.vmap(lane, in_axes=(0, 0, None, None))  # restarts share the image's targets
-        latents, final, vals, imgs, hist, evals, done = jax.vmap(per_image, in_axes=(0, None, 0, 0))(
+        latents, final, vals, imgs, hist, evals, done, traj = jax.vmap(per_image, in_axes=(0, None, 0, 0))(
             keys, r, prep_all, given_all)
     best = jnp.argmin(jnp.where(jnp.isfinite(final), final, jnp.inf), axis=1)  # [n]
     pick = lambda x: x[jnp.arange(n), best]  # noqa: E731
     best_latents = jax.tree_util.tree_map(lambda x: pick(x)[:, 0], latents)  # drop the lane batch axis
-    return dict(latents=best_latents, images=pick(imgs), losses=pick(final),
-                terms=tuple(pick(v) for v in vals), best=best, restart_losses=final,
-                history=jnp.moveaxis(hist, 2, 0), evals=evals, done=done)
+    out = dict(latents=best_latents, images=pick(imgs), losses=pick(final),
+               terms=tuple(pick(v) for v in vals), best=best, restart_losses=final,
+               history=jnp.moveaxis(hist, 2, 0), evals=evals, done=done)
+    if record_every:
+        out["trajectory"] = jax.tree_util.tree_map(lambda x: pick(x)[:, :, 0], traj)  # [n, T, ...]
+    return out
 
 
 _run_batch_jit = jax.jit(_run_batch, static_argnames=("optimizer", "steps", "restarts", "start_center",
-                                                      "early_stop"))
+                                                      "early_stop", "record_every"))
 
 
 def check_images(images: Any, gen: Generator, names: Sequence[str] | None = None) -> np.ndarray:
@@ -342,7 +357,7 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
            image_indices: Sequence[int] | None = None, start: str | None = None, batch_size: int | None = None,
            early_stop: tuple[float, int] | None = None, resources: dict[str, Any] | None = None,
            space_options: dict[str, Any] | None = None, on_batch: Callable[[int, int], None] | None = None,
-           init_latents: Any = None) -> InvertResult:
+           init_latents: Any = None, record_every: int | None = None) -> InvertResult:
     """Invert `images` ([N, R, R, C] in [-1, 1]) into `model`'s latent `space`.
 
     model: `jaxinv.models.Model` or `jaxinv.generators.Generator`. space: name (z, w, w+, s, p, pn) or a
@@ -352,6 +367,7 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
     (the last batch is padded, so one compilation serves all). early_stop: (rel_tol, patience) per lane.
     on_batch(done, total) is called after each batch. init_latents: latents in the space's layout, leading
     axis N (e.g. `result.latents` of an earlier run, or an encoder's output): restart 0 starts there.
+    record_every: k > 0 dividing `steps`: also return the best restart's latent after every k steps.
     """
     gen = Generator.from_model(model)
     sp = make_space(space, **(space_options or {}))
@@ -371,6 +387,8 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
         raise ConfigError(f"image_indices: expected {n} indices, got shape {idx.shape}")
     bs = n if not batch_size else max(1, min(int(batch_size), n))
     given = None if init_latents is None else _check_init(init_latents, sp, gen, n)
+    if record_every is not None and (int(record_every) < 1 or int(steps) % int(record_every)):
+        raise ConfigError(f"record_every={record_every}: must be >= 1 and divide steps={steps}")
     t0 = time.perf_counter()
     outs = []
     for b0 in range(0, n, bs):
@@ -383,7 +401,8 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
             gb = None if gb is None else jax.tree_util.tree_map(pad, gb)
         out = _run_batch_jit(gen, sp, lossf, jnp.asarray(xb), jnp.asarray(ib, jnp.int32), jnp.asarray(seed),
                              optimizer=opt, steps=int(steps), restarts=int(restarts),
-                             start_center=start == "center", early_stop=early_stop, init_latents=gb)
+                             start_center=start == "center", early_stop=early_stop, init_latents=gb,
+                             record_every=int(record_every) if record_every else None)
         out = jax.tree_util.tree_map(np.asarray, out)
         hist = out.pop("history")[:, :m]
         out = jax.tree_util.tree_map(lambda a, m=m: a[:m], out)
@@ -397,7 +416,8 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
     return InvertResult(latents=res["latents"], images=res["images"], losses=res["losses"],
                         terms=dict(zip(lossf.names, res["terms"], strict=True)), best_restart=res["best"],
                         restart_losses=res["restart_losses"], history=history, evals=res["evals"],
-                        steps_done=res["done"], space=sp, seconds=time.perf_counter() - t0)
+                        steps_done=res["done"], space=sp, seconds=time.perf_counter() - t0,
+                        trajectory=res.get("trajectory"))
 
 
 def _check_init(init_latents: Any, space: Space, gen: Generator, n: int) -> Any:

@@ -167,3 +167,15 @@ def test_warm_start_from_given_latents(model):
     np.testing.assert_allclose(res.latents["z"], z, atol=3 * 0.01 + 1e-6)  # Adam moves <= lr per step
     with pytest.raises(ConfigError, match="init_latents"):
         invert(model, target, steps=1, init_latents={"z": z[:, :50]})
+
+
+def test_trajectory_recording(model, faces):
+    opt = Adam(learning_rate=0.05, schedule="constant", initial_noise_factor=0.0)
+    plain = invert(model, faces[:2], optimizer=opt, steps=6, restarts=2, seed=1)
+    rec = invert(model, faces[:2], optimizer=opt, steps=6, restarts=2, seed=1, record_every=3)
+    assert plain.trajectory is None and rec.trajectory["z"].shape == (2, 2, 100)
+    np.testing.assert_allclose(rec.trajectory["z"][:, -1], rec.latents["z"], atol=1e-6)
+    np.testing.assert_allclose(rec.latents["z"], plain.latents["z"], atol=1e-5)
+    np.testing.assert_allclose(rec.history, plain.history, rtol=1e-5)
+    with pytest.raises(ConfigError, match="record_every"):
+        invert(model, faces[:1], steps=5, record_every=3)
