@@ -5,7 +5,8 @@
 
 For each image (NHWC in [-1, 1] at the generator's resolution) and each restart, a lane holds one latent
 (`jaxinv.spaces`), and a solver (`jaxinv.optim`) runs `steps` steps of it; lanes are `vmap`ped (images x
-restarts) and the steps are a `lax.scan`, all under one `jit`. Each lane draws its randomness from
+restarts; L-BFGS lanes go through `lax.map`, see `optim.LBFGS.lanes`) and the steps are a `lax.scan`, all
+under one `jit`. Each lane draws its randomness from
 `fold_in(fold_in(PRNGKey(seed), image_index), restart)`, so results do not depend on how images are batched.
 Restart 0 starts from the space's centre (W: the mean of mapped samples, as the official projector) unless
 `start="random"`; other restarts start from random samples. The best restart per image is the one with the
