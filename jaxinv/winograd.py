@@ -9,8 +9,8 @@ GEMM, so a conv becomes ``n * n`` matmuls ``[tiles, C_in] @ [C_in, C_out]`` betw
 * ``S2F2``: stride 2 as an even phase (1 tap, direct) plus an odd phase (taps 0 and 2) computed with
   F(2, 2): 5 products for 2 outputs per axis, 25 for a 2x2 tile (1.44x fewer). Coefficients are 0/+-1.
 
-Weights are transformed once at load time in float64 (``transform_weight``); the transformed weight of a
-conv is ``[n * n, C_in, C_out]``. Zero padding 1 as ``Conv2d(..., 3, stride, padding=1)``.
+Weights are transformed once at load time (``transform_weight``); the transformed weight of a conv is
+``[n * n, C_in, C_out]``. Zero padding 1 as ``Conv2d(..., 3, stride, padding=1)``.
 """
 
 from __future__ import annotations
@@ -74,11 +74,13 @@ S2F2 = Algorithm(
 
 
 def transform_weight(w_hwio: np.ndarray, alg: Algorithm) -> np.ndarray:
-    """HWIO ``[3, 3, I, O]`` -> ``[n * n, I, O]`` float32 (``G g G^T`` per in/out pair, in float64)."""
-    g = np.asarray(alg.G, np.float64)
-    w = np.asarray(w_hwio, np.float64)
+    """HWIO ``[3, 3, I, O]`` -> ``[n * n, I, O]`` float32 (``G g G^T`` per in/out pair; computed in float64 when
+    the weights come as float64, e.g. after BN folding)."""
+    w = np.asarray(w_hwio)
+    dtype = np.float64 if w.dtype == np.float64 else np.float32
+    g = np.asarray(alg.G, dtype)
     kh, kw, i, o = w.shape
-    rows = (g @ w.reshape(kh, kw * i * o)).reshape(alg.n, kw, i * o)  # [p, kw, IO]
+    rows = (g @ np.asarray(w, dtype).reshape(kh, kw * i * o)).reshape(alg.n, kw, i * o)  # [p, kw, IO]
     u = np.matmul(g[None], rows)  # [p, q, IO]: two small matmuls instead of a generic einsum
     return np.ascontiguousarray(u.reshape(alg.n * alg.n, i, o), dtype=np.float32)
 

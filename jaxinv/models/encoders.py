@@ -115,6 +115,18 @@ class Config:
         return get_blocks(self.num_layers)
 
     @property
+    def body_segments(self) -> tuple[tuple[int, int], ...]:
+        """Inclusive unit ranges ``(lo, hi)``: runs of identical stride-1 units (stacked, run by a scan)
+        and single units; a run ends at every FPN tap so the taps stay observable."""
+        segs: list[list[int]] = []
+        for i, unit in enumerate(self.units):
+            if segs and unit[2] == 1 and self.units[segs[-1][1]] == unit and segs[-1][1] not in FPN_TAPS:
+                segs[-1][1] = i
+            else:
+                segs.append([i, i])
+        return tuple((lo, hi) for lo, hi in segs)
+
+    @property
     def se(self) -> bool:
         return self.mode == "ir_se"
 
@@ -310,7 +322,17 @@ def _f64(a: np.ndarray) -> np.ndarray:
 
 
 def _f32(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(a, np.float32))
+    return np.asarray(a, np.float32)  # may stay a (transposed) view: made contiguous once, when stacked or at the end
+
+
+def _stack(items: list[dict]) -> dict:
+    """Stack same-structured param dicts on a new leading axis (one copy per leaf)."""
+    leaves0, treedef = jax.tree_util.tree_flatten(items[0])
+    out = [np.empty((len(items), *np.shape(a)), np.asarray(a).dtype) for a in leaves0]
+    for i, item in enumerate(items):
+        for buf, a in zip(out, jax.tree_util.tree_leaves(item), strict=True):
+            buf[i] = a
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def _bn_affine(sd: dict, prefix: str) -> tuple[np.ndarray, np.ndarray]:
@@ -376,7 +398,7 @@ def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where
     inp = _conv_bn(sd["input_layer.0.weight"], sd, "input_layer.1")
     inp["prelu"] = _f32(sd["input_layer.2.weight"])
     params["input_layer"] = inp
-    body = {}
+    body: list[dict] = []
     for i, (cin, depth, stride) in enumerate(cfg.units):
         p = f"body.{i}"
         wino2 = fast and stride == 1 and depth >= WINOGRAD_MIN_CIN
@@ -390,8 +412,11 @@ def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where
                           "fc2": _f32(_f64(sd[f"{p}.res_layer.5.fc2.weight"])[:, :, 0, 0].T)}
         if cin != depth:
             unit["shortcut"] = _conv_bn(sd[f"{p}.shortcut_layer.0.weight"], sd, f"{p}.shortcut_layer.1")
-        body[str(i)] = unit
-    params["body"] = body
+        body.append(unit)
+    # Runs of identical units are stacked ("lo-hi", inclusive official indices) and run by a scan: one
+    # compiled body instead of one per unit (compile time), the same maths.
+    params["body"] = {str(lo) if lo == hi else f"{lo}-{hi}": body[lo] if lo == hi else _stack(body[lo:hi + 1])
+                      for lo, hi in cfg.body_segments}
 
     if cfg.fpn:
         styles = {}
@@ -410,7 +435,7 @@ def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where
                     convs[str(2 * j)] = conv
                 blocks.append({"convs": convs, "linear": _equal_linear(sd, f"{p}.linear")})
             # The blocks of a group (styles lo..hi-1) read the same map: stacked on a leading axis, run by scan.
-            styles[name] = jax.tree_util.tree_map(lambda *a: np.stack(a), *blocks)
+            styles[name] = _stack(blocks)
         params["styles"] = styles
         for lat in ("latlayer1", "latlayer2"):
             params[lat] = {"weight": _f32(_f64(sd[f"{lat}.weight"])[:, :, 0, 0].T), "bias": _f32(sd[f"{lat}.bias"])}
@@ -430,18 +455,19 @@ def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where
             raise CheckpointError(f"{where}: latent_avg has shape {avg.shape}, expected ({cfg.n_styles}, 512), "
                                   "(1, 512) or (512,)")
         params["latent_avg"] = avg
-    return params
+    return jax.tree_util.tree_map(np.ascontiguousarray, params)
 
 
-def from_source(src: Any) -> tuple[Config, dict]:
+def from_source(src: Any, fast: bool = True) -> tuple[Config, dict]:
     """(Config, params) from a `weights_convert.source.Source` of family 'e4e' or 'psp'.
 
     ``src.init``: golden ``init_kwargs.json`` (class_name, constructor, opts) or checkpoint opts (+ encoder_type,
     n_styles); ``src.state_dict``: ``encoder.``-stripped names, plus ``latent_avg`` when the checkpoint has one.
+    ``fast``: see `params_from_state_dict` (False: plain convs only; faster to load and compile, slower to run).
     """
     where = str((src.provenance or {}).get("source", "checkpoint"))
     cfg = config_from_source(src.family, src.init, src.state_dict, where)
-    return cfg, params_from_state_dict(cfg, src.state_dict, where)
+    return cfg, params_from_state_dict(cfg, src.state_dict, where, fast=fast)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -603,11 +629,14 @@ def encoder_forward(cfg: Config, params: dict, x: jax.Array, *, return_intermedi
     x = _prelu(_conv(x, p["weight"]) + p["bias"], p["prelu"])
     inter["input_layer"] = x
     taps = {}
-    for i, (_, _, stride) in enumerate(cfg.units):
-        x = _unit(params["body"][str(i)], x, stride, cfg.se)
-        if i in FPN_TAPS:
-            taps[i] = x
-            inter[f"body.{i}"] = x
+    for lo, hi in cfg.body_segments:
+        if lo == hi:
+            x = _unit(params["body"][str(lo)], x, cfg.units[lo][2], cfg.se)
+        else:
+            x, _ = lax.scan(lambda h, p: (_unit(p, h, 1, cfg.se), None), x, params["body"][f"{lo}-{hi}"])
+        if hi in FPN_TAPS:
+            taps[hi] = x
+            inter[f"body.{hi}"] = x
     if cfg.fpn:
         c1, c2, c3 = (taps[i] for i in FPN_TAPS)
         inter.update(c1=c1, c2=c2, c3=c3)
