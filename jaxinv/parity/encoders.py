@@ -49,6 +49,8 @@ def procedural_source(case: Case) -> Source:
 
 
 def load(case: Case) -> tuple[enc.Config, dict]:
+    """The case's encoder; ``case.options["fast"] = False`` loads plain-conv params (no Winograd)."""
+    fast = bool(case.options.get("fast", True))
     if case.weights is not None:
         from weights_convert.encoders import read_encoder_checkpoint
 
@@ -57,7 +59,7 @@ def load(case: Case) -> tuple[enc.Config, dict]:
             raise CaseError(f"{case.weights}: holds a {src.family} encoder, case {case.name} is {_family(case)}")
     else:
         src = procedural_source(case)
-    return enc.from_source(src)
+    return enc.from_source(src, fast=fast)
 
 
 def run(case: Case) -> Iterator[Check]:
