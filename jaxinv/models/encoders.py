@@ -34,7 +34,7 @@ from jaxinv.errors import CheckpointError, ConfigError
 
 __all__ = [
     "HEAD_CLASSES", "Config", "get_blocks", "state_dict_shapes", "config_from_source", "params_from_state_dict",
-    "from_source", "encoder_forward", "encode", "bilinear_matrix", "adaptive_avg_matrix",
+    "from_source", "encoder_forward", "add_latent_avg", "encode", "bilinear_matrix", "adaptive_avg_matrix",
 ]
 
 HEAD_CLASSES = (
