@@ -6,6 +6,7 @@ Same generator config and weights (random, manifest shapes), same VGG16 (random 
 with the real LPIPS v0.1 heads), same uint8 target (an image of the generator).
 
     python benchmarks/projector.py --official-src /tmp/stylegan2-ada-pytorch              # both configs
+    python benchmarks/projector.py --official-src ... --config-batches ffhq1024=1,4      # 1024 x 16 needs ~25 GiB
     python benchmarks/projector.py --official-src /tmp/stylegan2-ada-pytorch --quick      # smoke test
     python benchmarks/projector.py --configs paper256 --batches 1,4,16 --steps 5 --no-official
     python benchmarks/projector.py --profile paper256 --batches 16                        # where time goes
@@ -877,6 +878,8 @@ def main() -> None:
     ap.add_argument("--no-official", action="store_true", help="jaxinv side only (weights made with numpy)")
     ap.add_argument("--configs", default="paper256,ffhq1024", help=f"comma list of {', '.join(CONFIGS)}")
     ap.add_argument("--batches", default="1,4,16", help="jaxinv lanes (images x restarts) per compiled call")
+    ap.add_argument("--config-batches", action="append", default=[], metavar="CONFIG=B1,B2",
+                    help="per-config batch sizes overriding --batches (e.g. ffhq1024=1,4 where 16 does not fit)")
     ap.add_argument("--steps", type=int, default=4, help="timed steps (official runs steps + 2)")
     ap.add_argument("--restarts", type=int, default=1, help="restarts per image (batch = images x restarts)")
     ap.add_argument("--repeat", type=int, default=0, help="extra timed invert() calls after the compiling one")
@@ -902,6 +905,12 @@ def main() -> None:
     configs = [c.strip() for c in args.configs.split(",") if c.strip()] if args.profile is None else [args.profile]
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
     settings = [s.strip() for s in args.xla.split(",") if s.strip()]
+    per_config = {}
+    for item in args.config_batches:
+        name, _, bs = item.partition("=")
+        if name not in CONFIGS or not bs:
+            ap.error(f"--config-batches {item!r}: expected CONFIG=B1,B2 with CONFIG in {', '.join(CONFIGS)}")
+        per_config[name] = [int(b) for b in bs.split(",") if b.strip()]
     for c in configs:
         if c not in CONFIGS:
             ap.error(f"--configs: unknown config {c!r} (choose from {', '.join(CONFIGS)})")
@@ -971,7 +980,7 @@ def main() -> None:
                 r["official"] = off
                 save()
             for s in settings:
-                for b in batches:
+                for b in per_config.get(cfg, batches):
                     j = _child("jaxinv", {**common, "batch": b, "steps": args.steps,
                                           "w_avg_samples": args.w_avg_samples, "restarts": args.restarts,
                                           "repeat": args.repeat}, _xla_env(s), fatal=False)
