@@ -202,7 +202,7 @@ def test_small_heads_vs_numpy(family, head, num_layers, mode, input_nc, n_styles
     """Whole forward vs numpy, plain-conv params (the Winograd convs are checked by the goldens and
     test_winograd_vs_direct_conv; compiling them for three more bodies would double this file's runtime)."""
     cfg = enc.Config(encoder_type=head, family=family, num_layers=num_layers, mode=mode, n_styles=n_styles,
-                     input_nc=input_nc, start_from_latent_avg=False)
+                     input_nc=input_nc, start_from_latent_avg=False, fast=False)
     sd = _random_state_dict(cfg, f"test-{head}-{num_layers}")
     opts = {"encoder_type": head, "n_styles": n_styles, "input_nc": input_nc}
     loaded, params = enc.from_source(Source(family, opts, sd, {}), fast=False)

@@ -60,11 +60,14 @@ BN_EPS = 1e-5  # torch BatchNorm2d default
 LEAKY_SLOPE = 0.01  # nn.LeakyReLU() default, GradualStyleBlock
 INFERENCE_STAGE = 18  # e4e ProgressiveStage.Inference
 
-# Fast-conv policy (measured on 2 CPU cores, batch 8): F(4x4,3x3) pays off for stride-1 convs from 256 input
-# channels (below, its transforms cost more than the GEMMs save); the stride-2 S2F2 algorithm for the wide
-# first convs of the middle / fine style groups (the fine one is ~35% of all FLOPs).
+# Fast-conv policy (Config.fast; measured on 2 CPU cores, batch 8): F(4x4,3x3) for stride-1 convs from 256
+# input channels (below, its transforms cost more than the GEMMs save). Style heads (stride 2): the fine
+# group's first conv (~35% of all FLOPs) as S2F4 with its 9x larger weights made per call (storing them
+# costs 0.9 GB and is no faster), stored S2F2 weights for the middle group's first conv and the fine
+# group's second conv.
 WINOGRAD_MIN_CIN = 256
-S2_GROUPS = ("middle", "fine")
+_STORED_S2F2 = {("middle", "0"), ("fine", "2")}  # (style group, official conv index)
+_PER_CALL_S2F4 = ("fine", "0")
 
 _DN = ("NHWC", "HWIO", "NHWC")
 _HI = lax.Precision.HIGHEST  # no TF32 / bf16 passes on accelerators (parity at 1e-4)
@@ -91,6 +94,7 @@ class Config:
     input_nc: int = 3  # input image channels
     progressive_stage: int = INFERENCE_STAGE  # e4e only: deltas 1..stage are added to w0
     start_from_latent_avg: bool = True  # pSp.forward adds latent_avg to the encoder output
+    fast: bool = True  # Winograd convs where they pay off (params then hold some transformed weights)
 
     def __post_init__(self) -> None:
         if self.encoder_type not in HEAD_CLASSES:
@@ -239,7 +243,7 @@ def _n_styles_from_size(size: Any, where: str, key: str) -> int:
 
 
 def config_from_source(family: str, init: dict[str, Any], state_dict: dict[str, np.ndarray],
-                       where: str = "checkpoint") -> Config:
+                       where: str = "checkpoint", fast: bool = True) -> Config:
     """Config from the constructor information (class, opts) cross-checked with the weights' names and shapes."""
     fam = _FAMILY_KEYS.get(str(family))
     if fam is None:
@@ -308,7 +312,7 @@ def config_from_source(family: str, init: dict[str, Any], state_dict: dict[str, 
         raise CheckpointError(f"{where}: start_from_latent_avg is set but the checkpoint has no latent_avg")
     try:
         return Config(encoder_type=head, family=fam, num_layers=num_layers, mode=mode, n_styles=n_styles,
-                      input_nc=input_nc, progressive_stage=int(stage), start_from_latent_avg=start)
+                      input_nc=input_nc, progressive_stage=int(stage), start_from_latent_avg=start, fast=fast)
     except ConfigError as e:
         raise CheckpointError(f"{where}: {e}") from None
 
@@ -374,14 +378,14 @@ def _equal_linear(sd: dict, prefix: str) -> dict[str, np.ndarray]:
     return {"weight": _f32(w.T / math.sqrt(w.shape[1])), "bias": _f32(sd[f"{prefix}.bias"])}
 
 
-def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where: str = "checkpoint",
-                           fast: bool = True) -> dict:
+def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where: str = "checkpoint") -> dict:
     """Convert an ``encoder.``-stripped state_dict (plus optional ``latent_avg``); names and shapes checked.
 
-    ``num_batches_tracked`` buffers are optional (unused in eval mode). ``fast`` stores the weights of the
-    convs that run as Winograd algorithms (see ``WINOGRAD_MIN_CIN``, ``S2_GROUPS``) transformed (key
-    ``wino`` instead of ``weight``); ``fast=False`` keeps plain HWIO convs everywhere (reference path).
+    ``num_batches_tracked`` buffers are optional (unused in eval mode). With ``cfg.fast`` the weights of the
+    convs that run as stored Winograd algorithms are kept transformed (key ``wino`` instead of ``weight``);
+    ``fast=False`` keeps plain HWIO convs everywhere (reference path).
     """
+    fast = cfg.fast
     shapes = state_dict_shapes(cfg)
     required = [k for k in shapes if not k.endswith("num_batches_tracked")]
     missing = [k for k in required if k not in state_dict]
@@ -427,7 +431,7 @@ def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where
                 convs = {}
                 for j in range(int(math.log2(spatial))):
                     w = _hwio(sd[f"{p}.convs.{2 * j}.weight"])
-                    if j == 0 and fast and name in S2_GROUPS:
+                    if fast and (name, str(2 * j)) in _STORED_S2F2:
                         conv = {"wino": winograd.transform_weight(w, winograd.S2F2)}
                     else:
                         conv = {"weight": _f32(w)}
@@ -463,11 +467,11 @@ def from_source(src: Any, fast: bool = True) -> tuple[Config, dict]:
 
     ``src.init``: golden ``init_kwargs.json`` (class_name, constructor, opts) or checkpoint opts (+ encoder_type,
     n_styles); ``src.state_dict``: ``encoder.``-stripped names, plus ``latent_avg`` when the checkpoint has one.
-    ``fast``: see `params_from_state_dict` (False: plain convs only; faster to load and compile, slower to run).
+    ``fast``: ``Config.fast`` (False: plain convs only; faster to load and compile, slower to run).
     """
     where = str((src.provenance or {}).get("source", "checkpoint"))
-    cfg = config_from_source(src.family, src.init, src.state_dict, where)
-    return cfg, params_from_state_dict(cfg, src.state_dict, where, fast=fast)
+    cfg = config_from_source(src.family, src.init, src.state_dict, where, fast=fast)
+    return cfg, params_from_state_dict(cfg, src.state_dict, where)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -593,22 +597,26 @@ def _style_block(p: dict, x: jax.Array, first: jax.Array | None = None) -> jax.A
     return jnp.dot(x[:, 0, 0], p["linear"]["weight"], precision=_HI) + p["linear"]["bias"]
 
 
-def _style_group(group: dict, x: jax.Array, count: int) -> jax.Array:
+def _style_group(group: dict, x: jax.Array, count: int, per_call_s2f4: bool = False) -> jax.Array:
     """The first ``count`` style blocks of a group (stacked params), all reading the map ``x`` -> ``[B, count, 512]``.
 
     A scan runs the blocks one after the other: one block's activations are alive at a time (the unrolled
     form kept every block's Winograd products, >1 GB at batch 8, and page-faulted them in on every call).
+    The first convs share one Winograd input transform: stored S2F2 weights (``wino``), or with
+    ``per_call_s2f4`` S2F4 weights made from the plain ones inside the scan.
     """
     if jax.tree_util.tree_leaves(group)[0].shape[0] != count:
         group = jax.tree_util.tree_map(lambda a: a[:count], group)
-    wino = "wino" in group["convs"]["0"]
-    if wino:  # one input transform for the whole group
-        v, geometry = winograd.tile_input(x, winograd.S2F2)
+    alg = winograd.S2F2 if "wino" in group["convs"]["0"] else (winograd.S2F4 if per_call_s2f4 else None)
+    if alg is not None:
+        v, geometry = winograd.tile_input(x, alg)
 
     def block(carry, p):
         first = None
-        if wino:
-            first = winograd.untile_output(winograd.multiply(v, p["convs"]["0"]["wino"]), geometry, winograd.S2F2)
+        if alg is not None:
+            conv0 = p["convs"]["0"]
+            u = conv0["wino"] if "wino" in conv0 else winograd.transform_weight_jax(conv0["weight"], alg)
+            first = winograd.untile_output(winograd.multiply(v, u), geometry, alg)
         return carry, _style_block(p, x, first)
 
     _, out = lax.scan(block, None, group)
@@ -662,7 +670,8 @@ def _fpn_heads(cfg: Config, params: dict, c1, c2, c3, inter: dict) -> jax.Array:
         feats["middle"] = inter["p2"] = _upsample_add(c3, _lateral(params["latlayer1"], c2))
         feats["fine"] = inter["p1"] = _upsample_add(feats["middle"], _lateral(params["latlayer2"], c1))
     latents = jnp.concatenate(
-        [_style_group(params["styles"][name], feats[name], hi - lo) for name, lo, hi, _ in groups], axis=1)
+        [_style_group(params["styles"][name], feats[name], hi - lo, cfg.fast and (name, "0") == _PER_CALL_S2F4)
+         for name, lo, hi, _ in groups], axis=1)
     if cfg.encoder_type == "GradualStyleEncoder":
         return latents
     # Encoder4Editing: w0 repeated; styles 1..used-1 add their deltas.
