@@ -52,6 +52,21 @@ Large batches need a lot of memory (jaxinv at 256 x 16 images: ~9 GiB; at 1024 x
 process killed by the kernel's OOM killer is reported as an error row (`rc -9`). `--predict-memory` compiles
 one step per batch size without running it and prints XLA's memory analysis (resident RSS + temporaries),
 so that the batch sizes that fit a machine can be chosen first (on a shared machine, do).
+
+`--device cuda` runs both sides on the GPU (default `cpu`: everything above). Torch: `project(device=cuda)`
+moves G, VGG and target there; the official CUDA plugins (bias_act, upfirdn2d) are built by a background
+child with `torch.utils.cpp_extension` (cached under the work dir's `torch_extensions`) while the jaxinv runs
+go (the first config's official run waits for it, after that config's jaxinv runs); a build that fails or
+exceeds `--plugin-timeout` leaves the official side on its reference ops, and the result records which ran
+(`plugins`). Every per-step stamp synchronises the device; `num_fp16_res` stays 0 (float32 on both sides).
+Torch's TF32 switches are left at their defaults and recorded (`tf32_matmul`, `tf32_cudnn`). jaxinv runs on
+jax's GPU backend (`JAX_PLATFORMS=cuda,cpu`) at jax's default matmul precision (recorded); its timings end
+with the results on the host (blocking). Peak memory is the GPU's: `torch.cuda.max_memory_allocated` and
+jax's `memory_stats()["peak_bytes_in_use"]` (host RSS is kept in the JSON). FLOP counts are the same as on
+CPU (jax side: the XLA cost analysis of the pieces lowered for the CPU backend; the GPU plugin's lowering
+has none); `--peak-tflops` adds an MFU column. Only the `default` XLA setting runs there.
+
+    python benchmarks/projector.py --device cuda --official-src ... --steps 10 --peak-tflops 495
 """
 
 from __future__ import annotations
@@ -60,6 +75,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -198,7 +214,7 @@ class _CompileClock:
 
 def run_jaxinv(weights: str | os.PathLike, init_json: str | os.PathLike, target: str | os.PathLike | np.ndarray,
                *, batch: int, steps: int, w_avg_samples: int = 1000, restarts: int = 1,
-               heads: str | os.PathLike | None = None, repeat: int = 0) -> dict[str, Any]:
+               heads: str | os.PathLike | None = None, repeat: int = 0, device: str = "cpu") -> dict[str, Any]:
     """Time `jaxinv.invert` (W + free noise maps, LPIPS + noise reg, official Adam) on `batch` lanes
     (batch // restarts images x restarts) for `steps` steps.
 
@@ -207,6 +223,7 @@ def run_jaxinv(weights: str | os.PathLike, init_json: str | os.PathLike, target:
     The execution covers `steps` optimisation steps plus the per-call prologue/epilogue (target LPIPS
     features, final loss of every lane); the step share is apportioned by XLA FLOP counts of the lowered
     pieces (one lane step, one lane's final evaluation, one target's features). Keys: `JAXINV_KEYS`.
+    device "cuda": jax's default backend must be the GPU; adds its peak memory (`gpu_peak_mib`).
     """
     import jax
     import jax.numpy as jnp
@@ -222,6 +239,8 @@ def run_jaxinv(weights: str | os.PathLike, init_json: str | os.PathLike, target:
 
     if batch % restarts:
         raise ValueError(f"batch {batch} is not a multiple of restarts {restarts}")
+    if device == "cuda" and jax.default_backend() != "gpu":
+        raise SystemExit(f"--device cuda: jax's default backend is {jax.default_backend()!r}, not gpu")
     clock = _CompileClock()
     model = from_source(read_golden_npz(weights, init_json))
     gen = Generator.from_model(model)
@@ -251,8 +270,16 @@ def run_jaxinv(weights: str | os.PathLike, init_json: str | os.PathLike, target:
     if repeats:
         exec_s = min(repeats)
     peak = _peak_rss_mib()
+    gpu = {}
+    if device == "cuda":
+        stats = jax.devices()[0].memory_stats() or {}
+        gpu = {"gpu_peak_mib": round(stats.get("peak_bytes_in_use", float("nan")) / 2**20, 1),
+               "device_kind": jax.devices()[0].device_kind, "jax": jax.__version__,
+               "matmul_precision": str(getattr(jax.config, "jax_default_matmul_precision", "?"))}
 
-    # FLOPs of the pieces, from lowered (not compiled) programs: tracing only.
+    # FLOPs of the pieces, from lowered (not compiled) programs: tracing only. Lowered for the CPU backend
+    # (same HLO; the GPU plugin's lowering has no cost analysis).
+    cpu = jax.devices("cpu")[0]
     sp = space.prepare(gen)
     one = jnp.asarray(images[:1])
     prep = tuple(t.prepare(one) for t in loss.terms)
@@ -260,9 +287,11 @@ def run_jaxinv(weights: str | os.PathLike, init_json: str | os.PathLike, target:
     latent = sp.init(jax.random.PRNGKey(0), gen, 1, center=True)
     opt_state = opt.init(latent, None).opt_state
     ctx = (gen, sp, loss, prep)  # pytrees: params are arguments of the programs, as in invert()
-    f_step = _flops(jax.jit(partial(_lane_step, opt, steps)).lower(ctx, latent, opt_state, jax.random.PRNGKey(1)))
+    ctx, latent, opt_state, one, loss_c = jax.device_put((ctx, latent, opt_state, one, loss), cpu)
+    f_step = _flops(jax.jit(partial(_lane_step, opt, steps)).lower(ctx, latent, opt_state,
+                                                                   jax.device_put(jax.random.PRNGKey(1), cpu)))
     f_final = _flops(jax.jit(_lane_value).lower(ctx, latent))
-    f_prep = _flops(jax.jit(lambda loss, x: tuple(t.prepare(x) for t in loss.terms)).lower(loss, one))
+    f_prep = _flops(jax.jit(lambda loss, x: tuple(t.prepare(x) for t in loss.terms)).lower(loss_c, one))
     f_steps = steps * batch * f_step
     f_call = f_steps + batch * f_final + n_images * f_prep
     step_exec_s = exec_s * f_steps / f_call
@@ -277,7 +306,7 @@ def run_jaxinv(weights: str | os.PathLike, init_json: str | os.PathLike, target:
         "gflop_per_image_step": round(f_step / 1e9, 2), "gflop_per_s": round(f_call / exec_s / 1e9, 1),
         "finite": bool(np.isfinite(res.losses).all()), "final_loss": float(np.min(res.losses)),
         "rss_before_mib": round(rss_before, 1), "peak_rss_mib": round(peak, 1),
-        "mib_per_image": round(peak / batch, 1),
+        "mib_per_image": round(gpu.get("gpu_peak_mib", peak) / batch, 1), **gpu,
     }
 
 
@@ -357,13 +386,14 @@ JAXINV_KEYS = ("batch", "steps", "compile_s", "exec_s", "step_s", "image_steps_p
 # Official side (torch; only in subprocesses)
 
 
-def _official_imports(src: Path) -> None:
-    """Make the official checkout importable on CPU without building anything."""
+def _official_imports(src: Path, plugins: bool = False) -> None:
+    """Make the official checkout importable; unless `plugins`, without building anything."""
     import types
 
     import torch.utils.cpp_extension
 
-    torch.utils.cpp_extension.load = lambda *a, **k: None  # never JIT-build the CUDA plugins
+    if not plugins:
+        torch.utils.cpp_extension.load = lambda *a, **k: None  # never JIT-build the CUDA plugins
     try:
         import imageio  # noqa: F401
     except ImportError:
@@ -468,10 +498,22 @@ def official_prep(src: Path, manifest: dict, out_dir: Path, seed: int = 0) -> di
                                    if not k.endswith(("noise_const", "resample_filter", "w_avg"))))}
 
 
+def build_official_plugins(src: Path) -> dict[str, Any]:
+    """Build (or load from TORCH_EXTENSIONS_DIR) the official CUDA plugins, as their first use would."""
+    _official_imports(src, plugins=True)
+    from torch_utils.ops import bias_act, upfirdn2d
+
+    t0 = time.perf_counter()
+    ok = {"bias_act": bool(bias_act._init()), "upfirdn2d": bool(upfirdn2d._init())}  # False: build failed
+    return {"plugins": ok, "build_s": round(time.perf_counter() - t0, 1)}
+
+
 def run_official(src: Path, weights: Path, init_json: Path, target: Path, *, steps: int, w_avg_samples: int,
-                 heads: str | os.PathLike | None, seed: int = 303) -> dict[str, Any]:
-    """Time the official project() loop (batch 1): step 1 warm-up, `steps` timed, one more FLOP-counted."""
-    _official_imports(src)
+                 heads: str | os.PathLike | None, seed: int = 303, device: str = "cpu",
+                 plugins: bool = False) -> dict[str, Any]:
+    """Time the official project() loop (batch 1): step 1 warm-up, `steps` timed, one more FLOP-counted.
+    device "cuda": `plugins` lets the official CUDA plugins load (built beforehand), else reference ops."""
+    _official_imports(src, plugins=plugins)
     import io
 
     import dnnlib
@@ -502,6 +544,8 @@ def run_official(src: Path, weights: Path, init_json: Path, target: Path, *, ste
         msg = " ".join(str(a) for a in args)
         if not msg.startswith("step "):
             return
+        if device == "cuda":
+            torch.cuda.synchronize()  # the whole step (its `float(loss)` already waited for the loss)
         stamps.append(time.perf_counter())
         losses.append(float(msg.split("loss")[1]))
         if len(stamps) == total_steps - 1:
@@ -516,12 +560,23 @@ def run_official(src: Path, weights: Path, init_json: Path, target: Path, *, ste
     rss_before = _rss_mib()
     t0 = time.perf_counter()
     projector.project(G, target_t, num_steps=total_steps, w_avg_samples=w_avg_samples, verbose=True,
-                      device=torch.device("cpu"))
+                      device=torch.device(device))
     total = time.perf_counter() - t0
     step_times = np.diff(stamps[: steps + 1])
     flops = counter.get_total_flops()
     step_s = float(np.mean(step_times))
     peak = _peak_rss_mib()
+    gpu = {}
+    if device == "cuda":
+        from torch_utils.ops import bias_act, upfirdn2d
+
+        gpu = {"gpu_peak_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1),
+               "gpu_peak_reserved_mib": round(torch.cuda.max_memory_reserved() / 2**20, 1),
+               "device_name": torch.cuda.get_device_name(), "cuda": torch.version.cuda,
+               "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+               "cudnn_benchmark": torch.backends.cudnn.benchmark,
+               # which ops ran: the plugins (official fast path) or the reference ops
+               "plugins": {"bias_act": bias_act._plugin is not None, "upfirdn2d": upfirdn2d._plugin is not None}}
     return {"side": "official", "batch": 1, "steps": steps, "w_avg_samples": w_avg_samples,
             "torch": torch.__version__, "threads": torch.get_num_threads(), "urls": urls,
             "setup_and_first_step_s": round(stamps[0] - t0, 2), "total_s": round(total, 2),
@@ -529,7 +584,7 @@ def run_official(src: Path, weights: Path, init_json: Path, target: Path, *, ste
             "image_steps_per_s": round(1.0 / step_s, 4), "finite": bool(np.isfinite(losses).all()),
             "gflop_per_image_step": round(flops / 1e9, 2), "gflop_per_s": round(flops / 1e9 / step_s, 1),
             "rss_before_mib": round(rss_before, 1), "peak_rss_mib": round(peak, 1),
-            "mib_per_image": round(peak, 1)}
+            "mib_per_image": round(gpu.get("gpu_peak_mib", peak), 1), **gpu}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -734,18 +789,48 @@ def _child(role: str, payload: dict[str, Any], env_extra: dict[str, str] | None 
            fatal: bool = True) -> dict[str, Any]:
     """Run one role in a fresh interpreter; its last stdout line is the JSON result. A failing
     measurement (fatal=False) comes back as {"error": ...} so that the other measurements still run."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    if env_extra is not None:
-        for k, v in env_extra.items():
-            env[k] = v
-    cmd = [sys.executable, __file__, "--_role", role, "--_payload", json.dumps(payload)]
+    cmd, env = _child_cmd(role, payload, env_extra)
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if p.returncode != 0:
         tail = (p.stderr or p.stdout)[-3000:]
         if fatal:
             raise SystemExit(f"{role} subprocess failed (rc {p.returncode}):\n{tail}")
-        return {"error": f"rc {p.returncode}: {tail.strip().splitlines()[-1] if tail.strip() else ''}"}
+        return {"error": f"rc {p.returncode}: {tail.strip().splitlines()[-1] if tail.strip() else ''}",
+                "tail": tail[-1500:]}
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def _child_cmd(role: str, payload: dict[str, Any],
+               env_extra: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if env_extra is not None:
+        for k, v in env_extra.items():
+            env[k] = v
+    return [sys.executable, __file__, "--_role", role, "--_payload", json.dumps(payload)], env
+
+
+def _start_child(role: str, payload: dict[str, Any], env_extra: dict[str, str] | None = None) -> subprocess.Popen:
+    """`_child` in the background, in its own session (a timeout then stops its compilers too)."""
+    cmd, env = _child_cmd(role, payload, env_extra)
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _wait_child(p: subprocess.Popen, deadline: float) -> dict[str, Any]:
+    """Result of a `_start_child` child, or {"error": ...} if it failed or is still running at `deadline`
+    (time.monotonic(); then it is killed)."""
+    try:
+        out, err = p.communicate(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        return {"error": "timeout"}
+    if p.returncode != 0:
+        return {"error": f"rc {p.returncode}", "tail": (err or out)[-3000:]}
+    res = json.loads(out.strip().splitlines()[-1])
+    if not all(res.get("plugins", {}).values()):
+        res["tail"] = err[-3000:]  # the official code's build-failure warning
+    return res
 
 
 def _xla_env(setting: str) -> dict[str, str]:
@@ -767,14 +852,18 @@ def _role_main(role: str, payload: dict[str, Any]) -> None:
         w, i = numpy_generator_files(kwargs, Path(payload["out"]))
         t = jaxinv_target(w, i, Path(payload["out"]) / "target.npy")
         res = {"weights": str(w), "init_json": str(i), "target": str(t)}
+    elif role == "plugins":
+        res = build_official_plugins(Path(payload["src"]))
     elif role == "official":
         res = run_official(Path(payload["src"]), Path(payload["weights"]), Path(payload["init_json"]),
                            Path(payload["target"]), steps=payload["steps"], w_avg_samples=payload["w_avg_samples"],
-                           heads=payload["heads"])
+                           heads=payload["heads"], device=payload.get("device", "cpu"),
+                           plugins=payload.get("plugins", False))
     elif role == "jaxinv":
         res = run_jaxinv(payload["weights"], payload["init_json"], payload["target"], batch=payload["batch"],
                          steps=payload["steps"], w_avg_samples=payload["w_avg_samples"],
-                         restarts=payload["restarts"], heads=payload["heads"], repeat=payload["repeat"])
+                         restarts=payload["restarts"], heads=payload["heads"], repeat=payload["repeat"],
+                         device=payload.get("device", "cpu"))
     elif role == "memory":
         res = predict_jaxinv_memory(payload["weights"], payload["init_json"], payload["target"],
                                     batch=payload["batch"], w_avg_samples=payload["w_avg_samples"],
@@ -798,10 +887,11 @@ def _fmt(x: Any, nd: int = 2) -> str:
     return str(x)
 
 
-def print_table(results: dict[str, dict[str, Any]]) -> None:
+def print_table(results: dict[str, dict[str, Any]], peak_tflops: float | None = None) -> None:
     head = ("config", "side", "xla", "batch", "img-steps/s", "e2e", "s/step", "compile s", "peak MiB", "MiB/img",
             "GFLOP/img-step", "GFLOP/s", "x official")
     rows = []
+    peak = lambda r: r.get("gpu_peak_mib", r.get("peak_rss_mib"))  # noqa: E731  (GPU peak on cuda)
     for cfg, r in results.items():
         off = r.get("official")
         if off and "error" in off:
@@ -810,7 +900,7 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
         base = off["image_steps_per_s"] if off else None
         if off:
             rows.append((cfg, "official", "-", "1", _fmt(off["image_steps_per_s"], 3), "-", _fmt(off["step_s"]), "-",
-                         _fmt(off["peak_rss_mib"], 0), _fmt(off["mib_per_image"], 0),
+                         _fmt(peak(off), 0), _fmt(off["mib_per_image"], 0),
                          _fmt(off["gflop_per_image_step"], 1), _fmt(off["gflop_per_s"], 1), "1.00"))
         for setting, by_batch in r.get("jaxinv", {}).items():
             for b, j in by_batch.items():
@@ -820,13 +910,19 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
                 ratio = j["image_steps_per_s"] / base if base else None
                 rows.append((cfg, "jaxinv", setting, str(b), _fmt(j["image_steps_per_s"], 3),
                              _fmt(j.get("e2e_image_steps_per_s"), 3), _fmt(j["step_s"]),
-                             _fmt(j["compile_s"], 1), _fmt(j["peak_rss_mib"], 0), _fmt(j["mib_per_image"], 0),
+                             _fmt(j["compile_s"], 1), _fmt(peak(j), 0), _fmt(j["mib_per_image"], 0),
                              _fmt(j.get("gflop_per_image_step"), 1), _fmt(j.get("gflop_per_s"), 1), _fmt(ratio)))
+    if peak_tflops:  # model FLOP utilisation: achieved GFLOP/s over the given peak
+        head += ("MFU %",)
+        rows = [row + (_fmt(float(row[11]) / (10 * peak_tflops), 1) if row[11] not in ("", "-") else "",)
+                for row in rows]
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
     line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
     print(line(head))
     for row in rows:
         print(line(row))
+    if "gpu_peak_mib" in json.dumps(results):
+        print("peak MiB: GPU memory (torch.cuda.max_memory_allocated; jax memory_stats()['peak_bytes_in_use'])")
 
 
 def print_profile(cfg: str, setting: str, prof: dict[str, Any]) -> None:
@@ -894,6 +990,11 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, help="keep weights / targets here and reuse them on later runs "
                     "(default: a temp dir)")
     ap.add_argument("--json", type=Path, help="write all results to this JSON file")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="where both sides run (cuda: torch on the GPU, jax's GPU backend; see the docstring)")
+    ap.add_argument("--plugin-timeout", type=float, default=180.0,
+                    help="cuda: seconds the official CUDA plugins may take to build (else reference ops)")
+    ap.add_argument("--peak-tflops", type=float, help="peak TFLOP/s of the device: adds an MFU column")
     ap.add_argument("--_role", help=argparse.SUPPRESS)
     ap.add_argument("--_payload", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -902,6 +1003,8 @@ def main() -> None:
         return
     if args.quick:
         args.configs, args.batches, args.steps = "paper256", "1,4", 2
+    if args.device == "cuda" and args.xla == ap.get_default("xla"):
+        args.xla = "default"  # the other setting is an XLA:CPU flag
     configs = [c.strip() for c in args.configs.split(",") if c.strip()] if args.profile is None else [args.profile]
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
     settings = [s.strip() for s in args.xla.split(",") if s.strip()]
@@ -930,12 +1033,32 @@ def main() -> None:
     work = Path(tmp.name) if tmp else args.workdir
     results: dict[str, dict[str, Any]] = {}
     info = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "steps": args.steps,
-            "w_avg_samples": args.w_avg_samples, "official_commit": OFFICIAL_COMMIT if official else None}
+            "w_avg_samples": args.w_avg_samples, "official_commit": OFFICIAL_COMMIT if official else None,
+            "device": args.device}
     print(json.dumps(info), flush=True)
+    cuda = args.device == "cuda"
+    jax_env = {"JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cuda,cpu")} if cuda else {}
+    torch_env = {"TORCH_EXTENSIONS_DIR": str(work / "torch_extensions")} if cuda else None
+    builder = None
+    if official and cuda:  # build the official plugins while the jaxinv runs go
+        builder = _start_child("plugins", {"src": str(args.official_src)}, torch_env)
+        build_deadline = time.monotonic() + args.plugin_timeout
 
     def save() -> None:  # after every measurement, so that an interrupted run keeps what it measured
         if args.json:
             args.json.write_text(json.dumps({"info": info, "results": results}, indent=1))
+
+    def run_official_side(cfg: str, common: dict[str, Any], r: dict[str, Any]) -> None:
+        if builder is not None and "plugin_build" not in info:
+            info["plugin_build"] = _wait_child(builder, build_deadline)
+            print(json.dumps({"plugin_build": info["plugin_build"]}), flush=True)
+        built = (info.get("plugin_build") or {}).get("plugins")
+        off = _child("official", {**common, "src": str(args.official_src), "steps": args.steps,
+                                  "w_avg_samples": args.w_avg_samples, "device": args.device,
+                                  "plugins": bool(built) and all(built.values())}, torch_env, fatal=False)
+        print(json.dumps({"config": cfg, **off}), flush=True)
+        r["official"] = off
+        save()
 
     try:
         for cfg in configs:
@@ -973,27 +1096,30 @@ def main() -> None:
                 continue
             r: dict[str, Any] = {"official": None, "jaxinv": {}}
             results[cfg] = r
-            if official:
-                off = _child("official", {**common, "src": str(args.official_src), "steps": args.steps,
-                                          "w_avg_samples": args.w_avg_samples}, fatal=False)
-                print(json.dumps({"config": cfg, **off}), flush=True)
-                r["official"] = off
-                save()
+            # While the plugin build still runs (cuda), the official run comes after this config's jaxinv runs.
+            defer = official and builder is not None and "plugin_build" not in info
+            if official and not defer:
+                run_official_side(cfg, common, r)
             for s in settings:
                 for b in per_config.get(cfg, batches):
                     j = _child("jaxinv", {**common, "batch": b, "steps": args.steps,
                                           "w_avg_samples": args.w_avg_samples, "restarts": args.restarts,
-                                          "repeat": args.repeat}, _xla_env(s), fatal=False)
+                                          "repeat": args.repeat, "device": args.device},
+                               {**_xla_env(s), **jax_env}, fatal=False)
                     print(json.dumps({"config": cfg, "xla": s, **j}), flush=True)
                     r["jaxinv"].setdefault(s, {})[b] = j
                     save()
+            if defer:
+                run_official_side(cfg, common, r)
     finally:
+        if builder is not None and builder.poll() is None:
+            os.killpg(builder.pid, signal.SIGKILL)
         if tmp is not None:
             tmp.cleanup()
     save()
     if args.profile is None and not args.predict_memory:
         print()
-        print_table(results)
+        print_table(results, args.peak_tflops)
         print()
         print_ratios(results, {"paper256": 2.0, "ffhq1024": 3.0})
 
