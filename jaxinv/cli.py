@@ -24,6 +24,7 @@ from typing import Any
 COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("jaxinv.cli:Sample", "sample a generator (default: the embedded DCGAN) into an image grid"),
     "invert": ("jaxinv.cli:Invert", "invert a folder of images into a generator's latent space"),
+    "encode": ("jaxinv.cli:Encode", "encode a folder of images with an e4e / pSp encoder (one forward each)"),
     "edit": ("jaxinv.edit", "edit inverted StyleGAN codes along SeFa / GANSpace directions"),
 }
 
@@ -37,14 +38,20 @@ def _target(spec: str) -> Any:
 
 
 def load_model(spec: str | None) -> Any:
-    """`default` (or `dcgan_digiface64`) = the embedded DCGAN; anything else goes to `jaxinv.load`."""
+    """`default` (or `dcgan_digiface64`) = the embedded DCGAN; an e4e / pSp checkpoint = its decoder; anything
+    else goes to `jaxinv.load`."""
+    return load_model_and_encoder(spec)[0]
+
+
+def load_model_and_encoder(spec: str | None) -> tuple[Any, Any]:
+    """(generator model, `jaxinv.encode.EncoderPair` when `spec` is an e4e / pSp checkpoint, else None)."""
     if spec in (None, DEFAULT_MODEL, "dcgan_digiface64"):
         from jaxinv.models import dcgan
 
-        return dcgan.load_default()
-    import jaxinv
+        return dcgan.load_default(), None
+    from jaxinv.encode import load_model_or_pair
 
-    return jaxinv.load(spec)
+    return load_model_or_pair(spec)
 
 
 def _log(msg: str) -> None:
@@ -150,6 +157,11 @@ class Invert:
                                                            "image's name (default 0)")
         p.add_argument("--start", default=None, choices=["center", "random"],
                        help="start of restart 0 (default: center = mean latent, random for Z)")
+        p.add_argument("--init", default=None, choices=["encoder"],
+                       help="encoder: restart 0 starts at an e4e / pSp encoder's W+ codes of the image (hybrid "
+                            "inversion; the encoder of --model when it is an e4e / pSp checkpoint, else --encoder)")
+        p.add_argument("--encoder", default=None, metavar="PATH",
+                       help="e4e / pSp checkpoint (.pt or converted folder) for --init encoder")
         p.add_argument("--early-stop", default=None, metavar="TOL,PATIENCE",
                        help="stop an image's restart after PATIENCE steps improving the loss by < TOL (relative)")
         p.add_argument("--crop", default="auto",
@@ -178,7 +190,19 @@ class Invert:
         from jaxinv.images import load_image, parse_crop
         from jaxinv.optim import LBFGS, Adam
 
-        model = load_model(args.model)
+        model, pair = load_model_and_encoder(args.model)
+        if args.encoder is not None and args.init != "encoder":
+            raise ConfigError("--encoder: only used with --init encoder")
+        encoder = None
+        if args.init == "encoder":
+            if args.encoder is not None:
+                from jaxinv.encode import load_encoder
+
+                pair = load_encoder(args.encoder)
+            if pair is None:
+                raise ConfigError(f"--init encoder: --model {args.model} is not an e4e / pSp checkpoint; name one "
+                                  "with --encoder PATH")
+            encoder = pair.net
         gen = Generator.from_model(model)
         crop = args.crop
         if crop == "auto":
@@ -196,14 +220,16 @@ class Invert:
             optimizer = LBFGS()
         resources = _resources(args)
         _log(f"model {gen.family} {gen.img_resolution}px, space {space}, {args.optimizer} x {args.steps} steps, "
-             f"{args.restarts} restart(s), loss {args.loss}, crop {crop}")
+             f"{args.restarts} restart(s), loss {args.loss}, crop {crop}"
+             + (f", restart 0 from the {pair.encoder.family} encoder" if encoder is not None else ""))
 
         t0 = time.perf_counter()
         rep = jobs.run_invert_job(
             lambda: model, args.images, args.out, load=lambda ref: load_image(ref.path, pre), args=args,
             process=info, batch_size=args.batch, preprocess={"crop": crop, **_pre_dict(pre)}, log=_log,
             space=space, loss=args.loss, optimizer=optimizer, steps=args.steps, restarts=args.restarts,
-            seed=args.seed, start=args.start, early_stop=early, resources=resources, space_options=space_options)
+            seed=args.seed, start=args.start, early_stop=early, resources=resources, space_options=space_options,
+            encoder=encoder)
         out = Path(args.out)
         if args.grid:
             _write_grid(out)
@@ -215,9 +241,69 @@ class Invert:
         return 0
 
 
+# ---------------------------------------------------------------------------------------------------------
+# encode
+
+
+class Encode:
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        from jaxinv import jobs
+
+        p.add_argument("--model", required=True, metavar="CKPT",
+                       help="e4e / pSp checkpoint: official .pt, or a folder from python -m weights_convert.encoders")
+        p.add_argument("--images", nargs="+", required=True, metavar="PATH",
+                       help="image files and/or folders (searched recursively)")
+        p.add_argument("--out", required=True, metavar="DIR",
+                       help="output folder: DIR/<image>/{target,proj,proj_256}.png, latent.npz, projected_w.npz, "
+                            "DIR/metrics.csv, DIR/errors.csv; a rerun resumes")
+        p.add_argument("--decoder", default=None, metavar="DIR",
+                       help="converted generator to decode with (default: the checkpoint's decoder)")
+        p.add_argument("--batch", type=int, default=8, help="images per compiled batch (default 8)")
+        p.add_argument("--grid", action="store_true", help="also write DIR/grid.png (input | reconstruction)")
+        jobs.add_job_arguments(p)
+        return p
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from jaxinv import jobs
+        from jaxinv.distributed import Devices
+        from jaxinv.encode import encode_spec, load_encoder
+        from jaxinv.errors import ConfigError
+        from jaxinv.images import load_image
+
+        if args.batch < 1:
+            raise ConfigError(f"--batch {args.batch}: must be >= 1")
+        info = jobs.start_job(args)
+        refs = jobs.list_images(args.images)
+        out = Path(args.out)
+        jobs.check_writable(out)
+        pair = load_encoder(args.model, args.decoder)
+        pre = pair.preprocess()
+        if pair.decoder is None:
+            _log(f"{args.model}: no decoder, writing codes only")
+        t0 = time.perf_counter()
+        devices = Devices.local(args.devices, 1)
+        spec = encode_spec(pair, lambda ref: load_image(ref.path, pre), batch_size=args.batch, devices=devices,
+                           preprocess=_pre_dict(pre))
+        rep = jobs.run_job(spec, refs, out, process=info, workers=args.workers, prefetch=args.prefetch,
+                           progress=not args.no_progress, log=_log)
+        if args.grid:
+            _write_grid(out, "proj_256.png")
+        _log(f"{rep.done} encoded, {rep.skipped} already done, {rep.errors} unreadable, {rep.flagged} failed "
+             f"-> {out} ({time.perf_counter() - t0:.1f} s)")
+        if rep.errors or rep.flagged:
+            _log(f"see {out / 'errors.csv'}")
+            return 3
+        return 0
+
+
 def _pre_dict(pre) -> dict:
-    return {"resolution": pre.resolution, "resize_to": pre.resize_to,
-            "crop": list(pre.crop) if pre.crop else None, "channels": pre.channels}
+    d = {"resolution": pre.resolution, "resize_to": pre.resize_to, "crop": list(pre.crop) if pre.crop else None,
+         "channels": pre.channels}
+    if (pre.resample, pre.stretch) != ("lanczos", False):  # only then: earlier manifests keep matching
+        d.update(resample=pre.resample, stretch=pre.stretch)
+    return d
 
 
 def _resources(args: argparse.Namespace) -> dict[str, Any]:
@@ -240,16 +326,16 @@ def _resources(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
-def _write_grid(out: Path) -> None:
+def _write_grid(out: Path, recon: str = "proj.png") -> None:
     import numpy as np
     from PIL import Image
 
     from jaxinv.images import image_grid, save_png
 
     pairs = []
-    for d in sorted(p for p in out.iterdir() if (p / "proj.png").is_file() and (p / "target.png").is_file()):
+    for d in sorted(p for p in out.iterdir() if (p / recon).is_file() and (p / "target.png").is_file()):
         t = np.asarray(Image.open(d / "target.png"), np.float32) / 127.5 - 1
-        r = np.asarray(Image.open(d / "proj.png"), np.float32) / 127.5 - 1
+        r = np.asarray(Image.open(d / recon), np.float32) / 127.5 - 1
         pairs += [t if t.ndim == 3 else t[..., None], r if r.ndim == 3 else r[..., None]]
     if pairs:
         save_png(out / "grid.png", image_grid(np.stack(pairs), cols=2 * max(1, min(4, len(pairs) // 2))))

@@ -48,6 +48,8 @@ class Preprocess:
     resize_to: int | None = None  # first resize to this square size (after a centre crop to square)
     crop: tuple[int, int, int, int] | None = None  # box (x0, y0, x1, y1) in pixels, after resize_to
     channels: int = 3  # 3 = RGB, 1 = grayscale
+    resample: str = "lanczos"  # pillow filter: lanczos, or bilinear (torchvision's Resize on PIL images)
+    stretch: bool = False  # non-square images resized to a square as torchvision's Resize((s, s)), no crop
 
     def __post_init__(self) -> None:
         if self.resolution < 1 or (self.resize_to is not None and self.resize_to < 1):
@@ -58,6 +60,8 @@ class Preprocess:
                 raise ConfigError(f"--crop {x0},{y0},{x1},{y1}: need 0 <= x0 < x1 and 0 <= y0 < y1")
         if self.channels not in (1, 3):
             raise ConfigError(f"preprocess: channels must be 1 or 3, got {self.channels}")
+        if self.resample not in _FILTERS:
+            raise ConfigError(f"preprocess: resample must be one of {', '.join(_FILTERS)}, got {self.resample!r}")
 
 
 # The realdata recipe for FFHQ-style aligned faces into the DCGAN DigiFace model (shared/realdata/README.md).
@@ -133,12 +137,16 @@ def _to_array(im: Image.Image, path: Path, channels: int) -> tuple[Image.Image |
     return im.convert("RGB" if channels == 3 else "L"), None
 
 
-def _resize(im: Image.Image | None, a: np.ndarray | None, size: tuple[int, int]):
+_FILTERS = {"lanczos": Image.LANCZOS, "bilinear": Image.BILINEAR}
+
+
+def _resize(im: Image.Image | None, a: np.ndarray | None, size: tuple[int, int], resample: str = "lanczos"):
+    f = _FILTERS[resample]
     if im is not None:
-        return (im if im.size == size else im.resize(size, Image.LANCZOS)), None
+        return (im if im.size == size else im.resize(size, f)), None
     if a.shape[1::-1] == size:
         return None, a
-    chans = [np.asarray(Image.fromarray(a[..., c], mode="F").resize(size, Image.LANCZOS)) for c in range(a.shape[2])]
+    chans = [np.asarray(Image.fromarray(a[..., c], mode="F").resize(size, f)) for c in range(a.shape[2])]
     return None, np.stack(chans, axis=2)
 
 
@@ -182,20 +190,20 @@ def preprocess(im: Image.Image | None, a: np.ndarray | None, pre: Preprocess, na
     """Resize/crop (see `Preprocess`) -> float32 [R, R, C] in [-1, 1]."""
     w, h = im.size if im is not None else a.shape[1::-1]
     if pre.crop is None or pre.resize_to is not None:
-        if w != h:  # centre crop to a square (aspect kept)
+        if w != h and not pre.stretch:  # centre crop to a square (aspect kept)
             s = min(w, h)
             x0, y0 = (w - s) // 2, (h - s) // 2
             im, a = _crop(im, a, (x0, y0, x0 + s, y0 + s))
             w = h = s
         if pre.resize_to is not None:
-            im, a = _resize(im, a, (pre.resize_to, pre.resize_to))
+            im, a = _resize(im, a, (pre.resize_to, pre.resize_to), pre.resample)
             w = h = pre.resize_to
     if pre.crop is not None:
         x0, y0, x1, y1 = pre.crop
         if x1 > w or y1 > h:
             raise ImageError(f"{name}: crop box {x0},{y0},{x1},{y1} lies outside the {w}x{h} image")
         im, a = _crop(im, a, pre.crop)
-    im, a = _resize(im, a, (pre.resolution, pre.resolution))
+    im, a = _resize(im, a, (pre.resolution, pre.resolution), pre.resample)
     if im is not None:
         x = np.asarray(im, np.float32) / 255.0
         x = x[..., None] if x.ndim == 2 else x

@@ -250,7 +250,7 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
                early_stop: tuple[float, int] | None, restart_offset: jax.Array | int = 0,
                init_latents: Any = None, record_every: int | None = None):
     # restart_offset: global index of this call's first restart (jaxinv.jobs shards restarts over devices).
-    # init_latents: optional latents [n, ...] (the space's layout) where restart 0 starts.
+    # init_latents: optional latents [n, ...] (the space's layout, or some of its entries): restart 0 starts there.
     # record_every: also return every lane's latent after each k steps ("trajectory", best restart only).
     prep_all = tuple(t.prepare(targets) for t in loss.terms)  # once per batch, outside the step loop
     given_all = jnp.zeros(targets.shape[:1]) if init_latents is None else init_latents
@@ -270,7 +270,9 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
         else:
             latent0 = random_start
         if init_latents is not None:  # warm start of restart 0 (an encoder's or an earlier run's latent)
-            latent0 = jax.tree_util.tree_map(lambda g, r: jnp.where(restart == 0, g[None], r), given, latent0)
+            # Only the given entries: an encoder's codes leave the noise maps to their usual start.
+            latent0 = {**latent0, **jax.tree_util.tree_map(lambda g, r: jnp.where(restart == 0, g[None], r),
+                                                           given, {k: latent0[k] for k in given})}
         state0 = optimizer.init(latent0, objective)
 
         def body(carry, t):
@@ -367,7 +369,8 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
     start: "center" | "random" for restart 0 (default: center except Z). batch_size: images per compiled call
     (the last batch is padded, so one compilation serves all). early_stop: (rel_tol, patience) per lane.
     on_batch(done, total) is called after each batch. init_latents: latents in the space's layout, leading
-    axis N (e.g. `result.latents` of an earlier run, or an encoder's output): restart 0 starts there.
+    axis N, or some of their entries (e.g. `result.latents` of an earlier run, or
+    `jaxinv.encode.encoder_start(...)`, the codes without noise maps): restart 0 starts there.
     record_every: k > 0 dividing `steps`: also return the best restart's latent after every k steps.
     """
     gen = Generator.from_model(model)
@@ -422,7 +425,12 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
 
 
 def _check_init(init_latents: Any, space: Space, gen: Generator, n: int) -> Any:
+    """init_latents: the space's latent dict, or a subset of its entries (e.g. codes without noise maps)."""
     want = jax.eval_shape(lambda g, s: s.init(jax.random.PRNGKey(0), g, n), gen, space)
+    if not isinstance(init_latents, dict) or not init_latents or set(init_latents) - set(want):
+        got_keys = sorted(init_latents) if isinstance(init_latents, dict) else type(init_latents).__name__
+        raise ConfigError(f"init_latents: expected a dict with entries among {sorted(want)}, got {got_keys}")
+    want = {k: want[k] for k in init_latents}
     got = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), init_latents)
     want_s = jax.tree_util.tree_map(lambda a: tuple(a.shape), want)
     got_s = jax.tree_util.tree_map(lambda a: tuple(a.shape), got)

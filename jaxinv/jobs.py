@@ -578,21 +578,24 @@ def tree_fingerprint(tree: Any) -> str:
     return h.hexdigest()
 
 
-def _invert_program(gen, sp, lossf, targets, ids, seed, *, optimizer, steps, restarts, start_center, early_stop,
-                    max_reseeds, restart_shards=1):
+def _invert_program(gen, sp, lossf, encoder, targets, ids, seed, *, optimizer, steps, restarts, start_center,
+                    early_stop, max_reseeds, restart_shards=1):
     """One padded batch through the engine (`jaxinv.invert._run_batch`), NaN/inf items reseeded, plus the
     per-item outputs the writer needs. Every output has the batch as leading axis. Runs per device under
     shard_map; with restart_shards > 1 the devices along mesh axis "restart" each run a contiguous block of
-    restarts, and the best restart is chosen across them exactly as the engine chooses it."""
+    restarts, and the best restart is chosen across them exactly as the engine chooses it. `encoder` (or None):
+    restart 0 starts from its codes of the targets (hybrid inversion)."""
     from jaxinv import invert as engine
     from jaxinv import metrics
 
     local_r = restarts // restart_shards
+    given = None if encoder is None else sp.from_ws(gen, encoder.from_generator_images(targets))
 
     def attempt(t, i, s):
         offset = jax.lax.axis_index("restart") * local_r if restart_shards > 1 else 0
         out = engine._run_batch(gen, sp, lossf, t, i, s, optimizer=optimizer, steps=steps, restarts=local_r,
-                                start_center=start_center, early_stop=early_stop, restart_offset=offset)
+                                start_center=start_center, early_stop=early_stop, restart_offset=offset,
+                                init_latents=given)
         out = dict(out)
         out.pop("history")  # [steps, n, R]: not written by the job
         if restart_shards > 1:
@@ -657,7 +660,8 @@ def compile_batch_fn(program: Callable[..., Any], devices: Devices, static: tupl
     return call
 
 
-def _fmt(x: Any) -> str:
+def format_metric(x: Any) -> str:
+    """A metric as its shortest exact text (floats by repr)."""
     x = np.asarray(x).item()
     return repr(float(x)) if isinstance(x, float) else str(x)
 
@@ -667,11 +671,12 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
                 batch_size: int = 8, start: str | None = None, early_stop: tuple[float, int] | None = None,
                 resources: dict[str, Any] | None = None, space_options: dict[str, Any] | None = None,
                 max_reseeds: int = 2, devices: Devices | None = None,
-                preprocess: dict[str, Any] | None = None) -> JobSpec:
+                preprocess: dict[str, Any] | None = None, encoder: Any = None) -> JobSpec:
     """The JobSpec of `jaxinv invert`: per image DIR/<name>/ target.png, proj.png, latent.npz (the optimised
     variables of the best restart by name, leading axis 1) and, for spaces that produce ws, projected_w.npz
     (key "w", [1, num_ws, w_dim], the official projector's format). `load(ref)` returns the preprocessed
-    target [R, R, C] in [-1, 1]; `preprocess` (its options, e.g. crop) goes into the manifest."""
+    target [R, R, C] in [-1, 1]; `preprocess` (its options, e.g. crop) goes into the manifest. `encoder`
+    (a `jaxinv.encode.Encoder`): hybrid inversion, restart 0 of each image starts at its encoder codes."""
     from jaxinv.generators import Generator
     from jaxinv.invert import make_loss
     from jaxinv.optim import make_optimizer
@@ -694,7 +699,12 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
     bs = devices.global_batch(batch_size)
     if int(restarts) % devices.restart_shards:
         raise ConfigError(f"--restarts {restarts}: must be a multiple of --restart-shards {devices.restart_shards}")
-    call = compile_batch_fn(_invert_program, devices, (gen, sp, lossf), optimizer=opt, steps=int(steps),
+    if encoder is not None and (encoder.num_ws, 512) != (gen.num_ws, gen.w_dim):
+        raise ConfigError(f"--init encoder: the encoder makes [{encoder.num_ws}, 512] codes, the {gen.family} "
+                          f"generator takes [{gen.num_ws}, {gen.w_dim}]")
+    if encoder is not None:  # fails now, with a one-line error, for spaces that cannot hold W+ codes
+        jax.eval_shape(lambda g, s: s.from_ws(g, jnp.zeros((1, g.num_ws, g.w_dim))), gen, sp)
+    call = compile_batch_fn(_invert_program, devices, (gen, sp, lossf, encoder), optimizer=opt, steps=int(steps),
                             restarts=int(restarts), start_center=start == "center", early_stop=early_stop,
                             max_reseeds=int(max_reseeds), restart_shards=devices.restart_shards)
     shape = (gen.img_resolution, gen.img_resolution, gen.img_channels)
@@ -708,6 +718,8 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
         "start": start, "early_stop": list(early_stop) if early_stop else None, "max_reseeds": int(max_reseeds),
         "preprocess": preprocess or {}, "image_shape": list(shape),
     }
+    if encoder is not None:  # only then, so that earlier outputs keep resuming
+        manifest["init"] = {"encoder": tree_fingerprint(encoder.params), "config": repr(encoder.cfg)}
     probe = jax.eval_shape(lambda g, s: s.to_input(g, s.init(jax.random.PRNGKey(0), g, 1)), gen, sp)
     latent_bytes = sum(int(np.prod(x.shape)) * 4 for x in jax.tree_util.tree_leaves(probe)) * 2 + 4096
     png_max = int(np.prod(shape)) + shape[0] * 8 + 4096  # stored PNG is never much larger than raw
@@ -723,7 +735,8 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
         if ws_key in host["inputs"]:
             w.write("projected_w.npz", npz_bytes({"w": np.asarray(host["inputs"][ws_key][row][None], np.float32)}))
         best = int(host["best"][row])
-        return {"psnr": _fmt(host["psnr"][row]), "ssim": _fmt(host["ssim"][row]), "loss": _fmt(host["losses"][row]),
+        f = format_metric
+        return {"psnr": f(host["psnr"][row]), "ssim": f(host["ssim"][row]), "loss": f(host["losses"][row]),
                 "best_restart": best, "steps": int(host["done"][row, best]), "reseeds": int(host["attempts"][row])}
 
     return JobSpec(kind="invert", manifest=manifest, item_shape=shape, load=load,

@@ -176,6 +176,11 @@ class Space:
     def noise_maps(self, latent: Latent) -> dict[str, jax.Array] | None:
         return latent.get("noise")
 
+    def from_ws(self, gen: Generator, ws: jax.Array) -> Latent:
+        """The code part of the latent whose generator input is `ws` [n, num_ws, w_dim] (e.g. an encoder's W+
+        codes): exact for w+, s, p and pn; W takes the layer mean. Free noise maps are not included."""
+        raise ConfigError(f"space {self.name!r}: cannot start from W+ codes (use w+, w, s, p or pn)")
+
     def _check_prepared(self, *fields: str) -> None:
         for f in fields:
             if getattr(self, f) is None:
@@ -273,6 +278,10 @@ class WSpace(_WFamily):
     def perturb(self, latent, key, scale):
         return {**latent, "w": latent["w"] + (scale * self.w_std) * jax.random.normal(key, latent["w"].shape)}
 
+    def from_ws(self, gen, ws):
+        # W keeps one w per image: the layer mean is the closest single code (in L2) to the W+ codes.
+        return {"w": ws if self.per_layer else jnp.mean(ws, axis=1)}
+
 
 @dataclass(frozen=True)
 class WPlusSpace(WSpace):
@@ -310,6 +319,9 @@ class SSpace(_WFamily):
 
     def to_input(self, gen, latent):
         return self._input(latent, {"styles": latent["s"]})
+
+    def from_ws(self, gen, ws):
+        return {"s": gen.styles(ws)}
 
     def prior(self, latent):
         terms = [_per_item_mean(jnp.square((v - self.s_mean[k]) / self.s_std[k])) for k, v in latent["s"].items()]
@@ -366,6 +378,10 @@ class PSpace(_WFamily):
     def to_input(self, gen, latent):
         return self._input(latent, {"ws": self._ws(gen, latent["p"])})
 
+    def from_ws(self, gen, ws):
+        p = p_from_w(gen, ws if self.per_layer else jnp.mean(ws, axis=1))
+        return {"p": p}
+
     def prior(self, latent):
         return _per_item_mean(jnp.square(self.whiten(latent["p"])))
 
@@ -387,6 +403,9 @@ class PNSpace(PSpace):
 
     def to_input(self, gen, latent):
         return self._input(latent, {"ws": self._ws(gen, self.unwhiten(latent["v"]))})
+
+    def from_ws(self, gen, ws):
+        return {"v": self.whiten(super().from_ws(gen, ws)["p"])}
 
     def prior(self, latent):
         return _per_item_mean(jnp.square(latent["v"]))

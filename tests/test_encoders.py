@@ -18,6 +18,7 @@ from jaxinv.models import encoders as enc
 from jaxinv.parity import encoders as handler
 from jaxinv.parity.core import load_case
 from jaxinv.procedural import proc_tensor, proc_uniform, verify_recipe
+from tests._encoder_fixtures import random_encoder_state_dict
 from tests.conftest import GOLDEN, require
 from weights_convert.encoders import read_encoder_checkpoint, split_checkpoint
 from weights_convert.source import Source
@@ -109,34 +110,6 @@ def test_config_errors():
 # ---------------------------------------------------------------------------------------------
 # Small configs vs a plain numpy (float64, NCHW) reference of the official forward
 
-_SCALES = {  # golden README section 6 scale rules by parameter kind: (scale, offset)
-    "bn.weight": (0.2, 1.0), "bn.bias": (0.1, 0.0), "bn.running_mean": (0.1, 0.0), "bn.running_var": (0.5, 1.0),
-    "prelu": (0.1, 0.25), "bias": (0.1, 0.0),
-}
-
-
-def _random_state_dict(cfg: enc.Config, seed: str) -> dict[str, np.ndarray]:
-    bn_prefixes = {k.rsplit(".", 1)[0] for k in enc.state_dict_shapes(cfg) if k.endswith("running_var")}
-    sd = {}
-    for name, shape in enc.state_dict_shapes(cfg).items():
-        prefix, leaf = name.rsplit(".", 1)
-        if leaf == "num_batches_tracked":
-            sd[name] = np.array(1000, np.int64)
-            continue
-        if prefix in bn_prefixes:
-            scale, offset = _SCALES[f"bn.{leaf}"]
-        elif len(shape) == 1 and leaf == "weight":
-            scale, offset = _SCALES["prelu"]
-        elif leaf == "bias":
-            scale, offset = _SCALES["bias"]
-        elif prefix.endswith("linear") and len(shape) == 2 and "output_layer" not in prefix:
-            scale, offset = math.sqrt(3.0), 0.0  # EqualLinear rescales by 1/sqrt(in)
-        else:
-            scale, offset = math.sqrt(3.0 / int(np.prod(shape[1:]))), 0.0
-        sd[name] = proc_tensor(seed, name, shape, scale, offset)
-    return sd
-
-
 def _np_conv(x, w, stride=1, pad=0):
     b, _, h, wd = x.shape
     o, _, kh, kw = w.shape
@@ -203,7 +176,7 @@ def test_small_heads_vs_numpy(family, head, num_layers, mode, input_nc, n_styles
     test_winograd_vs_direct_conv; compiling them for three more bodies would double this file's runtime)."""
     cfg = enc.Config(encoder_type=head, family=family, num_layers=num_layers, mode=mode, n_styles=n_styles,
                      input_nc=input_nc, start_from_latent_avg=False, fast=False)
-    sd = _random_state_dict(cfg, f"test-{head}-{num_layers}")
+    sd = random_encoder_state_dict(cfg, f"test-{head}-{num_layers}")
     opts = {"encoder_type": head, "n_styles": n_styles, "input_nc": input_nc}
     loaded, params = enc.from_source(Source(family, opts, sd, {}), fast=False)
     assert loaded == cfg
@@ -291,7 +264,7 @@ def test_converted_directory_round_trip(tmp_path):
     from jaxinv.models import Model
 
     cfg = enc.Config(encoder_type="BackboneEncoderUsingLastLayerIntoW", family="e4e", mode="ir", n_styles=16)
-    sd = {f"encoder.{k}": v for k, v in _random_state_dict(cfg, "ckpt").items()}
+    sd = {f"encoder.{k}": v for k, v in random_encoder_state_dict(cfg, "ckpt").items()}
     avg = np.tile(np.linspace(-1, 1, 512, dtype=np.float32), (16, 1))
     encoder, _ = split_checkpoint("e4e.pt", {"state_dict": sd, "latent_avg": avg, "opts": {
         "encoder_type": "SingleStyleCodeEncoder", "stylegan_size": 512}})

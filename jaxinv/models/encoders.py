@@ -34,7 +34,8 @@ from jaxinv.errors import CheckpointError, ConfigError
 
 __all__ = [
     "HEAD_CLASSES", "Config", "get_blocks", "state_dict_shapes", "config_from_source", "params_from_state_dict",
-    "from_source", "encoder_forward", "add_latent_avg", "encode", "bilinear_matrix", "adaptive_avg_matrix",
+    "from_source", "encoder_forward", "add_latent_avg", "encode", "face_pool", "bilinear_matrix",
+    "adaptive_avg_matrix",
 ]
 
 HEAD_CLASSES = (
@@ -681,6 +682,11 @@ def _fpn_heads(cfg: Config, params: dict, c1, c2, c3, inter: dict) -> jax.Array:
     if used < cfg.n_styles:
         w = jnp.concatenate([w, jnp.broadcast_to(w0, (w0.shape[0], cfg.n_styles - used, STYLE_DIM))], axis=1)
     return w
+
+
+def face_pool(img: jax.Array, size: int = 256) -> jax.Array:
+    """``pSp.face_pool``: ``AdaptiveAvgPool2d((size, size))`` of NHWC generator images."""
+    return _resize(img, size, size, adaptive_avg_matrix)
 
 
 def add_latent_avg(cfg: Config, params: dict, out: jax.Array) -> jax.Array:
