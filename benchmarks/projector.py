@@ -58,7 +58,8 @@ moves G, VGG and target there; the official CUDA plugins (bias_act, upfirdn2d) a
 child with `torch.utils.cpp_extension` (cached under the work dir's `torch_extensions`) while the jaxinv runs
 go (the first config's official run waits for it, after that config's jaxinv runs); a build that fails or
 exceeds `--plugin-timeout` leaves the official side on its reference ops, and the result records which ran
-(`plugins`). Every per-step stamp synchronises the device; `num_fp16_res` stays 0 (float32 on both sides).
+(`plugins`). Every per-step stamp synchronises the device (the JSON has the median step too, `step_median_s`:
+the mean can hold a one-off slow step); `num_fp16_res` stays 0 (float32 on both sides).
 Torch's TF32 switches are left at their defaults and recorded (`tf32_matmul`, `tf32_cudnn`). jaxinv runs on
 jax's GPU backend (`JAX_PLATFORMS=cuda,cpu`) at jax's default matmul precision (recorded); its timings end
 with the results on the host (blocking). Peak memory is the GPU's: `torch.cuda.max_memory_allocated` and
@@ -394,6 +395,17 @@ def _official_imports(src: Path, plugins: bool = False) -> None:
 
     if not plugins:
         torch.utils.cpp_extension.load = lambda *a, **k: None  # never JIT-build the CUDA plugins
+    else:
+        load = torch.utils.cpp_extension.load
+
+        def load_registered(*args: Any, **kwargs: Any) -> Any:
+            # Older torch put the built module in sys.modules, where the official code imports it by name;
+            # current torch only returns it.
+            module = load(*args, **kwargs)
+            sys.modules[kwargs["name"] if "name" in kwargs else args[0]] = module
+            return module
+
+        torch.utils.cpp_extension.load = load_registered
     try:
         import imageio  # noqa: F401
     except ImportError:
@@ -581,7 +593,8 @@ def run_official(src: Path, weights: Path, init_json: Path, target: Path, *, ste
             "torch": torch.__version__, "threads": torch.get_num_threads(), "urls": urls,
             "setup_and_first_step_s": round(stamps[0] - t0, 2), "total_s": round(total, 2),
             "step_times_s": [round(float(x), 3) for x in step_times], "step_s": round(step_s, 4),
-            "image_steps_per_s": round(1.0 / step_s, 4), "finite": bool(np.isfinite(losses).all()),
+            "image_steps_per_s": round(1.0 / step_s, 4), "step_median_s": round(float(np.median(step_times)), 4),
+            "finite": bool(np.isfinite(losses).all()),
             "gflop_per_image_step": round(flops / 1e9, 2), "gflop_per_s": round(flops / 1e9 / step_s, 1),
             "rss_before_mib": round(rss_before, 1), "peak_rss_mib": round(peak, 1),
             "mib_per_image": round(gpu.get("gpu_peak_mib", peak), 1), **gpu}
