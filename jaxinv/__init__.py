@@ -1,6 +1,11 @@
 """jaxinv: compiled, batched GAN inversion in JAX/Flax."""
 
-from jaxinv.errors import CheckpointError, ConfigError, ImageError, JaxinvError
+# First, before anything imports jax: XLA:CPU convolution default (Eigen; see jaxinv/_xla.py).
+from jaxinv._xla import configure_cpu_convs as _configure_cpu_convs
+
+_configure_cpu_convs()
+
+from jaxinv.errors import CheckpointError, ConfigError, ImageError, JaxinvError  # noqa: E402
 
 
 def load(path):
