@@ -46,7 +46,7 @@ What runs, each in its own subprocess (peak RSS = that process's `ru_maxrss`):
   is compared with. FLOPs per image-step: XLA cost analysis of one lowered Adam step of one lane (the
   compiled program's count agrees within 0.3%). Every batch size runs under two XLA CPU settings: jax's
   default flags (`JAXINV_XLA_CPU_CONVS=default`), and `--xla_cpu_experimental_ynn_fusion_type=` (YNN fusions
-  off, i.e. Eigen convolutions: jaxinv's own default on CPU, see README).
+  off, i.e. Eigen convolutions: `JAXINV_XLA_CPU_CONVS=eigen`, see README).
 
 Peak RSS covers the whole process (imports, weights, compilation, execution); MiB/img = peak / batch.
 Large batches need a lot of memory (jaxinv at 256 x 16 images: ~9 GiB; at 1024 x 16: tens of GiB), and a
@@ -851,7 +851,7 @@ def _xla_env(setting: str) -> dict[str, str]:
     flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "ynn_fusion_type" not in f]
     if XLA_SETTINGS[setting]:
         flags.append(XLA_SETTINGS[setting])
-    # jaxinv's import picks Eigen convs itself; JAXINV_XLA_CPU_CONVS=default keeps jax's own default there.
+    # The flag is set here; JAXINV_XLA_CPU_CONVS tells jaxinv's import the same.
     return {"XLA_FLAGS": " ".join(flags), "JAXINV_XLA_CPU_CONVS": "default" if setting == "default" else "eigen"}
 
 
@@ -996,7 +996,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=0, help="extra timed invert() calls after the compiling one")
     ap.add_argument("--w-avg-samples", type=int, default=1000, help="w_avg samples, both sides (setup only)")
     ap.add_argument("--xla", default="default,eigen",
-                    help="XLA settings to run: default (jax's own), eigen (jaxinv's CPU default)")
+                    help="XLA settings to run: default (jax's own), eigen (JAXINV_XLA_CPU_CONVS=eigen)")
     ap.add_argument("--quick", action="store_true", help="smoke test: paper256, batches 1,4, 2 steps")
     ap.add_argument("--profile", metavar="CONFIG", help="only profile one jaxinv step of CONFIG (--batches[-1])")
     ap.add_argument("--predict-memory", action="store_true",

@@ -1,6 +1,6 @@
 """jaxinv: compiled, batched GAN inversion in JAX/Flax."""
 
-# First, before anything imports jax: XLA:CPU convolution default (Eigen; see jaxinv/_xla.py).
+# First, before anything imports jax: the XLA:CPU convolution setting (JAXINV_XLA_CPU_CONVS; see jaxinv/_xla.py).
 from jaxinv._xla import configure_cpu_convs as _configure_cpu_convs
 
 _configure_cpu_convs()

@@ -1,15 +1,13 @@
-"""XLA CPU settings applied when jaxinv is imported (before jax creates its backends).
+"""XLA:CPU convolution setting, applied when jaxinv is imported (before jax creates its backends).
 
-Convolutions: jax 0.10's XLA:CPU routes convolutions through YNN fusions by default; with
-`--xla_cpu_experimental_ynn_fusion_type=` (empty: no YNN fusions) they go to Eigen, which ran the 1024 projector
-step 1.5x faster on our CPUs (`benchmarks/projector.py --xla default,eigen`). jaxinv appends that flag to
-`XLA_FLAGS` unless
-  - `XLA_FLAGS` already sets `xla_cpu_experimental_ynn_fusion_type` (the user's value is kept), or
-  - `JAXINV_XLA_CPU_CONVS=default` (keep jax's own default), or
-  - the installed jaxlib is not a version the flag was verified with (an unknown XLA flag aborts the process;
-    `JAXINV_XLA_CPU_CONVS=eigen` applies it anyway).
-It is a CPU-compiler flag; GPU/TPU compilations ignore it. XLA reads `XLA_FLAGS` once, when jax initialises
-its backends: if that already happened before jaxinv was imported on a CPU backend, jaxinv warns once.
+jax 0.10's XLA:CPU runs convolutions through YNN fusions by default; `--xla_cpu_experimental_ynn_fusion_type=`
+(empty: no YNN fusions) sends them to Eigen. Measured on our 2-core CPUs, neither wins everywhere: Eigen ran the
+1024 projector step 1.5x faster (`benchmarks/projector.py --xla default,eigen`), but the e4e / pSp encoders 1.9x
+slower at batch 1 and 1.08x slower at batch 8, and its backward convolutions give different float rounding when a
+batch is split over forced host devices (1 vs 4 devices no longer byte-identical). So jax's default stays, and
+`JAXINV_XLA_CPU_CONVS=eigen` opts in: jaxinv then appends the flag to `XLA_FLAGS` unless `XLA_FLAGS` already sets
+it (the user's value is kept). It is a CPU-compiler flag; GPU/TPU compilations ignore it. XLA reads `XLA_FLAGS`
+once, when jax initialises its backends: if that already happened on a CPU backend, jaxinv warns once.
 
 This module imports only the standard library (jaxinv's import stays fast); jax is not imported here.
 """
@@ -23,18 +21,6 @@ import warnings
 ENV = "JAXINV_XLA_CPU_CONVS"
 FLAG_NAME = "xla_cpu_experimental_ynn_fusion_type"
 EIGEN_FLAG = f"--{FLAG_NAME}="
-# jaxlib releases (major, minor) whose XLA is known to accept the flag.
-VERIFIED_JAXLIB = ((0, 10),)
-
-
-def _jaxlib_version() -> tuple[int, int] | None:
-    from importlib import metadata
-
-    try:
-        parts = metadata.version("jaxlib").split(".")
-        return int(parts[0]), int(parts[1])
-    except (metadata.PackageNotFoundError, ValueError, IndexError):
-        return None
 
 
 def _backends_initialized() -> bool:
@@ -46,28 +32,26 @@ def _backends_initialized() -> bool:
 
 
 def configure_cpu_convs() -> str:
-    """Apply the CPU convolution default to `os.environ["XLA_FLAGS"]`; returns what was done (for tests/logs):
-    "eigen", "opt-out", "user" (XLA_FLAGS already sets the flag), "unverified-jaxlib", "too-late"."""
+    """Apply `JAXINV_XLA_CPU_CONVS` to `os.environ["XLA_FLAGS"]`; returns what was done (for tests/logs):
+    "default" (nothing asked), "eigen", "user" (XLA_FLAGS already sets the flag), "too-late"."""
     choice = os.environ.get(ENV, "").strip().lower()
-    if choice == "default":
-        return "opt-out"
-    if choice not in ("eigen", ""):
+    if choice not in ("eigen", "default", ""):
         from jaxinv.errors import ConfigError
 
         raise ConfigError(f"{ENV}={os.environ[ENV]!r}: expected 'eigen' or 'default'")
+    if choice != "eigen":
+        return "default"
     flags = os.environ.get("XLA_FLAGS", "")
     if FLAG_NAME in flags:
         return "user"
-    if choice != "eigen" and _jaxlib_version() not in VERIFIED_JAXLIB:
-        return "unverified-jaxlib"
     if _backends_initialized():
         import jax
 
         if jax.default_backend() == "cpu":
             warnings.warn(
-                "jaxinv: jax was initialised before jaxinv was imported, so jaxinv could not switch XLA:CPU to "
-                f"its faster Eigen convolutions; set XLA_FLAGS={EIGEN_FLAG} before starting Python (or import "
-                f"jaxinv before running jax code; {ENV}=default silences this)", stacklevel=3)
+                f"jaxinv: {ENV}=eigen has no effect: jax was initialised before jaxinv was imported; set "
+                f"XLA_FLAGS={EIGEN_FLAG} before starting Python (or import jaxinv before running jax code)",
+                stacklevel=3)
         return "too-late"
     os.environ["XLA_FLAGS"] = f"{flags} {EIGEN_FLAG}".strip()
     return "eigen"
