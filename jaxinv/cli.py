@@ -179,13 +179,8 @@ class Invert:
         from jaxinv import jobs
         from jaxinv.errors import ConfigError
 
-        if args.batch < 1:
-            raise ConfigError(f"--batch {args.batch}: must be >= 1")
         early = _early_stop(args.early_stop)
-        info = jobs.start_job(args)
-        # Cheap checks first (image list, output folder), then the model, whose resolution sets the crop.
-        jobs.list_images(args.images)
-        jobs.check_writable(Path(args.out))
+        info, _ = _start(args)  # the model is loaded after the cheap checks; its resolution sets the crop
         from jaxinv.generators import Generator
         from jaxinv.images import load_image, parse_crop
         from jaxinv.optim import LBFGS, Adam
@@ -230,15 +225,7 @@ class Invert:
             space=space, loss=args.loss, optimizer=optimizer, steps=args.steps, restarts=args.restarts,
             seed=args.seed, start=args.start, early_stop=early, resources=resources, space_options=space_options,
             encoder=encoder)
-        out = Path(args.out)
-        if args.grid:
-            _write_grid(out)
-        _log(f"{rep.done} inverted, {rep.skipped} already done, {rep.errors} unreadable, {rep.flagged} failed "
-             f"-> {out} ({time.perf_counter() - t0:.1f} s)")
-        if rep.errors or rep.flagged:
-            _log(f"see {out / 'errors.csv'}")
-            return 3
-        return 0
+        return _finish(rep, Path(args.out), "inverted", t0, "proj.png" if args.grid else None)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -269,15 +256,10 @@ class Encode:
         from jaxinv import jobs
         from jaxinv.distributed import Devices
         from jaxinv.encode import encode_spec, load_encoder
-        from jaxinv.errors import ConfigError
         from jaxinv.images import load_image
 
-        if args.batch < 1:
-            raise ConfigError(f"--batch {args.batch}: must be >= 1")
-        info = jobs.start_job(args)
-        refs = jobs.list_images(args.images)
+        info, refs = _start(args)
         out = Path(args.out)
-        jobs.check_writable(out)
         pair = load_encoder(args.model, args.decoder)
         pre = pair.preprocess()
         if pair.decoder is None:
@@ -288,14 +270,33 @@ class Encode:
                            preprocess=_pre_dict(pre))
         rep = jobs.run_job(spec, refs, out, process=info, workers=args.workers, prefetch=args.prefetch,
                            progress=not args.no_progress, log=_log)
-        if args.grid:
-            _write_grid(out, "proj_256.png")
-        _log(f"{rep.done} encoded, {rep.skipped} already done, {rep.errors} unreadable, {rep.flagged} failed "
-             f"-> {out} ({time.perf_counter() - t0:.1f} s)")
-        if rep.errors or rep.flagged:
-            _log(f"see {out / 'errors.csv'}")
-            return 3
-        return 0
+        return _finish(rep, out, "encoded", t0, "proj_256.png" if args.grid else None)
+
+
+def _start(args: argparse.Namespace) -> tuple[Any, list]:
+    """A batch job's cheap checks before any model is loaded: options, multi-host set-up, the image list, the
+    output folder. Returns (process info, image refs)."""
+    from jaxinv import jobs
+    from jaxinv.errors import ConfigError
+
+    if args.batch < 1:
+        raise ConfigError(f"--batch {args.batch}: must be >= 1")
+    info = jobs.start_job(args)
+    refs = jobs.list_images(args.images)
+    jobs.check_writable(Path(args.out))
+    return info, refs
+
+
+def _finish(rep: Any, out: Path, verb: str, t0: float, grid_recon: str | None) -> int:
+    """A batch job's summary line and exit status (3 when some images failed), after the optional grid."""
+    if grid_recon:
+        _write_grid(out, grid_recon)
+    _log(f"{rep.done} {verb}, {rep.skipped} already done, {rep.errors} unreadable, {rep.flagged} failed "
+         f"-> {out} ({time.perf_counter() - t0:.1f} s)")
+    if rep.errors or rep.flagged:
+        _log(f"see {out / 'errors.csv'}")
+        return 3
+    return 0
 
 
 def _pre_dict(pre) -> dict:
@@ -326,7 +327,7 @@ def _resources(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
-def _write_grid(out: Path, recon: str = "proj.png") -> None:
+def _write_grid(out: Path, recon: str) -> None:
     import numpy as np
     from PIL import Image
 
