@@ -39,6 +39,10 @@ class Encoder:
     def num_ws(self) -> int:
         return int(self.cfg.n_styles)
 
+    @property
+    def w_dim(self) -> int:
+        return enc.STYLE_DIM
+
     def __call__(self, x: jax.Array) -> jax.Array:
         """W+ codes [B, n_styles, 512] = encoder(x) (+ latent_avg) for NHWC images in [-1, 1]."""
         return enc.encode(self.cfg, self.params, x)

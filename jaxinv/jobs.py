@@ -699,10 +699,14 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
     bs = devices.global_batch(batch_size)
     if int(restarts) % devices.restart_shards:
         raise ConfigError(f"--restarts {restarts}: must be a multiple of --restart-shards {devices.restart_shards}")
-    if encoder is not None and (encoder.num_ws, 512) != (gen.num_ws, gen.w_dim):
-        raise ConfigError(f"--init encoder: the encoder makes [{encoder.num_ws}, 512] codes, the {gen.family} "
-                          f"generator takes [{gen.num_ws}, {gen.w_dim}]")
-    if encoder is not None:  # fails now, with a one-line error, for spaces that cannot hold W+ codes
+    if encoder is not None:
+        if (encoder.num_ws, encoder.w_dim) != (gen.num_ws, gen.w_dim):
+            raise ConfigError(f"--init encoder: the encoder makes [{encoder.num_ws}, {encoder.w_dim}] codes, the "
+                              f"{gen.family} generator takes [{gen.num_ws}, {gen.w_dim}]")
+        if encoder.cfg.input_nc != gen.img_channels:
+            raise ConfigError(f"--init encoder: the encoder reads {encoder.cfg.input_nc}-channel images, the "
+                              f"generator makes {gen.img_channels}-channel ones")
+        # Fails now, with a one-line error, for spaces that cannot hold W+ codes.
         jax.eval_shape(lambda g, s: s.from_ws(g, jnp.zeros((1, g.num_ws, g.w_dim))), gen, sp)
     call = compile_batch_fn(_invert_program, devices, (gen, sp, lossf, encoder), optimizer=opt, steps=int(steps),
                             restarts=int(restarts), start_center=start == "center", early_stop=early_stop,
