@@ -38,13 +38,16 @@ def random_encoder_state_dict(cfg: enc.Config, seed: str) -> dict[str, np.ndarra
 
 def small_decoder_state_dict(size: int, channels: tuple[int, ...], seed: int = 0) -> dict[str, np.ndarray]:
     """A rosinality g_ema state_dict (style_dim 512, n_mlp 8: the e4e / pSp decoder's) with random weights as
-    the official init draws them (unit-normal, modulation bias 1), small noise strengths."""
+    the official init draws them (unit-normal; mapping weights divided by lr_mul; modulation bias 1), small
+    noise strengths."""
     cfg = ros.Config(size=size, style_dim=512, n_mlp=8, channels=channels)
     rng = np.random.default_rng(seed)
     sd = {}
     for name, (_, _, shape) in ros.param_table(cfg).items():
         a = rng.standard_normal(shape).astype(np.float32)
-        if name.endswith("modulation.bias"):
+        if name.startswith("style.") and name.endswith(".weight"):
+            a = a / cfg.lr_mlp  # EqualLinear(lr_mul) stores randn / lr_mul
+        elif name.endswith("modulation.bias"):
             a = np.ones_like(a)
         elif name.endswith("noise.weight"):
             a = np.full_like(a, 0.1)
