@@ -61,12 +61,13 @@ BN_EPS = 1e-5  # torch BatchNorm2d default
 LEAKY_SLOPE = 0.01  # nn.LeakyReLU() default, GradualStyleBlock
 INFERENCE_STAGE = 18  # e4e ProgressiveStage.Inference
 
-# Fast-conv policy (Config.fast; measured on 2 CPU cores, batch 8): F(4x4,3x3) for stride-1 convs from 256
-# input channels (below, its transforms cost more than the GEMMs save). Style heads (stride 2): the fine
+# Fast-conv policy (Config.fast; measured on 2 CPU cores, batch 8): F(4x4,3x3) for stride-1 convs from 128
+# input channels (the 128-channel units: 0.67 -> 0.38 CPU-s; at 64 channels it loses at 256x256 and gains 5% at
+# 128x128, so 64-channel convs stay direct). Style heads (stride 2): the fine
 # group's first conv (~35% of all FLOPs) as S2F4 with its 9x larger weights made per call (storing them
 # costs 0.9 GB and is no faster), stored S2F2 weights for the middle group's first conv and the fine
 # group's second conv.
-WINOGRAD_MIN_CIN = 256
+WINOGRAD_MIN_CIN = 128
 _STORED_S2F2 = {("middle", "0"), ("fine", "2")}  # (style group, official conv index)
 _PER_CALL_S2F4 = ("fine", "0")
 
