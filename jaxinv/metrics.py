@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jaxinv.losses import identity as _identity
 from jaxinv.losses import lpips as _lpips
 
-__all__ = ["psnr", "ssim", "lpips", "id_similarity"]
+__all__ = ["psnr", "ssim", "psnr_ssim_signed", "lpips", "id_similarity"]
 
 
 def psnr(a: jax.Array, b: jax.Array, max_val: float = 1.0) -> jax.Array:
@@ -32,6 +32,13 @@ def ssim(a: jax.Array, b: jax.Array, max_val: float = 1.0) -> jax.Array:
     a = jnp.asarray(a, jnp.float32)
     b = jnp.asarray(b, jnp.float32)
     return dm_pix.ssim(a, b, max_val=max_val, filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03)
+
+
+def psnr_ssim_signed(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(PSNR, SSIM) per item of images in [-1, 1] (generator range), clipped to [0, 1] first."""
+    a = jnp.clip((jnp.asarray(a, jnp.float32) + 1) / 2, 0, 1)
+    b = jnp.clip((jnp.asarray(b, jnp.float32) + 1) / 2, 0, 1)
+    return psnr(a, b), ssim(a, b)
 
 
 def lpips(params: Mapping[str, Any], a: jax.Array, b: jax.Array) -> jax.Array:
