@@ -43,6 +43,13 @@ class Encoder:
     def w_dim(self) -> int:
         return enc.STYLE_DIM
 
+    def code_mismatch(self, gen: Any) -> str | None:
+        """Why generator `gen` cannot take this encoder's codes, or None when it can."""
+        if gen.has_w and (gen.num_ws, gen.w_dim) == (self.num_ws, self.w_dim):
+            return None
+        want = f"[{gen.num_ws}, {gen.w_dim}]" if gen.has_w else "no W+ codes"
+        return f"the encoder makes [{self.num_ws}, {self.w_dim}] codes, the {gen.family} generator takes {want}"
+
     def __call__(self, x: jax.Array) -> jax.Array:
         """W+ codes [B, n_styles, 512] = encoder(x) (+ latent_avg) for NHWC images in [-1, 1]."""
         return enc.encode(self.cfg, self.params, x)
@@ -81,11 +88,27 @@ class EncoderPair:
 
 def load_model_or_pair(spec: str | Path) -> tuple[Model, EncoderPair | None]:
     """A generator, or an e4e / pSp checkpoint's decoder with its pair: `jaxinv invert --model` accepts both.
-    (An official .pt is read twice here: convert it once with `python -m weights_convert.encoders`.)"""
+    A torch file is read once whichever it holds."""
     from jaxinv.checkpoint import load
 
     path = Path(spec)
-    pair = load_encoder(path) if path.is_dir() and (path / "encoder").is_dir() else None
+    pair = None
+    if path.is_dir() and (path / "encoder").is_dir():
+        pair = load_encoder(path)
+    elif path.is_file():
+        from weights_convert.torch_formats import detect_format, load_torch
+
+        fmt = detect_format(path)
+        if fmt in ("torch_zip", "torch_legacy"):
+            from weights_convert.encoders import is_encoder_checkpoint
+            from weights_convert.source import source_from_torch
+
+            obj = load_torch(path)
+            if not is_encoder_checkpoint(obj):
+                from jaxinv.models import from_source
+
+                return from_source(source_from_torch(path, fmt, obj)), None
+            pair = _pair_from_checkpoint(path, obj)
     if pair is None:
         model = load(path)
         if model.family not in ENCODER_FAMILIES:
@@ -107,28 +130,34 @@ def load_encoder(path: str | Path, decoder: str | Path | None = None) -> Encoder
     if path.is_dir():
         if (path / "encoder").is_dir():
             encoder = load(path / "encoder")
-            dec = load(path / "decoder") if (path / "decoder").is_dir() else None
+            dec = load(path / "decoder") if (path / "decoder").is_dir() and decoder is None else None
         else:
             encoder, dec = load(path), None
+        pair = EncoderPair(encoder, dec, str(path))
     else:
-        from jaxinv.models import from_source
-        from weights_convert.encoders import read_encoder_checkpoint
+        from weights_convert.torch_formats import load_torch
 
-        enc_src, dec_src = read_encoder_checkpoint(path)
-        encoder = from_source(enc_src)
-        dec = from_source(dec_src) if dec_src.state_dict else None
-    if encoder.family not in ENCODER_FAMILIES:
-        raise CheckpointError(f"{path}: not an e4e / pSp encoder (model family {encoder.family!r})")
+        pair = _pair_from_checkpoint(path, load_torch(path), with_decoder=decoder is None)
+    if pair.encoder.family not in ENCODER_FAMILIES:
+        raise CheckpointError(f"{path}: not an e4e / pSp encoder (model family {pair.encoder.family!r})")
     if decoder is not None:
-        dec = load(decoder)
-    if dec is not None:
+        pair = EncoderPair(pair.encoder, load(decoder), str(path))
+    if pair.decoder is not None:
         from jaxinv.generators import Generator
 
-        gen = Generator.from_model(dec)
-        if not gen.has_w or (gen.num_ws, gen.w_dim) != (encoder.cfg.n_styles, enc.STYLE_DIM):
-            raise CheckpointError(f"{path}: encoder makes [{encoder.cfg.n_styles}, {enc.STYLE_DIM}] codes, the decoder "
-                                  f"({gen.family}) takes [{gen.num_ws}, {gen.w_dim}]")
-    return EncoderPair(encoder, dec, str(path))
+        if (why := pair.net.code_mismatch(Generator.from_model(pair.decoder))) is not None:
+            raise CheckpointError(f"{path}: {why}")
+    return pair
+
+
+def _pair_from_checkpoint(path: Path, obj: Any, with_decoder: bool = True) -> EncoderPair:
+    """An already-read official e4e / pSp checkpoint object -> EncoderPair (decoder None if absent/unwanted)."""
+    from jaxinv.models import from_source
+    from weights_convert.encoders import split_checkpoint
+
+    enc_src, dec_src = split_checkpoint(path, obj)
+    dec = from_source(dec_src) if with_decoder and dec_src.state_dict else None
+    return EncoderPair(from_source(enc_src), dec, str(path))
 
 
 def _forward(net: Encoder, gen: Any, x: jax.Array) -> dict[str, jax.Array]:
@@ -176,12 +205,10 @@ def _encode_program(net: Encoder, gen: Any, targets: jax.Array, ids: jax.Array, 
 
     out = _forward(net, gen, targets)
     if gen is not None:
-        rec = jnp.clip((out["images_256"] + 1) / 2, 0, 1)
-        tgt = jnp.clip((targets + 1) / 2, 0, 1)
-        if rec.shape[-1] != tgt.shape[-1]:  # grayscale input, RGB decoder: compare in grayscale
-            rec = jnp.mean(rec, axis=-1, keepdims=True)
-        out["psnr"] = metrics.psnr(rec, tgt)
-        out["ssim"] = metrics.ssim(rec, tgt)
+        rec = out["images_256"]
+        if rec.shape[-1] != targets.shape[-1]:  # grayscale input, RGB decoder: compare in grayscale
+            rec = jnp.mean(jnp.clip(rec, -1, 1), axis=-1, keepdims=True)
+        out["psnr"], out["ssim"] = metrics.psnr_ssim_signed(rec, targets)
     return out
 
 

@@ -607,10 +607,7 @@ def _invert_program(gen, sp, lossf, encoder, targets, ids, seed, *, optimizer, s
     # succeeded is just not the best).
     best_finite = lambda o, b: item_finite({k: o[k] for k in ("losses", "latents", "images")}, b)  # noqa: E731
     out, attempts, failed = reseeding(attempt, max_reseeds, best_finite)(targets, ids, seed)
-    rec = jnp.clip((out["images"] + 1) / 2, 0, 1)
-    tgt = jnp.clip((targets + 1) / 2, 0, 1)
-    out["psnr"] = metrics.psnr(rec, tgt)
-    out["ssim"] = metrics.ssim(rec, tgt)
+    out["psnr"], out["ssim"] = metrics.psnr_ssim_signed(out["images"], targets)
     out["attempts"] = attempts
     out["failed"] = failed
     return out
@@ -700,9 +697,8 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
     if int(restarts) % devices.restart_shards:
         raise ConfigError(f"--restarts {restarts}: must be a multiple of --restart-shards {devices.restart_shards}")
     if encoder is not None:
-        if (encoder.num_ws, encoder.w_dim) != (gen.num_ws, gen.w_dim):
-            raise ConfigError(f"--init encoder: the encoder makes [{encoder.num_ws}, {encoder.w_dim}] codes, the "
-                              f"{gen.family} generator takes [{gen.num_ws}, {gen.w_dim}]")
+        if (why := encoder.code_mismatch(gen)) is not None:
+            raise ConfigError(f"--init encoder: {why}")
         if encoder.cfg.input_nc != gen.img_channels:
             raise ConfigError(f"--init encoder: the encoder reads {encoder.cfg.input_nc}-channel images, the "
                               f"generator makes {gen.img_channels}-channel ones")

@@ -86,6 +86,12 @@ def _size(opts: dict[str, Any], family: str, path: Path) -> int:
     return size
 
 
+def is_encoder_checkpoint(obj: Any) -> bool:
+    """Whether a read torch.save object is an e4e / pSp checkpoint (a state_dict with encoder.* tensors)."""
+    return isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and any(
+        str(k).startswith("encoder.") for k in obj["state_dict"])
+
+
 def split_checkpoint(path: str | Path, obj: Any) -> tuple[Source, Source]:
     """(encoder Source, decoder Source) from an already-read e4e / pSp checkpoint object."""
     path = Path(path)

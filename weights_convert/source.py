@@ -100,10 +100,11 @@ def _read_nvlabs(path: Path) -> Source:
     return Source(family, init, sd, _provenance(path, "nvlabs_pkl", network="G_ema"))
 
 
-def _read_torch(path: Path, fmt: str) -> Source:
+def source_from_torch(path: Path, fmt: str, obj: Any = None) -> Source:
+    """The Source of a torch.save file (`obj`: its already-read top-level object, else read here)."""
     from weights_convert.torch_formats import load_torch
 
-    obj = load_torch(path)
+    obj = load_torch(path) if obj is None else obj
     if isinstance(obj, dict) and "g_ema" in obj:
         from jaxinv.models import rosinality
 
@@ -111,12 +112,10 @@ def _read_torch(path: Path, fmt: str) -> Source:
     if isinstance(obj, dict) and "netG_state_dict" in obj:
         sd = {k: np.asarray(v) for k, v in obj["netG_state_dict"].items()}
         return Source("dcgan", {"class_name": "Generator"}, sd, _provenance(path, fmt, key="netG_state_dict"))
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and any(
-        k.startswith("encoder.") for k in obj["state_dict"]
-    ):
-        from weights_convert.encoders import read_encoder_checkpoint
+    from weights_convert.encoders import is_encoder_checkpoint, split_checkpoint
 
-        return read_encoder_checkpoint(path)[0]
+    if is_encoder_checkpoint(obj):
+        return split_checkpoint(path, obj)[0]
     if isinstance(obj, dict) and any(k.startswith("generator.") for k in obj):
         from weights_convert.hf_biggan import read_biggan
 
@@ -153,5 +152,5 @@ def read_source(path: str | Path) -> Source:
     if fmt == "nvlabs_pkl":
         return _read_nvlabs(path)
     if fmt in ("torch_zip", "torch_legacy"):
-        return _read_torch(path, fmt)
+        return source_from_torch(path, fmt)
     raise CheckpointError(f"{path}: unsupported checkpoint format {fmt!r}")
