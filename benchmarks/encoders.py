@@ -140,7 +140,7 @@ def _run_side(side: str, args: argparse.Namespace, out_dir: str) -> dict:
            "--repeats", str(args.repeats), "--recipe", str(args.recipe), "--out-dir", out_dir]
     if args.official_src:
         cmd += ["--official-src", args.official_src]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=args.worker_env)
     if proc.returncode != 0:
         sys.exit(f"{side} worker failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -156,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipe", help="golden <case>.meta.json with the procedural weight recipe "
                     "(default ../shared/golden/<case>.meta.json)")
     ap.add_argument("--skip-torch", action="store_true", help="time the JAX side only")
+    ap.add_argument("--hugepages", choices=("on", "off"), default="on",
+                    help="run both workers with glibc's transparent huge pages as the jaxinv command does "
+                    "(jaxinv/_hugepages.py; on = GLIBC_TUNABLES=glibc.malloc.hugetlb=1 where the host supports "
+                    "it, the same for both sides)")
     ap.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
     ap.add_argument("--out-dir", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -172,6 +176,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_torch and not args.official_src:
         sys.exit("--official-src PATH is required (checkout of the official repo; see the module docstring)")
 
+    sys.path.insert(0, str(ROOT))
+    from jaxinv._hugepages import TUNABLE, env_with_hugepages
+
+    args.worker_env = dict(os.environ)
+    if args.hugepages == "on":
+        args.worker_env = env_with_hugepages({**os.environ, "JAXINV_HUGEPAGES": "1"}) or args.worker_env
+    else:
+        args.worker_env["GLIBC_TUNABLES"] = ":".join(
+            t for t in args.worker_env.get("GLIBC_TUNABLES", "").split(":") if t and not t.startswith(TUNABLE))
     with tempfile.TemporaryDirectory() as tmp:
         sides = [_run_side("jax", args, tmp)]
         if not args.skip_torch:
@@ -180,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             err, tol = float(np.abs(ours - ref).max()), 1e-4 * max(1.0, float(np.abs(ref).max()))
             print(f"# outputs agree: max abs diff {err:.2e} (tol {tol:.2e}) {'OK' if err <= tol else 'MISMATCH'}")
     print(f"# {CLASSES[args.encoder]} (IR-SE50, 18 styles, 256x256), {os.cpu_count()} CPUs, "
-          f"{args.repeats} timed calls per batch (median)")
+          f"{args.repeats} timed calls per batch (median); both sides GLIBC_TUNABLES="
+          f"{args.worker_env.get('GLIBC_TUNABLES') or '(unset)'}")
     ips = {}
     for s in sides:
         extra = f" torch {s['version']}" if s["side"] == "torch" else ""

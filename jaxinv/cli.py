@@ -359,6 +359,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from jaxinv.errors import JaxinvError
 
+    if argv is None:  # the real command line (not an in-process call): huge pages for XLA's buffers
+        from jaxinv._hugepages import reexec_with_hugepages
+
+        try:
+            reexec_with_hugepages(sys.argv[1:])
+        except JaxinvError as e:
+            print(f"jaxinv: error: {e}", file=sys.stderr)
+            return 2
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
