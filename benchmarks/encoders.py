@@ -3,7 +3,9 @@
 Both sides build the full-size IR-SE50 encoder (pSp ``GradualStyleEncoder`` or e4e ``Encoder4Editing``,
 18 styles, 256x256 inputs) with the same procedural weights (golden README section 6), check that their
 outputs agree, then time ``encoder(x)`` at each batch size. Each side runs in its own subprocess, so the
-peak memory printed (``resource.getrusage`` maxrss, loading included) is that side's alone.
+peak memory printed (``resource.getrusage`` maxrss, loading included) is that side's alone. Both workers get
+the same ``GLIBC_TUNABLES``: by default glibc's transparent huge pages, as the ``jaxinv`` command sets them
+(``jaxinv/_hugepages.py``); ``--hugepages off`` times both sides without them.
 
 The official code is not part of this repository. Get it with::
 
