@@ -63,7 +63,8 @@ INFERENCE_STAGE = 18  # e4e ProgressiveStage.Inference
 
 # Fast-conv policy (Config.fast; measured on 2 CPU cores, batch 8): F(4x4,3x3) for stride-1 convs from 128
 # input channels (the 128-channel units: 0.67 -> 0.38 CPU-s; at 64 channels it loses at 256x256 and gains 5% at
-# 128x128, so 64-channel convs stay direct). Style heads (stride 2): the fine
+# 128x128, so 64-channel convs stay direct); the stride-2 second convs of the first unit of each stage from 128
+# channels as stored S2F2 (units 3 / 7 / 21: 238 -> 212, 142 -> 127, 110 -> 96 ms). Style heads (stride 2): the fine
 # group's first conv (~35% of all FLOPs) as S2F4 with its 9x larger weights made per call (storing them
 # costs 0.9 GB and is no faster), stored S2F2 weights for the middle group's first conv and the fine
 # group's second conv.
@@ -351,12 +352,12 @@ def _hwio(w: np.ndarray) -> np.ndarray:
     return np.asarray(w, np.float32).transpose(2, 3, 1, 0)  # OIHW -> HWIO (BN folding promotes to float64)
 
 
-def _conv_bn(w: np.ndarray, sd: dict, bn: str, wino: bool = False) -> dict[str, np.ndarray]:
-    """conv (no bias) followed by BN -> conv with scaled weights and a bias (``wino``: F(4x4,3x3) weights)."""
+def _conv_bn(w: np.ndarray, sd: dict, bn: str, alg: winograd.Algorithm | None = None) -> dict[str, np.ndarray]:
+    """conv (no bias) followed by BN -> conv with scaled weights and a bias (``alg``: stored Winograd weights)."""
     scale, shift = _bn_affine(sd, bn)
     w = _f64(_hwio(w)) * scale
-    if wino:
-        return {"wino": winograd.transform_weight(w, winograd.F43), "bias": _f32(shift)}
+    if alg is not None:
+        return {"wino": winograd.transform_weight(w, alg), "bias": _f32(shift)}
     return {"weight": _f32(w), "bias": _f32(shift)}
 
 
@@ -407,11 +408,11 @@ def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where
     body: list[dict] = []
     for i, (cin, depth, stride) in enumerate(cfg.units):
         p = f"body.{i}"
-        wino2 = fast and stride == 1 and depth >= WINOGRAD_MIN_CIN
+        alg2 = (winograd.F43 if stride == 1 else winograd.S2F2) if fast and depth >= WINOGRAD_MIN_CIN else None
         unit: dict[str, Any] = {
             "conv1": _bn_conv(sd, f"{p}.res_layer.0", sd[f"{p}.res_layer.1.weight"], fast),
             "prelu": _f32(sd[f"{p}.res_layer.2.weight"]),
-            "conv2": _conv_bn(sd[f"{p}.res_layer.3.weight"], sd, f"{p}.res_layer.4", wino2),
+            "conv2": _conv_bn(sd[f"{p}.res_layer.3.weight"], sd, f"{p}.res_layer.4", alg2),
         }
         if cfg.se:
             unit["se"] = {"fc1": _f32(_f64(sd[f"{p}.res_layer.5.fc1.weight"])[:, :, 0, 0].T),
