@@ -4,7 +4,7 @@ XLA:CPU allocates each call's temporaries afresh; glibc serves large blocks with
 page-faults its whole working set in again, 4 KiB at a time (the e4e / pSp encoders at batch 8: ~210k faults,
 ~0.45 s of kernel time per call on our 2-core CPUs). With the tunable, glibc asks the kernel for transparent
 huge pages on those mappings (``madvise``; effective when ``/sys/kernel/mm/transparent_hugepage/enabled`` is
-``always`` or ``madvise``): the faults drop ~30x and the encoder call is ~9% faster at the same peak RSS.
+``always`` or ``madvise``): the faults drop ~30x and the encoder call is 7-9% faster at the same peak RSS.
 
 glibc reads tunables once, at process start, so the ``jaxinv`` command re-executes itself with the tunable
 added to ``GLIBC_TUNABLES`` (before importing jax); ``JAXINV_HUGEPAGES=0`` turns that off. Python API users
