@@ -180,7 +180,8 @@ class Invert:
         from jaxinv.errors import ConfigError
 
         early = _early_stop(args.early_stop)
-        info, _ = _start(args)  # the model is loaded after the cheap checks; its resolution sets the crop
+        info, refs = _start(args)  # the model is loaded after the cheap checks; its resolution sets the crop
+        from jaxinv.distributed import Devices
         from jaxinv.generators import Generator
         from jaxinv.images import load_image, parse_crop
         from jaxinv.optim import LBFGS, Adam
@@ -219,12 +220,14 @@ class Invert:
              + (f", restart 0 from the {pair.encoder.family} encoder" if encoder is not None else ""))
 
         t0 = time.perf_counter()
-        rep = jobs.run_invert_job(
-            lambda: model, args.images, args.out, load=lambda ref: load_image(ref.path, pre), args=args,
-            process=info, batch_size=args.batch, preprocess={"crop": crop, **_pre_dict(pre)}, log=_log,
-            space=space, loss=args.loss, optimizer=optimizer, steps=args.steps, restarts=args.restarts,
-            seed=args.seed, start=args.start, early_stop=early, resources=resources, space_options=space_options,
-            encoder=encoder)
+        devices = Devices.local(args.devices, args.restart_shards)
+        spec = jobs.invert_spec(
+            model, lambda ref: load_image(ref.path, pre), batch_size=args.batch, devices=devices,
+            preprocess={"crop": crop, **_pre_dict(pre)}, max_reseeds=args.max_reseeds, space=space, loss=args.loss,
+            optimizer=optimizer, steps=args.steps, restarts=args.restarts, seed=args.seed, start=args.start,
+            early_stop=early, resources=resources, space_options=space_options, encoder=encoder)
+        rep = jobs.run_job(spec, refs, Path(args.out), process=info, workers=args.workers, prefetch=args.prefetch,
+                           progress=not args.no_progress, log=_log)
         return _finish(rep, Path(args.out), "inverted", t0, "proj.png" if args.grid else None)
 
 

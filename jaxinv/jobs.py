@@ -782,21 +782,3 @@ def start_job(args: Any) -> ProcessInfo:
                                          getattr(args, "process_id", None)))
     enable_compilation_cache(getattr(args, "xla_cache", None))
     return info
-
-
-def run_invert_job(model_loader: Callable[[], Any], images: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-                   *, load: Callable[[ImageRef], np.ndarray], args: Any, process: ProcessInfo | None = None,
-                   batch_size: int = 8, preprocess: dict[str, Any] | None = None,
-                   log: Callable[[str], None] | None = None, **invert_options: Any) -> JobReport:
-    """`jaxinv invert` as a resumable batch job. Checks the image list and DIR before the model is loaded;
-    `invert_options` are those of `invert_spec` (space, loss, optimizer, steps, restarts, seed, ...), `args`
-    carries the options of `add_job_arguments` (start_job(args) must have run)."""
-    refs = list_images(images)
-    out = Path(out_dir)
-    check_writable(out)
-    model = model_loader()
-    devices = Devices.local(getattr(args, "devices", None), getattr(args, "restart_shards", 1))
-    spec = invert_spec(model, load, batch_size=batch_size, devices=devices, preprocess=preprocess,
-                       max_reseeds=getattr(args, "max_reseeds", 2), **invert_options)
-    return run_job(spec, refs, out, process=process, workers=getattr(args, "workers", None),
-                   prefetch=getattr(args, "prefetch", 2), progress=not getattr(args, "no_progress", False), log=log)
