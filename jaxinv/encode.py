@@ -113,7 +113,7 @@ def load_model_or_pair(spec: str | Path) -> tuple[Model, EncoderPair | None]:
         model = load(path)
         if model.family not in ENCODER_FAMILIES:
             return model, None
-        pair = load_encoder(path)
+        pair = EncoderPair(model, None, str(path))  # a converted encoder folder alone: no decoder
     if pair.decoder is None:
         raise ConfigError(f"{path}: an e4e / pSp encoder without a decoder (generator) to invert into")
     return pair.decoder, pair
