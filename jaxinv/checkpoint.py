@@ -11,7 +11,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxinv.errors import CheckpointError
+from jaxinv.errors import CheckpointError, JaxinvError
 from jaxinv.models import Model, family_module, from_source
 
 FORMAT_VERSION = 1
@@ -76,10 +76,16 @@ def load(path: str | Path) -> Model:
             meta = json.loads((path / META_NAME).read_text())
         except ValueError as e:
             raise CheckpointError(f"{path / META_NAME}: not valid JSON ({e})") from None
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{path / META_NAME}: holds a {type(meta).__name__}, expected a JSON object")
         if meta.get("format_version") != FORMAT_VERSION:
             raise CheckpointError(f"{path}: jaxinv checkpoint format {meta.get('format_version')} not supported")
-        module = family_module(meta["family"])
-        cfg = config_from_json(module.Config, meta["config"])
+        try:
+            module = family_module(meta["family"])
+            cfg = config_from_json(module.Config, meta["config"])
+        except (JaxinvError, KeyError, TypeError, ValueError, AttributeError) as e:  # hand-edited or damaged
+            raise CheckpointError(f"{path / META_NAME}: unusable model description ({type(e).__name__}: "
+                                  f"{' '.join(str(e).split())[:300]})") from None
         try:
             with ocp.StandardCheckpointer() as ckptr:
                 params = ckptr.restore((path / "params").resolve())

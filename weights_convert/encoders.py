@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from jaxinv.errors import CheckpointError, JaxinvError
-from weights_convert.source import Source
+from weights_convert.source import Source, check_tensors, malformed_checkpoint
 
 # Options whose presence tells the two repos apart when encoder_type alone does not.
 _E4E_ONLY_OPTS = ("stylegan_size", "progressive_steps", "delta_norm", "w_discriminator_lambda")
@@ -100,8 +100,14 @@ def split_checkpoint(path: str | Path, obj: Any) -> tuple[Source, Source]:
     raw_opts = obj.get("opts")
     if raw_opts is None:
         raise CheckpointError(f"{path}: e4e/pSp checkpoint without 'opts' (the training options)")
-    items = raw_opts.items() if hasattr(raw_opts, "items") else vars(raw_opts).items()
-    opts = {str(k): _jsonable(v) for k, v in items}
+    # a dict (vars(opts)), the reader's argparse.Namespace stand-in, or (built in code) a real Namespace
+    if not hasattr(raw_opts, "items") and not hasattr(raw_opts, "__dict__"):
+        raise CheckpointError(f"{path}: e4e/pSp 'opts' is a {type(raw_opts).__name__}, expected a dict of options")
+    opts = {str(k): _jsonable(v) for k, v in (raw_opts.items() if hasattr(raw_opts, "items") else
+                                               vars(raw_opts).items())}
+    head = opts.get("encoder_type")
+    if head is not None and not isinstance(head, str):
+        raise CheckpointError(f"{path}: opts.encoder_type={head!r} is not a class name")
     enc_sd, dec_sd = _split(path, obj["state_dict"])
     family = _family(opts)
     size = _size(opts, family, path)
@@ -120,7 +126,11 @@ def split_checkpoint(path: str | Path, obj: Any) -> tuple[Source, Source]:
         latent_avg = np.asarray(latent_avg, np.float32)
         enc_sd["latent_avg"] = latent_avg
     enc_init = dict(opts)
-    enc_init.update(encoder_type=head, n_styles=int(opts.get("n_styles") or n_styles))
+    try:
+        n_styles = int(opts.get("n_styles") or n_styles)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: opts.n_styles={opts.get('n_styles')!r} is not a number of styles") from None
+    enc_init.update(encoder_type=head, n_styles=n_styles)
     if family == "psp" and opts.get("learn_in_w") is None:
         enc_init["learn_in_w"] = False  # the pSp inference scripts' default
     encoder = Source(family, enc_init, enc_sd, dict(provenance, part="encoder"))
@@ -151,7 +161,12 @@ def read_encoder_checkpoint(path: str | Path) -> tuple[Source, Source]:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file")
-    return split_checkpoint(path, load_torch(path))
+    obj = load_torch(path)
+    with malformed_checkpoint(path):
+        encoder, decoder = split_checkpoint(path, obj)
+        check_tensors(path, encoder.state_dict, "encoder state_dict")
+        check_tensors(path, decoder.state_dict, "decoder state_dict")
+    return encoder, decoder
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -165,7 +165,7 @@ def _tensor_from_storage(storage: Any, offset: Any, size: Any, stride: Any,
     numel = math.prod(size)
     if numel == 0:
         return np.empty(size, dtype)
-    if numel > max(flat.size, 1 << 28):  # only zero strides (expanded views) could do this; guard memory
+    if numel > max(flat.size, 1 << 24):  # only zero strides (expanded views) could do this; guard memory
         raise _Problem(f"tensor of size {size} over a storage of {flat.size} elements is implausibly large")
     last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
     if last >= flat.size:
@@ -416,11 +416,34 @@ class PersistentObj:
         return self.attr(name)
 
 
+def _check_module_state(name: str, state: dict) -> None:
+    """The torch.nn.Module bookkeeping a record must have, so that walking the tree never meets junk."""
+    for group, allowed in (("_parameters", np.ndarray), ("_buffers", np.ndarray), ("_modules", PersistentObj)):
+        table = state.get(group)
+        if table is not None and not isinstance(table, dict):
+            raise _Problem(f"persistence record {name}: {group} is a {type(table).__name__}, expected a dict")
+        # None: an absent optional tensor / module (and every tensor while a legacy stream is only scanned)
+        for key, value in (table or {}).items():
+            if not isinstance(key, str):
+                raise _Problem(f"persistence record {name}: {group} has a non-string name {key!r}")
+            if value is not None and not isinstance(value, allowed):
+                raise _Problem(f"persistence record {name}: {group}[{key!r}] is a {type(value).__name__}, "
+                               f"expected {'a module record' if group == '_modules' else 'a tensor'}")
+    if not isinstance(state.get("_non_persistent_buffers_set"), set | frozenset | None):
+        raise _Problem(f"persistence record {name}: _non_persistent_buffers_set is a "
+                       f"{type(state['_non_persistent_buffers_set']).__name__}, expected a set")
+    kwargs, args = state.get("_init_kwargs"), state.get("_init_args")
+    if not isinstance(kwargs, dict | None) or not isinstance(args, tuple | list | None):
+        raise _Problem(f"persistence record {name}: _init_kwargs / _init_args are {type(kwargs).__name__} / "
+                       f"{type(args).__name__}, expected a dict / a tuple")
+
+
 def _reconstruct_persistent_obj(meta):
     if not isinstance(meta, dict) or not isinstance(meta.get("state"), dict):
         raise _Problem("malformed persistence record (expected a dict with a 'state' dict)")
     if meta.get("type") != "class" or not isinstance(meta.get("class_name"), str):
         raise _Problem(f"unsupported persistence record type {meta.get('type')!r}")
+    _check_module_state(meta["class_name"], meta["state"])
     return PersistentObj(meta)
 
 
@@ -479,6 +502,9 @@ class _Unpickler(pickle.Unpickler):
         if obj is None:
             if module.startswith("dnnlib.tflib"):  # TF-era (G, D, Gs) tuple of tflib Networks
                 raise _Problem(_TF_HINT)
+            if module == "tfutil":  # progressive_growing_of_gans (PGGAN) snapshots: tfutil.Network
+                raise _Problem("legacy TensorFlow PGGAN pickle (progressive_growing_of_gans tfutil.Network) is not "
+                               "supported")
             if module.startswith("__torch__"):
                 raise _Problem(f"TorchScript archive (torch.jit.save) is not supported (global '{module}.{name}')")
             raise _Problem(f"pickle references non-allow-listed global '{module}.{name}'")
@@ -533,6 +559,9 @@ def _read_legacy(f: io.BytesIO) -> Any:
         raise _Problem("legacy torch.save stream has a malformed storage key list")
 
     arrays: dict[str, np.ndarray] = {}
+    here = f.tell()
+    total = f.seek(0, io.SEEK_END)
+    f.seek(here)
     for key in keys:
         key = str(key)
         stype = types_by_key.get(key)
@@ -544,9 +573,12 @@ def _read_legacy(f: io.BytesIO) -> Any:
             raise _Problem(f"file is truncated (storage {key!r} is missing)")
         (count,) = struct.unpack(byteorder + "q", head)
         nbytes = count * dtype.itemsize
-        raw = f.read(nbytes) if count >= 0 else b""
-        if count < 0 or len(raw) < nbytes:
-            raise _Problem(f"file is truncated (storage {key!r} needs {nbytes} bytes, {len(raw)} present)")
+        if count < 0:
+            raise _Problem(f"corrupt storage record (storage {key!r} declares {count} elements)")
+        left = total - f.tell()
+        if nbytes > left:  # checked before reading: a forged count must not allocate
+            raise _Problem(f"file is truncated (storage {key!r} needs {nbytes} bytes, {left} present)")
+        raw = f.read(nbytes)
         arrays[key] = np.frombuffer(raw, dtype).astype(dtype.newbyteorder("="), copy=False)
     end = f.tell()
 
@@ -683,8 +715,8 @@ def detect_format(path: str | os.PathLike) -> str:
             with zipfile.ZipFile(path) as zf:
                 names = zf.namelist()
                 root = _zip_root(zf)
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
-            raise _fail(path, f"truncated or corrupt zip archive ({e})") from None
+        except Exception as e:  # BadZipFile, OSError, EOFError, ValueError, NotImplementedError: all "corrupt"
+            raise _fail(path, f"truncated or corrupt zip archive ({type(e).__name__}: {e})") from None
         if root is not None:
             return "torch_zip"
         if names and all(n.endswith(".npy") for n in names):
@@ -700,6 +732,8 @@ def detect_format(path: str | os.PathLike) -> str:
 def _describe_exception(e: BaseException) -> str:
     if isinstance(e, _Problem):
         return str(e)
+    if isinstance(e, zipfile.BadZipFile | zipfile.LargeZipFile):  # CRC mismatch, damaged member header, ...
+        return f"truncated or corrupt zip archive ({e})"
     if isinstance(e, EOFError) or "truncated" in str(e):
         return f"file is truncated or corrupt (pickle stream ends early: {e or type(e).__name__})"
     if isinstance(e, RecursionError):
@@ -744,43 +778,63 @@ def load_nvlabs_pickle(path: str | os.PathLike) -> dict:
     return data
 
 
+# A zip member may declare at most this many uncompressed bytes per byte of archive (torch writes members
+# stored, ratio 1): a deflated or forged member must not make us allocate far more than the file holds.
+_MEMBER_EXPANSION = 16
+_MEMBER_FLOOR = 64 << 20
+
+
+def _read_member(zf: zipfile.ZipFile, name: str, archive_bytes: int) -> bytes:
+    info = zf.getinfo(name)
+    if info.file_size > max(_MEMBER_EXPANSION * archive_bytes, _MEMBER_FLOOR):
+        raise _Problem(f"zip member {name!r} declares {info.file_size} bytes uncompressed, implausible for an "
+                       f"archive of {archive_bytes} bytes")
+    return zf.read(name)
+
+
 def _load_torch_zip(path: Path) -> Any:
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise _fail(path, f"truncated or corrupt zip archive ({e})") from None
+    except Exception as e:  # BadZipFile, OSError, EOFError, ValueError, NotImplementedError: all "corrupt"
+        raise _fail(path, f"truncated or corrupt zip archive ({type(e).__name__}: {e})") from None
+    archive_bytes = path.stat().st_size
     with zf:
         root = _zip_root(zf)
         if root is None:
             raise _fail(path, "zip archive has no <root>/data.pkl member (not a torch.save file)")
         names = set(zf.namelist())
-        byteorder = "<"
-        if f"{root}/byteorder" in names:
-            order = zf.read(f"{root}/byteorder").decode("ascii", "replace").strip()
-            if order not in ("little", "big"):
-                raise _fail(path, f"unknown byteorder record {order!r}")
-            byteorder = "<" if order == "little" else ">"
         cache: dict[str, np.ndarray] = {}
+        byteorder = "<"
 
         def load_storage(pid: tuple) -> _Storage:
             stype, key, numel = pid[1], str(pid[2]), pid[4]
             dtype = _require_dtype(stype.dtype, stype.name)
+            if not isinstance(numel, int) or numel < 0:
+                raise _Problem(f"storage {key!r} declares {numel!r} elements")
+            nbytes = numel * dtype.itemsize
             if key not in cache:
                 member = f"{root}/data/{key}"
                 if member not in names:
                     raise _Problem(f"storage member {member!r} is missing")
-                cache[key] = np.frombuffer(zf.read(member), np.uint8)
+                if zf.getinfo(member).file_size < nbytes:  # checked before reading: numel may be forged
+                    raise _Problem(f"storage {key!r} holds {zf.getinfo(member).file_size} bytes, expected {nbytes} "
+                                   "(truncated file?)")
+                cache[key] = np.frombuffer(_read_member(zf, member, archive_bytes), np.uint8)
             raw = cache[key]
-            nbytes = int(numel) * dtype.itemsize
             if raw.size < nbytes:
                 raise _Problem(f"storage {key!r} holds {raw.size} bytes, expected {nbytes} (truncated file?)")
             flat = raw[:nbytes].view(dtype.newbyteorder(byteorder))
             return _Storage(stype, key, flat.astype(dtype, copy=False))
 
         def run() -> Any:
-            with zf.open(f"{root}/data.pkl") as f:
-                obj = _Unpickler(io.BytesIO(f.read()), load_storage).load()
-            return _finalize(obj, {})
+            nonlocal byteorder
+            if f"{root}/byteorder" in names:
+                order = _read_member(zf, f"{root}/byteorder", archive_bytes).decode("ascii", "replace").strip()
+                if order not in ("little", "big"):
+                    raise _Problem(f"unknown byteorder record {order[:40]!r}")
+                byteorder = "<" if order == "little" else ">"
+            data = _read_member(zf, f"{root}/data.pkl", archive_bytes)
+            return _finalize(_Unpickler(io.BytesIO(data), load_storage).load(), {})
 
         return _guarded(path, run)
 

@@ -39,6 +39,30 @@ class Model:
         return family_module(self.family)
 
 
+# What a family converter may raise on a parseable checkpoint whose values make no sense (junk constructor
+# kwargs, config.json values of the wrong type, ...) before one of its own checks names the problem.
+_MALFORMED = (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, ZeroDivisionError,
+              RecursionError, MemoryError)
+
+
 def from_source(src) -> Model:
-    cfg, params = family_module(src.family).from_source(src)
+    """Model from a `weights_convert.source.Source`; for one read from a file, every failure is one
+    CheckpointError line that names the file."""
+    from jaxinv.errors import CheckpointError, JaxinvError
+
+    module = family_module(src.family)
+    where = str((getattr(src, "provenance", None) or {}).get("source") or "")
+    if not where:  # built in code, not read from a file: failures are the caller's
+        cfg, params = module.from_source(src)
+        return Model(src.family, cfg, params, dict(src.provenance))
+    try:
+        cfg, params = module.from_source(src)
+    except JaxinvError as e:
+        if where in str(e):
+            raise
+        raise CheckpointError(f"{where}: {e}") from None
+    except _MALFORMED as e:
+        detail = " ".join(str(e).split())[:300]
+        raise CheckpointError(f"{where}: checkpoint does not fit the {src.family} model ({type(e).__name__}: "
+                              f"{detail})") from None
     return Model(src.family, cfg, params, dict(src.provenance))

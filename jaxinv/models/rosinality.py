@@ -337,6 +337,9 @@ def source_from_checkpoint(path: str | Path, obj: dict, provenance: dict[str, An
     init: dict[str, Any] = {"family": FAMILY, "class_name": CLASS_NAME, "init_kwargs": {}}
     args = obj.get("args")
     if args is not None:
+        # a dict, the reader's argparse.Namespace stand-in, or (built in code) a real Namespace
+        if not hasattr(args, "items") and not hasattr(args, "__dict__"):
+            raise CheckpointError(f"{path}: 'args' is a {type(args).__name__}, expected train.py's argparse.Namespace")
         args = {str(k): _jsonable(v) for k, v in (args.items() if hasattr(args, "items") else vars(args).items())}
         arch = args.get("arch", "stylegan2")
         if arch != "stylegan2":
