@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(ROOT))
     from jaxinv._hugepages import TUNABLE, env_with_hugepages
+    from jaxinv.parity.core import Check
 
     args.worker_env = dict(os.environ)
     if args.hugepages == "on":
@@ -192,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_torch:
             sides.append(_run_side("torch", args, tmp))
             ours, ref = np.load(Path(tmp) / "jax.npy"), np.load(Path(tmp) / "torch.npy")
-            err, tol = float(np.abs(ours - ref).max()), 1e-4 * max(1.0, float(np.abs(ref).max()))
-            print(f"# outputs agree: max abs diff {err:.2e} (tol {tol:.2e}) {'OK' if err <= tol else 'MISMATCH'}")
+            err, tol, ok = Check("codes", ours, ref).result()  # the parity tool's criterion
+            print(f"# outputs agree: max abs diff {err:.2e} (tol {tol:.2e}) {'OK' if ok else 'MISMATCH'}")
     print(f"# {CLASSES[args.encoder]} (IR-SE50, 18 styles, 256x256), {os.cpu_count()} CPUs, "
           f"{args.repeats} timed calls per batch (median); both sides GLIBC_TUNABLES="
           f"{args.worker_env.get('GLIBC_TUNABLES') or '(unset)'}")

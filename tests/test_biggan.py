@@ -11,6 +11,7 @@ import pytest
 
 from jaxinv.errors import CheckpointError, ConfigError
 from jaxinv.models import biggan
+from jaxinv.parity.core import assert_parity
 from tests.conftest import GOLDEN, ROOT, require
 from weights_convert.hf_biggan import looks_like_biggan, read_biggan
 
@@ -18,14 +19,8 @@ CASES = sorted(p.name[: -len(".meta.json")] for p in GOLDEN.glob("biggan_*.meta.
 MANIFESTS = ["biggan_deep_128", "biggan_deep_256", "biggan_deep_512"]
 
 
-def _tol(ref):
-    return 1e-4 * max(1.0, float(np.abs(ref).max()))
-
-
 def _assert_close(name, out, ref):
-    assert out.shape == ref.shape, f"{name}: shape {out.shape} != {ref.shape}"
-    err, tol = float(np.abs(out.astype(np.float64) - ref).max()), _tol(ref)
-    assert err <= tol, f"{name}: max abs err {err:.3e} > tol {tol:.3e}"
+    assert_parity(out, ref, name)
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -190,9 +185,7 @@ def test_parity_handler(weights):
     assert handler.detect(case)
     names = []
     for check in handler.run(case):
-        tol = check.tol if check.tol is not None else _tol(check.ref)
-        err = float(np.abs(np.asarray(check.out, np.float64) - check.ref).max())
-        assert err <= tol, f"{check.name}: max abs err {err:.3e} > tol {tol:.3e}"
+        assert_parity(check.out, check.ref, check.name, check.tol)
         names.append(check.name)
     assert {"embed", "cond_vector_t0", "img_t0", "img_t3", "sn_sigma.generator.gen_z"} <= set(names)
 

@@ -9,6 +9,7 @@ import jaxinv
 from jaxinv import cma
 from jaxinv.errors import ConfigError
 from jaxinv.models import biggan, dcgan
+from jaxinv.parity.core import assert_parity
 from jaxinv.render import Renderer, render_jit
 from tests.conftest import GOLDEN, require
 
@@ -69,8 +70,7 @@ def test_biggan_z_and_class_embedding():
     target = np.asarray(render_jit(r, params, {"z": z, "embedding": jnp.asarray(emb)}))
     ref = np.asarray(render_jit(r, params, {"z": z, "class_vector": jnp.asarray(
         biggan.one_hot(labels, model.cfg.num_classes))}))
-    err = float(np.abs(target - ref).max())
-    assert err <= 1e-4, f"embedding path vs class-vector path: max abs err {err:.3e}"
+    assert_parity(target, ref, "embedding path vs class-vector path")
 
 
 def test_bad_options(known):

@@ -9,14 +9,10 @@ import pytest
 
 from jaxinv.errors import CheckpointError
 from jaxinv.models import dcgan
+from jaxinv.parity.core import assert_parity
 from tests.conftest import REALDATA, require
 
 DCGAN_DIR = REALDATA / "weights" / "dcgan_digiface64"
-
-
-def _parity(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
-    err = float(np.abs(out - ref).max())
-    return err, 1e-4 * max(1.0, float(np.abs(ref).max()))
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +39,7 @@ def test_golden_eval_mode(golden, shared_state_dict, weights):
     assert cfg.img_resolution == 64
     out = np.asarray(jax.jit(lambda z: dcgan.generate(cfg, params, z))(golden["z"]))
     ref = golden["x"].transpose(0, 2, 3, 1)  # golden NCHW -> NHWC
-    assert out.shape == ref.shape
-    err, tol = _parity(out, ref)
-    assert err <= tol, f"dcgan {weights} vs golden_eval_mode: max_abs_err {err:.3g} > tol {tol:.3g}"
+    assert_parity(out, ref, f"dcgan {weights} vs golden_eval_mode")
 
 
 def test_read_source_and_jaxinv_load(golden, tmp_path):
@@ -59,8 +53,7 @@ def test_read_source_and_jaxinv_load(golden, tmp_path):
     again = jaxinv.load(tmp_path / "conv")
     assert again.cfg == model.cfg
     out = np.asarray(dcgan.generate(again.cfg, again.params, golden["z"]))
-    err, tol = _parity(out, golden["x"].transpose(0, 2, 3, 1))
-    assert err <= tol, f"converted dir vs golden: max_abs_err {err:.3g} > tol {tol:.3g}"
+    assert_parity(out, golden["x"].transpose(0, 2, 3, 1), "converted dir vs golden")
 
 
 def test_embedded_asset_matches_shared_tensors(shared_state_dict):
@@ -96,8 +89,7 @@ def test_transposed_conv_matches_numpy_reference():
     ref = full[:, :, p:full.shape[2] - p, p:full.shape[3] - p].transpose(0, 2, 3, 1)
     w_hwio = w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)
     out = np.asarray(dcgan.conv_transpose(x.transpose(0, 2, 3, 1), w_hwio, s, p))
-    err, tol = _parity(out, ref)
-    assert err <= tol, f"conv_transpose max_abs_err {err:.3g} > {tol:.3g}"
+    assert_parity(out, ref, "conv_transpose")
 
 
 def test_conv_transpose_gradients_match_autodiff():
@@ -113,8 +105,7 @@ def test_conv_transpose_gradients_match_autodiff():
         else:
             ref = vjp(dy)
     for name, a, b in (("dx", got[0], ref[0]), ("dw", got[1], ref[1])):
-        err, tol = _parity(np.asarray(a), np.asarray(b))
-        assert err <= tol, f"conv_transpose {name}: max_abs_err {err:.3g} > {tol:.3g}"
+        assert_parity(a, b, f"conv_transpose {name}")
 
 
 def test_channel_table_from_weight_shapes():

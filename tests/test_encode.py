@@ -20,6 +20,7 @@ from jaxinv.models import Model
 from jaxinv.models import encoders as enc
 from jaxinv.models import rosinality as ros
 from jaxinv.optim import Adam
+from jaxinv.parity.core import assert_parity
 from jaxinv.spaces import make_space
 from tests._encoder_fixtures import random_encoder_state_dict, small_decoder_state_dict
 from tests.conftest import REALDATA, require
@@ -70,8 +71,7 @@ def test_spaces_from_ws(models, name):
         got = inp["ws"]
         want = ws if name != "w" else jnp.broadcast_to(ws.mean(1, keepdims=True), ws.shape)
     for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
-        err = float(jnp.max(jnp.abs(a - b)))
-        assert err <= 1e-4 * max(1.0, float(jnp.max(jnp.abs(b)))), f"{name}: max abs err {err:.2e}"
+        assert_parity(a, b, name)
     with pytest.raises(ConfigError, match="W\\+ codes"):
         make_space("z").from_ws(gen, ws)
 

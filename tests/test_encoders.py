@@ -16,7 +16,7 @@ from jaxinv import winograd
 from jaxinv.errors import CheckpointError, ConfigError
 from jaxinv.models import encoders as enc
 from jaxinv.parity import encoders as handler
-from jaxinv.parity.core import load_case
+from jaxinv.parity.core import assert_parity, load_case
 from jaxinv.procedural import proc_tensor, proc_uniform, verify_recipe
 from tests._encoder_fixtures import random_encoder_state_dict
 from tests.conftest import GOLDEN, require
@@ -24,15 +24,9 @@ from weights_convert.encoders import read_encoder_checkpoint, split_checkpoint
 from weights_convert.source import Source
 
 CASES = ("e4e_ffhq1024", "psp_ffhq1024")
-OUTPUTS = ("encoder_out", "codes", "feat2.input_layer", "feat8.c1", "feat8.c2", "feat8.c3")
+OUTPUTS = ("encoder_out", "latent_avg", "codes", "feat2.input_layer", "feat8.c1", "feat8.c2", "feat8.c3")
 _encode = jax.jit(enc.encode, static_argnums=0, static_argnames=("return_intermediates",))
 _forward = jax.jit(enc.encoder_forward, static_argnums=0)
-
-
-def _err(out, ref) -> tuple[float, float]:
-    out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
-    assert out.shape == ref.shape, f"shape {out.shape} != {ref.shape}"
-    return float(np.abs(out - ref).max()), 1e-4 * max(1.0, float(np.abs(ref).max()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,11 +69,9 @@ def test_golden_parity(golden):
     assert (cfg.num_layers, cfg.mode, cfg.n_styles, cfg.input_nc) == (50, "ir_se", 18, 3)
     checks = {c.name: c for c in handler.run_checks(case, cfg, params)}
     assert set(checks) == set(OUTPUTS)
-    lines = []
-    for name in OUTPUTS:
-        err, tol = _err(checks[name].out, checks[name].ref)
-        lines.append(f"{name}: max abs err {err:.2e} (tol {tol:.2e})")
-    assert all(checks[n].result()[2] for n in OUTPUTS), "; ".join(lines)
+    results = {name: checks[name].result() for name in OUTPUTS}
+    assert all(ok for _, _, ok in results.values()), "; ".join(
+        f"{name}: max abs err {err:.2e} (tol {tol:.2e})" for name, (err, tol, _) in results.items())
 
 
 @pytest.mark.parametrize("golden", ["e4e_ffhq1024"], indirect=True)
@@ -90,8 +82,7 @@ def test_e4e_progressive_stage(golden):
     codes, aux = _encode(staged, params, case.io["x"][:1].transpose(0, 2, 3, 1), return_intermediates=True)
     out = np.asarray(aux["encoder_out"])
     ref = case.io["encoder_out"][:1]
-    err, tol = _err(out[:, :3], ref[:, :3])
-    assert err <= tol, f"styles 0-2 at stage 2: max abs err {err:.2e} (tol {tol:.2e})"
+    assert_parity(out[:, :3], ref[:, :3], "styles 0-2 at stage 2")
     np.testing.assert_array_equal(out[:, 3:], np.broadcast_to(out[:, :1], out[:, 3:].shape))
     np.testing.assert_allclose(np.asarray(codes), out + case.io["latent_avg"], rtol=0, atol=1e-6)
 
@@ -183,8 +174,7 @@ def test_small_heads_vs_numpy(family, head, num_layers, mode, input_nc, n_styles
     x = np.tanh(np.random.default_rng(0).normal(size=(2, input_nc, size, size))).astype(np.float32)
     out = np.asarray(_forward(cfg, params, x.transpose(0, 2, 3, 1)))
     ref = _np_forward(cfg, sd, x.astype(np.float64))
-    err, tol = _err(out, ref)
-    assert err <= tol, f"{head} {num_layers} {mode}: max abs err {err:.2e} (tol {tol:.2e})"
+    assert_parity(out, ref, f"{head} {num_layers} {mode}")
     codes = np.asarray(_encode(cfg, params, x.transpose(0, 2, 3, 1)))
     assert codes.shape == (2, n_styles, 512)
     np.testing.assert_array_equal(codes, np.broadcast_to(out.reshape(2, -1, 512), codes.shape))
@@ -306,9 +296,9 @@ def test_pt_round_trip_fewer_styles(golden, tmp_path):
     # The parity handler's checkpoint path (python -m jaxinv.parity CASE --weights FILE), on the golden's
     # first sample and first 2 styles; plain-conv params (the Winograd path is covered by test_golden_parity).
     io = {k: v[:1] for k, v in case.io.items()}
-    io.update(encoder_out=case.io["encoder_out"][:1, :n], codes=case.io["codes"][:1, :n])
+    io.update(encoder_out=case.io["encoder_out"][:1, :n], codes=case.io["codes"][:1, :n],
+              latent_avg=case.io["latent_avg"][:n])  # per style, not per sample
     checks = list(handler.run(dataclasses.replace(case, io=io, weights=path, options={"fast": False})))
     assert {c.name for c in checks} == set(OUTPUTS)
     for c in checks:
-        err, tol = _err(c.out, c.ref)
-        assert err <= tol, f"{c.name} (2 styles, via .pt): max abs err {err:.2e} (tol {tol:.2e})"
+        assert_parity(c.out, c.ref, f"{c.name} (2 styles, via .pt)", c.tol)

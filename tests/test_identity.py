@@ -11,6 +11,7 @@ import pytest
 from jaxinv.errors import CheckpointError
 from jaxinv.losses import darknet as K
 from jaxinv.losses import identity as I
+from jaxinv.parity.core import assert_parity, parity_tol
 
 try:
     from tests.conftest import REALDATA, require
@@ -64,9 +65,8 @@ def test_face_descriptor_matches_golden(face_params, face_golden):
     x = face_golden["inputs_uint8_nhwc"].astype(np.float32)
     ref = face_golden["descriptors"]
     out = np.asarray(_descr(face_params, x, 255.0))
-    err = np.abs(out - ref).max()
-    tol = 1e-4 * max(1.0, np.abs(ref).max())
-    assert err <= tol, f"face descriptors: max abs err {err} > {tol}"
+    assert_parity(out, ref, "face descriptors")
+    tol = parity_tol(ref)
     # face-api.js itself divides by 256: a small, measurable difference from the golden's 255
     err256 = np.abs(np.asarray(_descr(face_params, x, 256.0)) - ref).max()
     assert tol < err256 < 1e-2, err256
@@ -124,10 +124,7 @@ def test_darknet_logits_match_golden(darknet):
     x = g["inputs_uint8_nhwc"].astype(np.float32)
     out = np.asarray(jax.jit(lambda p, v: K.darknet_forward(cfg, p, K.preprocess_darknet(v, drange=(0.0, 255.0)))[0])(
         params, x))
-    ref = g["logits"]
-    err = np.abs(out - ref).max()
-    tol = 1e-4 * max(1.0, np.abs(ref).max())
-    assert err <= tol, f"Darknet logits: max abs err {err} > {tol}"
+    assert_parity(out, g["logits"], "Darknet logits")
     labels = (DARKNET / "labels_in_output_order.txt").read_text().splitlines()
     assert [labels[i] for i in out.argmax(1)] == ["totem pole", "pop bottle"]  # the true classes (SOURCE.md)
 

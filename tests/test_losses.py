@@ -12,6 +12,7 @@ from jaxinv.errors import CheckpointError
 from jaxinv.losses import lpips as L
 from jaxinv.losses import pixel, regularizers
 from jaxinv.losses import vgg16 as V
+from jaxinv.parity.core import assert_parity
 from jaxinv.procedural import verify_recipe
 
 try:
@@ -21,10 +22,6 @@ except ImportError:  # tests/ collected as rootdir-less modules
 
 HEADS = REALDATA / "weights/lpips_linear_heads/vgg_v0.1.npz"
 PROJ = "projector_sg2ada_r64_skip"
-
-
-def _tol(ref) -> float:
-    return 1e-4 * max(1.0, float(np.max(np.abs(ref))))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -175,10 +172,7 @@ def test_vgg16_features_vs_numpy_torchvision_layout():
     taps = V.vgg16_features(params, jnp.asarray(x, jnp.float32))
     ref = np_vgg_taps(sd, x)
     for name, r in zip(V.TAP_NAMES, ref, strict=True):
-        out = np.asarray(taps[name])
-        assert out.shape == r.shape, name
-        err = np.abs(out - r).max()
-        assert err <= _tol(r), f"{name}: max abs err {err} > {_tol(r)}"
+        assert_parity(taps[name], r, name)
 
 
 def test_vgg16_loader_errors():
@@ -315,11 +309,10 @@ def test_lpips_vs_float64_numpy(proc_sd, proc_lpips, heads):
 
     f32 = lambda v: jnp.asarray(v, jnp.float32)
     out, out_pm1 = map(np.asarray, dists(proc_lpips, f32(a), f32(b), f32(a / 127.5 - 1), f32(b / 127.5 - 1)))
-    err = np.abs(out - ref).max()
-    assert err <= 1e-4 * max(1.0, np.abs(ref).max()), f"LPIPS vs float64 numpy: max abs err {err}, ref {ref}"
+    assert_parity(out, ref, "LPIPS vs float64 numpy")
     assert out[2] == 0.0 and ref[0] > 0.01
     # [-1, 1] inputs map to [0, 255] as the projector does: same distances
-    assert np.abs(out_pm1 - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
+    assert_parity(out_pm1, ref, "LPIPS of [-1, 1] inputs")
 
 
 @pytest.mark.parametrize("which,step", [("synth_images_step0", 0), ("synth_images_last", -1)])
@@ -331,7 +324,8 @@ def test_lpips_reproduces_projector_golden_dist(proc_lpips, which, step):
     assert ft.shape == (1, 499712)
     dist = float(L.lpips_distance(ft, fs)[0])
     ref = float(io["dist"][step])
-    assert abs(dist - ref) <= 1e-4 * max(1.0, abs(ref)) and abs(dist - ref) <= 1e-5 * ref, (dist, ref)
+    assert_parity(dist, ref, "dist")
+    assert abs(dist - ref) <= 1e-5 * ref, (dist, ref)
     # per-tap split (float64 diagnostic of the golden)
     sizes = [64 * 64 * 64, 128 * 32 * 32, 256 * 16 * 16, 512 * 8 * 8, 512 * 4 * 4]
     d2 = np.square(np.asarray(ft, np.float64) - np.asarray(fs, np.float64))[0]

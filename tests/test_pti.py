@@ -10,6 +10,7 @@ import jaxinv
 from jaxinv import pti
 from jaxinv.errors import ConfigError
 from jaxinv.models import dcgan
+from jaxinv.parity.core import assert_parity
 from jaxinv.render import Renderer, render_jit
 from tests.conftest import GOLDEN, require
 
@@ -32,12 +33,6 @@ def sg2():
 def _snapshot(params):
     return {p: np.array(leaf, copy=True) for p, leaf in zip(pti.param_paths(params),
                                                             jax.tree_util.tree_leaves(params), strict=True)}
-
-
-def _close(name, out, ref):
-    err = float(np.abs(out - ref).max())
-    tol = 1e-4 * max(1.0, float(np.abs(ref).max()))
-    assert err <= tol, f"{name}: max abs err {err:.3e} > tol {tol:.3e}"
 
 
 def test_select_paths(sg2):
@@ -68,7 +63,7 @@ def test_tune_lowers_every_loss_keeps_base_and_round_trips(sg2, tmp_path):
     assert not changed, f"base params modified: {changed[:5]}"
     r = Renderer.from_model(model)
     base_img = np.asarray(render_jit(r, jax.tree_util.tree_map(jnp.asarray, model.params), {"ws": jnp.asarray(ws)}))
-    _close("base render after tuning", base_img, res.images_before)
+    assert_parity(base_img, res.images_before, "base render after tuning")
 
     assert all("/b16/" in p or "/b32/" in p for p in res.paths)
     leaves = pti._leaves_by_path(model.params)
@@ -79,11 +74,11 @@ def test_tune_lowers_every_loss_keeps_base_and_round_trips(sg2, tmp_path):
     f = pti.save_delta(tmp_path / "img0" / "pti_delta.npz", res.delta(0), {"image": "img0"})
     delta, meta = pti.load_delta(f)
     assert meta["image"] == "img0" and set(delta) == set(res.paths)
-    _close("tuned render from the delta file", pti.render_tuned(model, delta, {"ws": ws[:1]})[0],
-           res.images_after[0])
+    assert_parity(pti.render_tuned(model, delta, {"ws": ws[:1]})[0], res.images_after[0],
+                  "tuned render from the delta file")
     tuned = jaxinv.load(pti.save_tuned(model, delta, tmp_path / "tuned0"))
     img = np.asarray(render_jit(r, jax.tree_util.tree_map(jnp.asarray, tuned.params), {"ws": jnp.asarray(ws[:1])}))
-    _close("tuned checkpoint render", img[0], res.images_after[0])
+    assert_parity(img[0], res.images_after[0], "tuned checkpoint render")
 
 
 def test_locality_regulariser_on_dcgan():

@@ -15,7 +15,7 @@ import pytest
 from jaxinv.errors import CheckpointError, ConfigError
 from jaxinv.models import rosinality as ros
 from jaxinv.parity import rosinality as handler
-from jaxinv.parity.core import load_case
+from jaxinv.parity.core import assert_parity, load_case
 from tests.conftest import GOLDEN, require
 from weights_convert.source import Source, read_golden_npz, read_source
 
@@ -32,16 +32,8 @@ def _outputs(with_ckpt_avg: bool) -> list[str]:
     return names + (["img_trunc.ckpt_latent_avg"] if with_ckpt_avg else [])
 
 
-def _err(out, ref) -> tuple[float, float]:
-    out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
-    assert out.shape == ref.shape, f"shape {out.shape} != {ref.shape}"
-    return float(np.abs(out - ref).max()), 1e-4 * max(1.0, float(np.abs(ref).max()))
-
-
 def _assert_close(name, out, ref, tol=None):
-    err, default_tol = _err(out, ref)
-    tol = default_tol if tol is None else tol
-    assert err <= tol, f"{name}: max abs err {err:.3e} > tol {tol:.3e}"
+    assert_parity(out, ref, name, tol)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,8 +437,7 @@ def test_engine_adaptor_maps_and_renders_like_the_official_generator():
     io = np.load(GOLDEN / "rosinality_r64_cm1.io.npz")
     ws = gen.mapping(jnp.asarray(io["z"]))
     assert ws.shape == (io["z"].shape[0], gen.num_ws, gen.w_dim)
-    np.testing.assert_allclose(np.asarray(ws[:, 0]), io["w"], atol=1e-4 * max(1, np.abs(io["w"]).max()))
+    assert_parity(ws[:, 0], io["w"], "w")
     img = np.asarray(gen.render({"ws": jnp.asarray(io["wplus"])})).transpose(0, 3, 1, 2)
-    err = np.abs(img - io["img_wplus"]).max()
-    assert err <= 1e-4 * max(1, np.abs(io["img_wplus"]).max()), err
+    assert_parity(img, io["img_wplus"], "img_wplus")
     np.testing.assert_allclose(np.asarray(gen.w_avg), io["latent_avg"])

@@ -9,7 +9,7 @@ import pytest
 from jaxinv.checkpoint import load, save
 from jaxinv.models import from_source
 from jaxinv.models import stylegan2 as sg2
-from jaxinv.parity.core import load_case, run_case
+from jaxinv.parity.core import assert_parity, load_case, run_case
 from tests.conftest import GOLDEN, require
 from weights_convert.source import Source, read_golden_npz, read_source
 
@@ -69,8 +69,7 @@ def test_sg3repo_flat_kwargs_equivalence():
     cfg, params = sg2.from_source(Source("stylegan2", init, sd, {}))
     io = np.load(GOLDEN / "sg2ada_r64_skip.io.npz")
     img = np.asarray(jax.jit(sg2.synthesis, static_argnums=0)(cfg, params, io["wplus"])).transpose(0, 3, 1, 2)
-    err = np.abs(img - io["img_wplus"]).max()
-    assert err <= 1e-4 * max(1, np.abs(io["img_wplus"]).max()), err
+    assert_parity(img, io["img_wplus"], "img_wplus")
 
 
 def test_sg3repo_default_conv_clamp_when_unstored():

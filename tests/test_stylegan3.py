@@ -13,6 +13,7 @@ import pytest
 from jaxinv import ops
 from jaxinv.errors import CheckpointError, ConfigError
 from jaxinv.models import stylegan3 as sg3
+from jaxinv.parity.core import assert_parity
 from tests.conftest import GOLDEN, require
 from weights_convert.source import Source, read_golden_npz, read_source
 
@@ -277,8 +278,7 @@ def test_conditional_mapping_vs_numpy():
     ref[:, :4] = p["w_avg"] + 0.6 * (ref[:, :4] - p["w_avg"])
     params = {"mapping": jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), p)}
     out = np.asarray(sg3.mapping(cfg, params, jnp.asarray(z, jnp.float32), jnp.asarray(c, jnp.float32), 0.6, 4))
-    err = np.abs(out - ref).max()
-    assert err <= 1e-4 * max(1, np.abs(ref).max()), f"max abs err {err:.3g}"
+    assert_parity(out, ref, "conditional mapping")
     with pytest.raises(ConfigError, match="c must be"):
         sg3.mapping(cfg, params, jnp.asarray(z, jnp.float32))
 

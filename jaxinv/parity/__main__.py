@@ -9,14 +9,14 @@ import time
 import jax
 
 from jaxinv.errors import JaxinvError
-from jaxinv.parity.core import CaseError, load_case, run_case
+from jaxinv.parity.core import PARITY_RTOL, CaseError, load_case, run_case
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m jaxinv.parity",
         description="Recompute the reference outputs of golden cases (PREFIX = case path without suffix, "
-        "e.g. ../shared/golden/sg2ada_r64_skip) and compare with max|out-ref| <= 1e-4*max(1,max|ref|).",
+        f"e.g. ../shared/golden/sg2ada_r64_skip) and compare with max|out-ref| <= {PARITY_RTOL:.0e}*max(1,max|ref|).",
     )
     ap.add_argument("prefixes", nargs="+", metavar="PREFIX")
     ap.add_argument("--weights", help="take the weights from an official checkpoint file (.pkl, .pt, .bin, folder) "

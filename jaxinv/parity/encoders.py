@@ -2,8 +2,8 @@
 
 Weights: the procedural recipe of ``meta["procedural_weights"]`` (README section 6; no weights file), or
 ``case.weights``, an official-layout e4e / pSp ``.pt`` read through `weights_convert.encoders`.
-Checks, in the golden layout: ``encoder_out``, ``codes`` (encoder_out + latent_avg), ``feat2.input_layer`` and
-``feat8.c1``/``c2``/``c3`` (NCHW, sample 0, first channels as stored).
+Checks, in the golden layout: ``encoder_out``, ``codes`` (encoder_out + the case's latent_avg), the model's own
+``latent_avg``, ``feat2.input_layer`` and ``feat8.c1``/``c2``/``c3`` (NCHW, sample 0, first channels as stored).
 """
 
 from __future__ import annotations
@@ -72,6 +72,13 @@ def run_checks(case: Case, cfg: enc.Config, params: dict) -> Iterator[Check]:
     x = np.ascontiguousarray(np.asarray(io["x"], np.float32).transpose(0, 2, 3, 1))  # NCHW -> NHWC
     codes, aux = _encode(cfg, params, x, return_intermediates=True)
     yield Check("encoder_out", np.asarray(aux["encoder_out"]), io["encoder_out"])
+    if "latent_avg" in io:
+        # An input of the case: its codes are encoder_out + this latent_avg (pSp.forward); the model's own
+        # latent_avg (recipe or checkpoint) is checked against it on its own.
+        if cfg.start_from_latent_avg:
+            own = np.asarray(params["latent_avg"])
+            yield Check("latent_avg", np.broadcast_to(own, io["latent_avg"].shape), io["latent_avg"])
+        codes = enc.add_latent_avg(cfg, {"latent_avg": io["latent_avg"]}, aux["encoder_out"])
     if "codes" in io:
         ref = io["codes"]
         yield Check("codes", np.asarray(codes).reshape(ref.shape), ref)

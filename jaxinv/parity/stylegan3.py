@@ -10,7 +10,7 @@ import numpy as np
 
 from jaxinv.models import stylegan3 as sg3
 from jaxinv.parity.core import Case, CaseError, Check
-from jaxinv.parity.stylegan2 import load_model
+from jaxinv.parity.stylegan2 import load_model, truncation_inputs
 from weights_convert.source import family_from_init
 
 _INPUTS = {"z", "c", "wplus", "psi", "truncation_cutoff"}
@@ -28,17 +28,16 @@ def run(case: Case) -> Iterator[Check]:
     if unknown:
         raise CaseError(f"{case.prefix}.io.npz: outputs the stylegan3 handler does not know: {unknown}")
     c = io["c"] if cfg.c_dim > 0 else None
-    psi = float(io["psi"]) if "psi" in io else 1.0
-    cutoff = int(io["truncation_cutoff"]) if "truncation_cutoff" in io else -1
+    psi, cutoff, psi_cutoff = truncation_inputs(io)  # README 4.2: ws_psi / img_G_psi use the case's cutoff
     mapping = jax.jit(sg3.mapping, static_argnums=(0, 5))
     # One compiled synthesis (with the per-layer outputs) serves every image of the case.
     synth = jax.jit(partial(sg3.synthesis, cfg, return_layers=True))
 
-    ws_psi = mapping(cfg, params, io["z"], c, psi, None)
+    ws_psi = mapping(cfg, params, io["z"], c, psi, psi_cutoff)
     outputs = {
         "ws": lambda: mapping(cfg, params, io["z"], c, 1.0, None),
         "ws_psi": lambda: ws_psi,
-        "ws_psi_cutoff": lambda: mapping(cfg, params, io["z"], c, psi, cutoff if cutoff >= 0 else None),
+        "ws_psi_cutoff": lambda: mapping(cfg, params, io["z"], c, psi, cutoff),
         "img": lambda: case.nchw(synth(params, io["ws"])[0]),
         "img_G_psi": lambda: case.nchw(synth(params, ws_psi)[0]),
         # StyleGAN3 has no noise: 'none' and 'const' are the same forward.
