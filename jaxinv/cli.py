@@ -119,6 +119,14 @@ def _early_stop(text: str | None) -> tuple[float, int] | None:
         raise ConfigError(f"--early-stop {text!r}: expected TOL,PATIENCE (e.g. 1e-4,20)") from None
 
 
+def _lane_group(text: str) -> int | None | str:
+    if text in ("auto", "all"):
+        return None if text == "all" else text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1, 'all' or 'auto'")
+
+
 class Invert:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -153,6 +161,10 @@ class Invert:
         p.add_argument("--id-weights", default=None, metavar="DIR",
                        help="face-ID network (face-api.js face_recognition_model-weights_manifest.json folder)")
         p.add_argument("--batch", type=int, default=8, help="images per compiled batch (default 8)")
+        p.add_argument("--lane-group", default="auto", type=_lane_group, metavar="K|all|auto",
+                       help="images optimised together inside a batch (groups run one after another); results "
+                            "are the same bits for any --batch / --devices given K (default auto: 1 on CPU, all "
+                            "on GPU/TPU)")
         p.add_argument("--seed", type=int, default=0, help="base seed; each image's draws derive from it and the "
                                                            "image's name (default 0)")
         p.add_argument("--start", default=None, choices=["center", "random"],
@@ -225,7 +237,8 @@ class Invert:
             model, lambda ref: load_image(ref.path, pre), batch_size=args.batch, devices=devices,
             preprocess={"crop": crop, **_pre_dict(pre)}, max_reseeds=args.max_reseeds, space=space, loss=args.loss,
             optimizer=optimizer, steps=args.steps, restarts=args.restarts, seed=args.seed, start=args.start,
-            early_stop=early, resources=resources, space_options=space_options, encoder=encoder)
+            early_stop=early, resources=resources, space_options=space_options, encoder=encoder,
+            lane_group=args.lane_group)
         rep = jobs.run_job(spec, refs, Path(args.out), process=info, workers=args.workers, prefetch=args.prefetch,
                            progress=not args.no_progress, log=_log)
         return _finish(rep, Path(args.out), "inverted", t0, "proj.png" if args.grid else None)

@@ -190,9 +190,9 @@ class Devices:
     def replicated(self) -> NamedSharding:
         return NamedSharding(self.mesh, P())
 
-    def global_batch(self, batch_size: int) -> int:
-        """`batch_size` rounded up to a multiple of the batch shards (every device gets equal rows)."""
-        n = self.batch_shards
+    def global_batch(self, batch_size: int, multiple: int = 1) -> int:
+        """`batch_size` rounded up so that every batch shard (device) gets equal rows, a multiple of `multiple`."""
+        n = self.batch_shards * int(multiple)
         return max(n, -(-int(batch_size) // n) * n)
 
     def put_batch(self, x: Any) -> Any:

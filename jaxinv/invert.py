@@ -238,6 +238,21 @@ def lane_key(seed: int | jax.Array, image_index: jax.Array, restart: jax.Array) 
     return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), image_index), restart)
 
 
+def per_group(fn: Callable[..., Any], group: int | None, *rows: Any) -> Any:
+    """`fn(*rows)` over groups of `group` rows (leading axis; its length a multiple of `group`), one group
+    after another (`lax.map`); `group=None` runs all rows at once. XLA:CPU picks kernels (and so the order of
+    float32 sums) by shape, so a row's result depends on the group shape, never on how many groups there are:
+    with a fixed group, results are the same bits whatever the batch size or device count."""
+    n = jax.tree_util.tree_leaves(rows)[0].shape[0]
+    if group is None or group == n:
+        return fn(*rows)
+    if n % group:
+        raise ValueError(f"per_group: {n} rows are not a multiple of group={group}")
+    split = lambda a: a.reshape(n // group, group, *a.shape[1:])  # noqa: E731
+    out = jax.lax.map(lambda args: fn(*args), jax.tree_util.tree_map(split, rows))
+    return jax.tree_util.tree_map(lambda a: a.reshape(n, *a.shape[2:]), out)
+
+
 def _lane_value(gen: Generator, space: Space, loss: Loss, prep: tuple, latent: Any) -> tuple[jax.Array, tuple]:
     img = gen.render(space.to_input(gen, latent))
     vals = tuple(t(img, p, latent, space)[0] for t, p in zip(loss.terms, prep, strict=True))
@@ -248,12 +263,14 @@ def _lane_value(gen: Generator, space: Space, loss: Loss, prep: tuple, latent: A
 def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, image_index: jax.Array,
                seed: jax.Array, *, optimizer: Adam | LBFGS, steps: int, restarts: int, start_center: bool,
                early_stop: tuple[float, int] | None, restart_offset: jax.Array | int = 0,
-               init_latents: Any = None, record_every: int | None = None):
+               init_latents: Any = None, record_every: int | None = None, lane_group: int | None = None):
     # restart_offset: global index of this call's first restart (jaxinv.jobs shards restarts over devices).
-    # init_latents: optional latents [n, ...] (the space's layout, or some of its entries): restart 0 starts there.
+    # init_latents: optional latents [n, ...] (the space's layout, or some of its entries), or a function of a
+    # group's targets returning them: restart 0 starts there.
     # record_every: also return every lane's latent after each k steps ("trajectory", best restart only).
-    prep_all = tuple(t.prepare(targets) for t in loss.terms)  # once per batch, outside the step loop
-    given_all = jnp.zeros(targets.shape[:1]) if init_latents is None else init_latents
+    # lane_group: images per vmapped group (n must be a multiple), groups run one after another; None = all n.
+    # Everything per image (target features, warm starts, steps) is computed inside its group, so an image's
+    # arithmetic has the same shapes whatever n is: see `per_group`.
 
     def lane(key, restart, prep, given):
         prep = jax.tree_util.tree_map(lambda x: x[None], prep)  # per-lane batch of 1
@@ -308,21 +325,35 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
     n = targets.shape[0]
     r = jnp.arange(restarts) + restart_offset
     keys = jax.vmap(lambda i: jax.vmap(lambda k: lane_key(seed, i, k))(r))(image_index)  # [n, R]
+
+    def prepare(t):  # once per image, outside the step loop
+        given = jnp.zeros(t.shape[:1]) if init_latents is None else \
+            init_latents(t) if callable(init_latents) else None
+        return tuple(term.prepare(t) for term in loss.terms), given
+
+    fixed_given = None if init_latents is None or callable(init_latents) else init_latents
     if getattr(optimizer, "lanes", "vmap") == "map":
         # One lane after another (see optim.LBFGS.lanes); same per-lane maths as the vmapped form.
-        img_of = jnp.repeat(jnp.arange(n), restarts)
-
         def one(args):
-            k, rr, i = args
-            return lane(k, rr, *jax.tree_util.tree_map(lambda a: a[i], (prep_all, given_all)))
+            k, rr, t, g = args
+            prep, given = prepare(t[None])
+            prep, given = jax.tree_util.tree_map(lambda a: a[0], (prep, given if g is None else g[None]))
+            return lane(k, rr, prep, given)
 
-        flat = jax.lax.map(one, (keys.reshape(n * restarts, *keys.shape[2:]), jnp.tile(r, n), img_of))
+        rep = lambda a: jnp.repeat(a, restarts, axis=0)  # noqa: E731
+        flat = jax.lax.map(one, (keys.reshape(n * restarts, *keys.shape[2:]), jnp.tile(r, n), rep(targets),
+                                 jax.tree_util.tree_map(rep, fixed_given)))
         latents, final, vals, imgs, hist, evals, done, traj = jax.tree_util.tree_map(
             lambda a: a.reshape(n, restarts, *a.shape[1:]), flat)
     else:
-        per_image = jax.vmap(lane, in_axes=(0, 0, None, None))  # restarts share the image's targets
-        latents, final, vals, imgs, hist, evals, done, traj = jax.vmap(per_image, in_axes=(0, None, 0, 0))(
-            keys, r, prep_all, given_all)
+        def group(kk, t, g):
+            prep, given = prepare(t)
+            given = given if g is None else g
+            per_image = jax.vmap(lane, in_axes=(0, 0, None, None))  # restarts share the image's targets
+            return jax.vmap(per_image, in_axes=(0, None, 0, 0))(kk, r, prep, given)
+
+        latents, final, vals, imgs, hist, evals, done, traj = per_group(group, lane_group, keys, targets,
+                                                                        fixed_given)
     best = jnp.argmin(jnp.where(jnp.isfinite(final), final, jnp.inf), axis=1)  # [n]
     pick = lambda x: x[jnp.arange(n), best]  # noqa: E731
     best_latents = jax.tree_util.tree_map(lambda x: pick(x)[:, 0], latents)  # drop the lane batch axis
@@ -335,7 +366,24 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
 
 
 _run_batch_jit = jax.jit(_run_batch, static_argnames=("optimizer", "steps", "restarts", "start_center",
-                                                      "early_stop", "record_every"))
+                                                      "early_stop", "record_every", "lane_group"))
+
+
+def default_lane_group(gen: Generator) -> int | None:
+    """The engine's lane group for `gen` on the default backend (see `invert`'s lane_group)."""
+    if jax.default_backend() != "cpu":
+        return None  # accelerators: every lane of a batch in one vmapped program
+    return 1
+
+
+def resolve_lane_group(lane_group: int | None | str, gen: Generator) -> int | None:
+    if lane_group == "auto":
+        return default_lane_group(gen)
+    if lane_group is None:
+        return None
+    if isinstance(lane_group, bool) or not isinstance(lane_group, int | np.integer) or lane_group < 1:
+        raise ConfigError(f"lane_group={lane_group!r}: expected an integer >= 1, None or 'auto'")
+    return int(lane_group)
 
 
 def check_images(images: Any, gen: Generator, names: Sequence[str] | None = None) -> np.ndarray:
@@ -360,7 +408,8 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
            image_indices: Sequence[int] | None = None, start: str | None = None, batch_size: int | None = None,
            early_stop: tuple[float, int] | None = None, resources: dict[str, Any] | None = None,
            space_options: dict[str, Any] | None = None, on_batch: Callable[[int, int], None] | None = None,
-           init_latents: Any = None, record_every: int | None = None) -> InvertResult:
+           init_latents: Any = None, record_every: int | None = None,
+           lane_group: int | None | str = "auto") -> InvertResult:
     """Invert `images` ([N, R, R, C] in [-1, 1]) into `model`'s latent `space`.
 
     model: `jaxinv.models.Model` or `jaxinv.generators.Generator`. space: name (z, w, w+, s, p, pn) or a
@@ -372,6 +421,9 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
     axis N, or some of their entries (e.g. `result.latents` of an earlier run, or
     `jaxinv.encode.encoder_start(...)`, the codes without noise maps): restart 0 starts there.
     record_every: k > 0 dividing `steps`: also return the best restart's latent after every k steps.
+    lane_group: images per vmapped group inside a compiled batch (groups run one after another; batches are
+    padded to whole groups); None = the whole batch at once, "auto" = `default_lane_group`. Results are the
+    same bits for any batch_size given the same lane_group (see `per_group`).
     """
     gen = Generator.from_model(model)
     sp = make_space(space, **(space_options or {}))
@@ -389,7 +441,10 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
     idx = np.arange(n) if image_indices is None else np.asarray(image_indices, np.int32)
     if idx.shape != (n,):
         raise ConfigError(f"image_indices: expected {n} indices, got shape {idx.shape}")
+    group = resolve_lane_group(lane_group, gen)
     bs = n if not batch_size else max(1, min(int(batch_size), n))
+    if group is not None:
+        bs = -(-bs // group) * group  # whole groups
     given = None if init_latents is None else _check_init(init_latents, sp, gen, n)
     if record_every is not None and (int(record_every) < 1 or int(steps) % int(record_every)):
         raise ConfigError(f"record_every={record_every}: must be >= 1 and divide steps={steps}")
@@ -406,7 +461,7 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
         out = _run_batch_jit(gen, sp, lossf, jnp.asarray(xb), jnp.asarray(ib, jnp.int32), jnp.asarray(seed),
                              optimizer=opt, steps=int(steps), restarts=int(restarts),
                              start_center=start == "center", early_stop=early_stop, init_latents=gb,
-                             record_every=int(record_every) if record_every else None)
+                             record_every=int(record_every) if record_every else None, lane_group=group)
         out = jax.tree_util.tree_map(np.asarray, out)
         hist = out.pop("history")[:, :m]
         out = jax.tree_util.tree_map(lambda a, m=m: a[:m], out)

@@ -579,23 +579,24 @@ def tree_fingerprint(tree: Any) -> str:
 
 
 def _invert_program(gen, sp, lossf, encoder, targets, ids, seed, *, optimizer, steps, restarts, start_center,
-                    early_stop, max_reseeds, restart_shards=1):
+                    early_stop, max_reseeds, restart_shards=1, lane_group=None):
     """One padded batch through the engine (`jaxinv.invert._run_batch`), NaN/inf items reseeded, plus the
     per-item outputs the writer needs. Every output has the batch as leading axis. Runs per device under
     shard_map; with restart_shards > 1 the devices along mesh axis "restart" each run a contiguous block of
     restarts, and the best restart is chosen across them exactly as the engine chooses it. `encoder` (or None):
-    restart 0 starts from its codes of the targets (hybrid inversion)."""
+    restart 0 starts from its codes of the targets (hybrid inversion), computed inside the engine's lane
+    groups (`lane_group`, see `jaxinv.invert.per_group`) so that they too do not depend on the batch."""
     from jaxinv import invert as engine
     from jaxinv import metrics
 
     local_r = restarts // restart_shards
-    given = None if encoder is None else sp.from_ws(gen, encoder.from_generator_images(targets))
+    given = None if encoder is None else lambda t: sp.from_ws(gen, encoder.from_generator_images(t))
 
     def attempt(t, i, s):
         offset = jax.lax.axis_index("restart") * local_r if restart_shards > 1 else 0
         out = engine._run_batch(gen, sp, lossf, t, i, s, optimizer=optimizer, steps=steps, restarts=local_r,
                                 start_center=start_center, early_stop=early_stop, restart_offset=offset,
-                                init_latents=given)
+                                init_latents=given, lane_group=lane_group)
         out = dict(out)
         out.pop("history")  # [steps, n, R]: not written by the job
         if restart_shards > 1:
@@ -607,7 +608,7 @@ def _invert_program(gen, sp, lossf, encoder, targets, ids, seed, *, optimizer, s
     # succeeded is just not the best).
     best_finite = lambda o, b: item_finite({k: o[k] for k in ("losses", "latents", "images")}, b)  # noqa: E731
     out, attempts, failed = reseeding(attempt, max_reseeds, best_finite)(targets, ids, seed)
-    out["psnr"], out["ssim"] = metrics.psnr_ssim_signed(out["images"], targets)
+    out["psnr"], out["ssim"] = engine.per_group(metrics.psnr_ssim_signed, lane_group, out["images"], targets)
     out["attempts"] = attempts
     out["failed"] = failed
     return out
@@ -668,14 +669,16 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
                 batch_size: int = 8, start: str | None = None, early_stop: tuple[float, int] | None = None,
                 resources: dict[str, Any] | None = None, space_options: dict[str, Any] | None = None,
                 max_reseeds: int = 2, devices: Devices | None = None,
-                preprocess: dict[str, Any] | None = None, encoder: Any = None) -> JobSpec:
+                preprocess: dict[str, Any] | None = None, encoder: Any = None,
+                lane_group: int | None | str = "auto") -> JobSpec:
     """The JobSpec of `jaxinv invert`: per image DIR/<name>/ target.png, proj.png, latent.npz (the optimised
     variables of the best restart by name, leading axis 1) and, for spaces that produce ws, projected_w.npz
     (key "w", [1, num_ws, w_dim], the official projector's format). `load(ref)` returns the preprocessed
     target [R, R, C] in [-1, 1]; `preprocess` (its options, e.g. crop) goes into the manifest. `encoder`
-    (a `jaxinv.encode.Encoder`): hybrid inversion, restart 0 of each image starts at its encoder codes."""
+    (a `jaxinv.encode.Encoder`): hybrid inversion, restart 0 of each image starts at its encoder codes.
+    `lane_group`: as `jaxinv.invert.invert`'s; each device's rows are rounded up to whole groups."""
     from jaxinv.generators import Generator
-    from jaxinv.invert import make_loss
+    from jaxinv.invert import make_loss, resolve_lane_group
     from jaxinv.optim import make_optimizer
     from jaxinv.spaces import ZSpace, check_space, make_space
 
@@ -693,7 +696,8 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
     if start not in ("center", "random"):
         raise ConfigError(f"start={start!r}: expected 'center' or 'random'")
     devices = devices or Devices.local()
-    bs = devices.global_batch(batch_size)
+    group = resolve_lane_group(lane_group, gen)
+    bs = devices.global_batch(batch_size, multiple=group or 1)
     if int(restarts) % devices.restart_shards:
         raise ConfigError(f"--restarts {restarts}: must be a multiple of --restart-shards {devices.restart_shards}")
     if encoder is not None:
@@ -706,7 +710,7 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
         jax.eval_shape(lambda g, s: s.from_ws(g, jnp.zeros((1, g.num_ws, g.w_dim))), gen, sp)
     call = compile_batch_fn(_invert_program, devices, (gen, sp, lossf, encoder), optimizer=opt, steps=int(steps),
                             restarts=int(restarts), start_center=start == "center", early_stop=early_stop,
-                            max_reseeds=int(max_reseeds), restart_shards=devices.restart_shards)
+                            max_reseeds=int(max_reseeds), restart_shards=devices.restart_shards, lane_group=group)
     shape = (gen.img_resolution, gen.img_resolution, gen.img_channels)
     manifest = {
         "model": gen.fingerprint(),
@@ -717,6 +721,8 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
         "optimizer": repr(opt), "steps": int(steps), "restarts": int(restarts), "seed": int(seed),
         "start": start, "early_stop": list(early_stop) if early_stop else None, "max_reseeds": int(max_reseeds),
         "preprocess": preprocess or {}, "image_shape": list(shape),
+        # Results are bit-stable for a given lane group and restart split (see README, batch jobs).
+        "lane_group": group, "restart_shards": devices.restart_shards,
     }
     if encoder is not None:  # only then, so that earlier outputs keep resuming
         manifest["init"] = {"encoder": tree_fingerprint(encoder.params), "config": repr(encoder.cfg)}
