@@ -6,6 +6,7 @@ Same generator config and weights (random, manifest shapes), same VGG16 (random 
 with the real LPIPS v0.1 heads), same uint8 target (an image of the generator).
 
     python benchmarks/projector.py --official-src /tmp/stylegan2-ada-pytorch              # both configs
+    python benchmarks/projector.py --official-src ... --configs paper256 --batches 1,4,16 --rounds 3 --json r.json
     python benchmarks/projector.py --official-src ... --config-batches ffhq1024=1,4      # 1024 x 16 needs ~25 GiB
     python benchmarks/projector.py --official-src /tmp/stylegan2-ada-pytorch --quick      # smoke test
     python benchmarks/projector.py --configs paper256 --batches 1,4,16 --steps 5 --no-official
@@ -21,6 +22,22 @@ and install what its imports need into the venv: `pip install torch==2.13.0 clic
 imports `requests`, `legacy`/`projector` import `click`; `imageio` is only used by the CLI's video writer and
 is replaced by an empty module when absent). The CUDA plugins are never built on CPU (the official ops take
 their reference paths); `torch.utils.cpp_extension.load` is stubbed anyway so that nothing compiles.
+
+Protocol (`benchmarks/_protocol.py`), so that load on a shared machine cannot pass for speed: the sides are
+interleaved in `--rounds` rounds (default 3), each round per config the official piece, then every jaxinv
+(XLA setting, batch) piece, each piece in its own subprocess. Over each piece's whole subprocess (imports,
+compilation, timed part) the driver records /proc/loadavg before and after, its own process tree's CPU time
+(getrusage) and the busy and steal time of its CPUs (/proc/stat); other processes' CPU = busy - own + steal,
+in cores averaged over the piece's wall time. A piece above `--max-foreign-cpu` (default 0.10 cores) is
+DISTURBED and run again at once, up to `--max-retries` (default 2) more times; every attempt stays in the
+JSON. Each jaxinv piece's ratio is taken to the official piece of its round; the table prints per row the
+median over the clean rounds (a ratio's round is clean when both of its pieces are) with the min..max spread
+and the count of clean rounds. A row with no clean round prints "not measured: machine busy" with the
+interference figures, unless `--allow-disturbed` (then disturbed rounds count, flagged DISTURBED beside the
+figures). The header (and the JSON's `info`) records the CPU model, its ISA flags, an XLA_FLAGS ISA cap
+(`--xla_cpu_max_isa=`) if any, and the jax/jaxlib/torch versions. Columns: image-steps/s, GFLOP/s (the
+side's own FLOPs per second: kernel speed) and off-eq GFLOP/s (the official FLOPs per image-step x
+image-steps/s: kernel speed times FLOP cuts), with compile time, peak RSS and MiB/img as before.
 
 What runs, each in its own subprocess (peak RSS = that process's `ru_maxrss`):
 * prep: the official `Generator(**init_kwargs)` under `torch.manual_seed(seed)` (weights/const/noise buffers
@@ -55,11 +72,11 @@ one step per batch size without running it and prints XLA's memory analysis (res
 so that the batch sizes that fit a machine can be chosen first (on a shared machine, do).
 
 `--device cuda` runs both sides on the GPU (default `cpu`: everything above). Torch: `project(device=cuda)`
-moves G, VGG and target there; the official CUDA plugins (bias_act, upfirdn2d) are built by a background
-child with `torch.utils.cpp_extension` (cached under the work dir's `torch_extensions`) while the jaxinv runs
-go (the first config's official run waits for it, after that config's jaxinv runs); a build that fails or
-exceeds `--plugin-timeout` leaves the official side on its reference ops, and the result records which ran
-(`plugins`). Every per-step stamp synchronises the device (the JSON has the median step too, `step_median_s`:
+moves G, VGG and target there; the official CUDA plugins (bias_act, upfirdn2d) are built first, before any
+piece is timed (a build is load), by a child with `torch.utils.cpp_extension` (cached under the work dir's
+`torch_extensions`); a build that fails or exceeds `--plugin-timeout` leaves the official side on its
+reference ops, and the result records which ran (`plugins`). Interference is measured on the CPUs only, not
+on the GPU. Every per-step stamp synchronises the device (the JSON has the median step too, `step_median_s`:
 the mean can hold a one-off slow step); `num_fp16_res` stays 0 (float32 on both sides).
 Torch's TF32 switches are left at their defaults and recorded (`tf32_matmul`, `tf32_cudnn`). jaxinv runs on
 jax's GPU backend (`JAX_PLATFORMS=cuda,cpu`) at jax's default matmul precision (recorded); its timings end
@@ -86,6 +103,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import _protocol as protocol  # benchmarks/_protocol.py (this script's folder is on sys.path)
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -856,7 +874,6 @@ def _xla_env(setting: str) -> dict[str, str]:
 
 
 def _role_main(role: str, payload: dict[str, Any]) -> None:
-    load0 = os.getloadavg()  # the machine may be shared: record how busy it was
     if role == "prep-official":
         manifest = json.loads(Path(payload["manifest"]).read_text())
         res = official_prep(Path(payload["src"]), manifest, Path(payload["out"]), payload.get("seed", 0))
@@ -890,7 +907,6 @@ def _role_main(role: str, payload: dict[str, Any]) -> None:
                           pieces=payload.get("pieces", True))
     else:
         raise SystemExit(f"unknown role {role}")
-    res["loadavg"] = [round(x, 1) for x in (load0[0], os.getloadavg()[0])]  # 1-min load at start / end
     print(json.dumps(res), flush=True)
 
 
@@ -902,40 +918,91 @@ def _fmt(x: Any, nd: int = 2) -> str:
     return str(x)
 
 
-def print_table(results: dict[str, dict[str, Any]], peak_tflops: float | None = None) -> None:
+def _usable(pieces: list[dict[str, Any]], allow_disturbed: bool) -> list[dict[str, Any]]:
+    return [p for p in pieces if "error" not in p and (allow_disturbed or not p.get("disturbed"))]
+
+
+def _median(pieces: list[dict[str, Any]], key: str) -> float | None:
+    vals = [p[key] for p in pieces if p.get(key) is not None]
+    return float(np.median(vals)) if vals else None
+
+
+def summarise(results: dict[str, dict[str, Any]], allow_disturbed: bool = False) -> None:
+    """Add `summary` to every measured config: the official and each jaxinv (setting, batch) image-steps/s,
+    and each jaxinv piece's ratio to the official piece of the same round, as `_protocol.summarise` gives
+    them (median, min, max over the rounds in which both pieces were clean, or all with `allow_disturbed`)."""
+    for r in results.values():
+        if "jaxinv" not in r:
+            continue  # --profile / --predict-memory
+        off = r["official"]
+        speed = lambda ps: [(p["image_steps_per_s"], p["disturbed"]) for p in ps if "error" not in p]  # noqa: E731
+        s: dict[str, Any] = {"official": protocol.summarise(speed(off), allow_disturbed), "jaxinv": {}}
+        for setting, by_batch in r["jaxinv"].items():
+            for b, pieces in by_batch.items():
+                ratio = [(j["image_steps_per_s"] / o["image_steps_per_s"], j["disturbed"] or o["disturbed"])
+                         for o, j in zip(off, pieces, strict=False) if "error" not in o and "error" not in j]
+                s["jaxinv"].setdefault(setting, {})[b] = {
+                    "image_steps_per_s": protocol.summarise(speed(pieces), allow_disturbed),
+                    "ratio": protocol.summarise(ratio, allow_disturbed)}
+        r["summary"] = s
+
+
+def _rounds_cell(sm: dict[str, Any]) -> str:
+    return f"{sm['clean']}/{sm['rounds']} clean" + (f", {sm['disturbed']} DISTURBED used" if sm["disturbed"] else "")
+
+
+def print_table(results: dict[str, dict[str, Any]], peak_tflops: float | None = None,
+                allow_disturbed: bool = False) -> None:
+    """One row per config, side, XLA setting and batch: medians over the usable rounds (clean; all with
+    `allow_disturbed`); "x official": median [min..max] of the per-round ratios and the clean rounds among
+    those measured. A row without a usable round prints why ("not measured: machine busy" with the
+    interference figures, or the error)."""
     head = ("config", "side", "xla", "batch", "img-steps/s", "e2e", "s/step", "compile s", "peak MiB", "MiB/img",
-            "GFLOP/img-step", "GFLOP/s", "x official")
-    rows = []
-    peak = lambda r: r.get("gpu_peak_mib", r.get("peak_rss_mib"))  # noqa: E731  (GPU peak on cuda)
+            "GFLOP/img-step", "GFLOP/s", "off-eq GFLOP/s", "x official [min..max] clean", "rounds")
+    rows, notes = [], {}
     for cfg, r in results.items():
-        off = r.get("official")
-        if off and "error" in off:
-            rows.append((cfg, "official", "-", "1", "error", "", "", "", "", "", "", "", ""))
-            off = None
-        base = off["image_steps_per_s"] if off else None
-        if off:
-            rows.append((cfg, "official", "-", "1", _fmt(off["image_steps_per_s"], 3), "-", _fmt(off["step_s"]), "-",
-                         _fmt(peak(off), 0), _fmt(off["mib_per_image"], 0),
-                         _fmt(off["gflop_per_image_step"], 1), _fmt(off["gflop_per_s"], 1), "1.00"))
-        for setting, by_batch in r.get("jaxinv", {}).items():
-            for b, j in by_batch.items():
-                if "error" in j:
-                    rows.append((cfg, "jaxinv", setting, str(b), "error", "", "", "", "", "", "", "", ""))
-                    continue
-                ratio = j["image_steps_per_s"] / base if base else None
-                rows.append((cfg, "jaxinv", setting, str(b), _fmt(j["image_steps_per_s"], 3),
-                             _fmt(j.get("e2e_image_steps_per_s"), 3), _fmt(j["step_s"]),
-                             _fmt(j["compile_s"], 1), _fmt(peak(j), 0), _fmt(j["mib_per_image"], 0),
-                             _fmt(j.get("gflop_per_image_step"), 1), _fmt(j.get("gflop_per_s"), 1), _fmt(ratio)))
+        if "jaxinv" not in r:
+            continue
+        if "summary" not in r:
+            summarise({cfg: r}, allow_disturbed)
+        sm, off = r["summary"], r["official"]
+        off_gflop = _median([p for p in off if "error" not in p], "gflop_per_image_step")  # a count: load-free
+        pieces = [("official", "-", 1, off, sm["official"], None)] if off else []
+        pieces += [("jaxinv", s, b, ps, sm["jaxinv"][s][b]["image_steps_per_s"], sm["jaxinv"][s][b]["ratio"])
+                   for s, by_batch in r["jaxinv"].items() for b, ps in by_batch.items()]
+        for side, setting, b, ps, speed, ratio in pieces:
+            key = (cfg, side, setting, str(b))
+            use = _usable(ps, allow_disturbed)
+            if not use:
+                errors = [p for p in ps if "error" in p]
+                notes[len(rows)] = f"error: {errors[-1]['error']}" if len(errors) == len(ps) else protocol.busy_note(ps)
+                rows.append(key + ("",) * (len(head) - len(key)))
+                continue
+            med = partial(_median, use)
+            gpu = any("gpu_peak_mib" in p for p in use)
+            if ratio is None:
+                x = "1.00"
+            elif ratio["median"] is None:
+                x = "not measured" if off else "-"
+            else:
+                x = f"{ratio['median']:.2f} [{ratio['min']:.2f}..{ratio['max']:.2f}] {ratio['clean']}/{ratio['rounds']}"
+                x += " DISTURBED" if ratio["disturbed"] else ""
+            off_eq = off_gflop * speed["median"] if off_gflop else None
+            rows.append(key + (_fmt(speed["median"], 3), _fmt(med("e2e_image_steps_per_s"), 3), _fmt(med("step_s")),
+                               _fmt(med("compile_s"), 1), _fmt(med("gpu_peak_mib" if gpu else "peak_rss_mib"), 0),
+                               _fmt(med("mib_per_image"), 0), _fmt(med("gflop_per_image_step"), 1),
+                               _fmt(med("gflop_per_s"), 1), _fmt(off_eq, 1), x, _rounds_cell(speed)))
     if peak_tflops:  # model FLOP utilisation: achieved GFLOP/s over the given peak
         head += ("MFU %",)
         rows = [row + (_fmt(float(row[11]) / (10 * peak_tflops), 1) if row[11] not in ("", "-") else "",)
                 for row in rows]
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
-    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
+    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=False))  # noqa: E731
     print(line(head))
-    for row in rows:
-        print(line(row))
+    for i, row in enumerate(rows):
+        print(line(row[:4]) + "  " + notes[i] if i in notes else line(row))
+    print("GFLOP/s: the side's own FLOPs per second; off-eq GFLOP/s: the official FLOPs per image-step x "
+          "image-steps/s (FLOP cuts count there, kernel speed in GFLOP/s)")
     if "gpu_peak_mib" in json.dumps(results):
         print("peak MiB: GPU memory (torch.cuda.max_memory_allocated; jax memory_stats()['peak_bytes_in_use'])")
 
@@ -954,32 +1021,51 @@ def print_profile(cfg: str, setting: str, prof: dict[str, Any]) -> None:
             print(f"    {r['ms']:8.1f} ms  {r['part']:9s} {r['dir']} {kind} {r['shape']:24s} {r['op']}")
 
 
-def print_ratios(results: dict[str, dict[str, Any]], targets: dict[str, float]) -> None:
+def print_ratios(results: dict[str, dict[str, Any]], targets: dict[str, float],
+                 allow_disturbed: bool = False) -> None:
     for cfg, r in results.items():
-        off = r.get("official") if r.get("official") and "error" not in r["official"] else None
-        jx = {s: {b: j for b, j in by.items() if "error" not in j} for s, by in r.get("jaxinv", {}).items()}
-        jx = {s: by for s, by in jx.items() if by}
-        speeds = {s: {b: j["image_steps_per_s"] for b, j in by.items()} for s, by in jx.items()}
+        if "jaxinv" not in r:
+            continue
+        if "summary" not in r:
+            summarise({cfg: r}, allow_disturbed)
+        sm = r["summary"]["jaxinv"]
+        speeds = {s: {b: v["image_steps_per_s"]["median"] for b, v in by.items()} for s, by in sm.items()}
         for b in sorted({b for by in speeds.values() for b in by}):
-            have = {s: v[b] for s, v in speeds.items() if b in v}
+            have = {s: v[b] for s, v in speeds.items() if v.get(b) is not None}
             if len(have) == 2:
                 fast = max(have, key=have.get)
                 print(f"{cfg} batch {b}: XLA '{fast}' is faster "
-                      f"({have['eigen'] / have['default']:.2f}x eigen/default)")
-        if not off or not jx:
+                      f"({have['eigen'] / have['default']:.2f}x eigen/default, medians)")
+        ratios = {(s, b): v["ratio"] for s, by in sm.items() for b, v in by.items() if v["ratio"]["median"]}
+        if not ratios:
+            if r["official"]:
+                pieces = r["official"] + [p for by in r["jaxinv"].values() for ps in by.values() for p in ps]
+                print(f"{cfg}: jaxinv / official {protocol.busy_note(pieces)}")
             continue
-        big = max(b for by in jx.values() for b in by)
-        best_setting = max(jx, key=lambda s: jx[s].get(big, {}).get("image_steps_per_s", 0.0))
-        best = jx[best_setting][big]
-        ratio = best["image_steps_per_s"] / off["image_steps_per_s"]
-        mem_ok = best["mib_per_image"] < off["mib_per_image"]
+        big = max(b for _, b in ratios)
+        best_setting = max((s for s, b in ratios if b == big), key=lambda s: ratios[s, big]["median"])
+        rs = ratios[best_setting, big]
         tgt = targets.get(cfg)
         verdict = ""
         if tgt is not None and big == 16:
-            verdict = f" (target >= {tgt:.0f}x: {'MET' if ratio >= tgt else 'NOT met'})"
-        print(f"{cfg}: jaxinv batch {big} ({best_setting}) / official = {ratio:.2f}x image-steps/s{verdict}; "
-              f"memory per image {best['mib_per_image']:.0f} vs {off['mib_per_image']:.0f} MiB "
-              f"({'below' if mem_ok else 'NOT below'} the official's)")
+            verdict = f" (target >= {tgt:.0f}x: {'MET' if rs['median'] >= tgt else 'NOT met'})"
+        flag = f" DISTURBED rounds used: {rs['disturbed']};" if rs["disturbed"] else ""
+        mem_j = _median(_usable(r["jaxinv"][best_setting][big], allow_disturbed), "mib_per_image")
+        mem_o = _median(_usable(r["official"], allow_disturbed), "mib_per_image")
+        below = "below" if mem_j < mem_o else "NOT below"
+        print(f"{cfg}: jaxinv batch {big} ({best_setting}) / official = {rs['median']:.2f}x "
+              f"[{rs['min']:.2f}..{rs['max']:.2f}] image-steps/s, {rs['clean']}/{rs['rounds']} rounds clean"
+              f"{verdict};{flag} memory per image {mem_j:.0f} vs {mem_o:.0f} MiB ({below} the official's)")
+
+
+def _progress(cfg: str, rnd: int, label: str, res: dict[str, Any]) -> None:
+    """One line per measured piece: its speed and what the rest of the machine did meanwhile."""
+    i = res["interference"]
+    what = res["error"] if "error" in res else f"{res['image_steps_per_s']:.3f} image-steps/s"
+    print(f"[{cfg}] round {rnd} {label}: {what}; own {i['own_cores']:.2f} cores, other processes "
+          f"{i['foreign_cores']:.2f} cores over {i['wall_s']:.0f} s, load {i['loadavg_before'][:1]} -> "
+          f"{i['loadavg_after'][:1]}" + (" DISTURBED" if res["disturbed"] else "")
+          + (f" (attempt {len(res['repeated']) + 1})" if res["repeated"] else ""), flush=True)
 
 
 def main() -> None:
@@ -997,6 +1083,13 @@ def main() -> None:
     ap.add_argument("--w-avg-samples", type=int, default=1000, help="w_avg samples, both sides (setup only)")
     ap.add_argument("--xla", default="default,eigen",
                     help="XLA settings to run: default (jax's own), eigen (JAXINV_XLA_CPU_CONVS=eigen)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (official, then every jaxinv piece)")
+    ap.add_argument("--max-foreign-cpu", type=float, default=protocol.MAX_FOREIGN_CPU,
+                    help="cores other processes may use on average during a piece before it counts as disturbed")
+    ap.add_argument("--max-retries", type=int, default=protocol.MAX_RETRIES,
+                    help="times a disturbed piece is repeated")
+    ap.add_argument("--allow-disturbed", action="store_true",
+                    help="use disturbed rounds too (flagged DISTURBED beside the figures)")
     ap.add_argument("--quick", action="store_true", help="smoke test: paper256, batches 1,4, 2 steps")
     ap.add_argument("--profile", metavar="CONFIG", help="only profile one jaxinv step of CONFIG (--batches[-1])")
     ap.add_argument("--predict-memory", action="store_true",
@@ -1021,6 +1114,8 @@ def main() -> None:
         args.configs, args.batches, args.steps = "paper256", "1,4", 2
     if args.device == "cuda" and args.xla == ap.get_default("xla"):
         args.xla = "default"  # the other setting is an XLA:CPU flag
+    if args.rounds < 1:
+        ap.error("--rounds: at least 1")
     configs = [c.strip() for c in args.configs.split(",") if c.strip()] if args.profile is None else [args.profile]
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
     settings = [s.strip() for s in args.xla.split(",") if s.strip()]
@@ -1048,35 +1143,31 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory(prefix="jaxinv-projbench-") if args.workdir is None else None
     work = Path(tmp.name) if tmp else args.workdir
     results: dict[str, dict[str, Any]] = {}
-    info = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "steps": args.steps,
-            "w_avg_samples": args.w_avg_samples, "official_commit": OFFICIAL_COMMIT if official else None,
-            "device": args.device}
+    info = {**protocol.machine_info(), "steps": args.steps, "w_avg_samples": args.w_avg_samples,
+            "official_commit": OFFICIAL_COMMIT if official else None, "device": args.device, "rounds": args.rounds,
+            "max_foreign_cpu": args.max_foreign_cpu, "max_retries": args.max_retries,
+            "allow_disturbed": args.allow_disturbed}
+    print(protocol.header(info))
     print(json.dumps(info), flush=True)
     cuda = args.device == "cuda"
     jax_env = {"JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cuda,cpu")} if cuda else {}
     torch_env = {"TORCH_EXTENSIONS_DIR": str(work / "torch_extensions")} if cuda else None
     builder = None
-    if official and cuda:  # build the official plugins while the jaxinv runs go
+    if official and cuda:
         builder = _start_child("plugins", {"src": str(args.official_src)}, torch_env)
         build_deadline = time.monotonic() + args.plugin_timeout
+    measure = partial(protocol.measure, max_foreign=args.max_foreign_cpu, max_retries=args.max_retries,
+                      log=partial(print, flush=True))
 
     def save() -> None:  # after every measurement, so that an interrupted run keeps what it measured
         if args.json:
             args.json.write_text(json.dumps({"info": info, "results": results}, indent=1))
 
-    def run_official_side(cfg: str, common: dict[str, Any], r: dict[str, Any]) -> None:
-        if builder is not None and "plugin_build" not in info:
+    try:
+        if builder is not None:  # built before anything is timed (a build is load on the machine)
             info["plugin_build"] = _wait_child(builder, build_deadline)
             print(json.dumps({"plugin_build": info["plugin_build"]}), flush=True)
         built = (info.get("plugin_build") or {}).get("plugins")
-        off = _child("official", {**common, "src": str(args.official_src), "steps": args.steps,
-                                  "w_avg_samples": args.w_avg_samples, "device": args.device,
-                                  "plugins": bool(built) and all(built.values())}, torch_env, fatal=False)
-        print(json.dumps({"config": cfg, **off}), flush=True)
-        r["official"] = off
-        save()
-
-    try:
         for cfg in configs:
             manifest = MANIFESTS / f"{CONFIGS[cfg]}.json"
             out = work / cfg
@@ -1110,23 +1201,27 @@ def main() -> None:
                         results.setdefault(cfg, {}).setdefault("memory", {}).setdefault(s, {})[b] = m
                         save()
                 continue
-            r: dict[str, Any] = {"official": None, "jaxinv": {}}
+            r: dict[str, Any] = {"official": [], "jaxinv": {}}  # per round, in order
             results[cfg] = r
-            # While the plugin build still runs (cuda), the official run comes after this config's jaxinv runs.
-            defer = official and builder is not None and "plugin_build" not in info
-            if official and not defer:
-                run_official_side(cfg, common, r)
-            for s in settings:
-                for b in per_config.get(cfg, batches):
-                    j = _child("jaxinv", {**common, "batch": b, "steps": args.steps,
-                                          "w_avg_samples": args.w_avg_samples, "restarts": args.restarts,
-                                          "repeat": args.repeat, "device": args.device},
-                               {**_xla_env(s), **jax_env}, fatal=False)
-                    print(json.dumps({"config": cfg, "xla": s, **j}), flush=True)
-                    r["jaxinv"].setdefault(s, {})[b] = j
+            off_payload = {**common, "src": str(args.official_src), "steps": args.steps,
+                           "w_avg_samples": args.w_avg_samples, "device": args.device,
+                           "plugins": bool(built) and all(built.values())}
+            for rnd in range(1, args.rounds + 1):
+                if official:
+                    off = measure(partial(_child, "official", off_payload, torch_env, fatal=False))
+                    _progress(cfg, rnd, "official", off)
+                    r["official"].append(off)
                     save()
-            if defer:
-                run_official_side(cfg, common, r)
+                for s in settings:
+                    for b in per_config.get(cfg, batches):
+                        payload = {**common, "batch": b, "steps": args.steps, "w_avg_samples": args.w_avg_samples,
+                                   "restarts": args.restarts, "repeat": args.repeat, "device": args.device}
+                        j = measure(partial(_child, "jaxinv", payload, {**_xla_env(s), **jax_env}, fatal=False))
+                        _progress(cfg, rnd, f"jaxinv {s} batch {b}", j)
+                        r["jaxinv"].setdefault(s, {}).setdefault(b, []).append(j)
+                        save()
+            summarise({cfg: r}, args.allow_disturbed)
+            save()
     finally:
         if builder is not None and builder.poll() is None:
             os.killpg(builder.pid, signal.SIGKILL)
@@ -1135,9 +1230,10 @@ def main() -> None:
     save()
     if args.profile is None and not args.predict_memory:
         print()
-        print_table(results, args.peak_tflops)
+        print(protocol.header(info))
+        print_table(results, args.peak_tflops, args.allow_disturbed)
         print()
-        print_ratios(results, {"paper256": 2.0, "ffhq1024": 3.0})
+        print_ratios(results, {"paper256": 2.0, "ffhq1024": 3.0}, args.allow_disturbed)
 
 
 if __name__ == "__main__":
