@@ -31,11 +31,11 @@ import numpy as np
 
 import jaxinv
 from jaxinv import cma, metrics, pti
+from jaxinv.generators import Generator, render_jit
 from jaxinv.images import PRESETS, Preprocess, list_images, load_images
 from jaxinv.invert import generator_input, invert
 from jaxinv.models import dcgan
 from jaxinv.optim import Adam
-from jaxinv.render import Renderer, render_jit
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("JAXINV_SHARED", ROOT.parent / "shared"))
@@ -145,11 +145,10 @@ def part_biggan(args, report):
     n = args.bg_images
     rng = np.random.default_rng(0)
     labels = rng.integers(0, model.cfg.num_classes, n)
-    params = jax.tree_util.tree_map(jnp.asarray, model.params)
-    r = Renderer.from_model(model, truncation=t)
+    gen = Generator.from_model(model, truncation_psi=t)
     z_true = t * jax.random.truncated_normal(jax.random.PRNGKey(0), -2, 2, (n, model.cfg.z_dim))
-    init, scales, _ = cma.default_init(model, n, class_labels=labels, truncation=t)
-    targets = np.asarray(render_jit(r, params, {"z": z_true, "embedding": jnp.asarray(init["embedding"])}))
+    init, scales, _ = cma.default_init(model, n, class_labels=labels, truncation_psi=t)
+    targets = np.asarray(render_jit(gen, {"z": z_true, "embedding": jnp.asarray(init["embedding"])}))
     e = args.budget
     z0 = t * np.asarray(jax.random.truncated_normal(jax.random.PRNGKey(1), -2, 2, (n, model.cfg.z_dim)))
     pop_cma = cma.default_popsize(2 * model.cfg.z_dim)
@@ -168,7 +167,7 @@ def part_biggan(args, report):
     ]
     rows, out = [], {}
     for label, start, opts in runs:
-        res = cma.search(model, targets, start, scales=scales, truncation=t, seed=0, **opts)
+        res = cma.search(model, targets, start, scales=scales, truncation_psi=t, seed=0, **opts)
         ps, ss = psnr_ssim(res.images, targets)
         zt = np.asarray(z_true)
         zerr = np.linalg.norm(res.latents["z"] - zt, axis=1) / np.linalg.norm(zt, axis=1)

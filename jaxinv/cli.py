@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -143,6 +144,14 @@ class Invert:
         p.add_argument("--noise", action="store_true",
                        help="also optimise the per-layer noise maps (StyleGAN spaces; add noise=1e5 to --loss)")
         p.add_argument("--sphere", action="store_true", help="Z space on the sqrt(z_dim) hypersphere (PULSE)")
+        p.add_argument("--class", dest="class_idx", type=int, default=None, metavar="N",
+                       help="class of every image for class-conditional generators (BigGAN, conditional "
+                            "StyleGAN2/3: one-hot c)")
+        p.add_argument("--truncation", type=float, default=1.0, metavar="T",
+                       help="truncation the images were sampled with (BigGAN: z ~ truncnorm(-2, 2) * T and its BN "
+                            "statistics; StyleGAN: psi when rendering from Z) (default 1.0)")
+        p.add_argument("--embedding", action="store_true",
+                       help="BigGAN: also optimise the class embedding, starting at --class's (Huh et al.)")
         p.add_argument("--steps", type=int, default=400, help="optimisation steps (default 400)")
         p.add_argument("--restarts", type=int, default=1, help="random restarts per image, best kept (default 1)")
         p.add_argument("--optimizer", default="adam", choices=["adam", "lbfgs"], help="default adam")
@@ -211,7 +220,7 @@ class Invert:
                 raise ConfigError(f"--init encoder: --model {args.model} is not an e4e / pSp checkpoint; name one "
                                   "with --encoder PATH")
             encoder = pair.net
-        gen = Generator.from_model(model)
+        gen = Generator.from_model(model, args.truncation)
         crop = args.crop
         if crop == "auto":
             crop = "dcgan-faces" if args.model in (None, DEFAULT_MODEL, "dcgan_digiface64") else "none"
@@ -222,6 +231,8 @@ class Invert:
             space_options["noise"] = True
         if args.sphere:
             space_options["sphere"] = True
+        if args.embedding:
+            space_options["embedding"] = True
         if args.optimizer == "adam":
             optimizer = Adam(learning_rate=args.lr, schedule=args.schedule, initial_noise_factor=args.noise_factor)
         else:
@@ -234,11 +245,11 @@ class Invert:
         t0 = time.perf_counter()
         devices = Devices.local(args.devices, args.restart_shards)
         spec = jobs.invert_spec(
-            model, lambda ref: load_image(ref.path, pre), batch_size=args.batch, devices=devices,
+            gen, lambda ref: load_image(ref.path, pre), batch_size=args.batch, devices=devices,
             preprocess={"crop": crop, **_pre_dict(pre)}, max_reseeds=args.max_reseeds, space=space, loss=args.loss,
             optimizer=optimizer, steps=args.steps, restarts=args.restarts, seed=args.seed, start=args.start,
             early_stop=early, resources=resources, space_options=space_options, encoder=encoder,
-            lane_group=args.lane_group)
+            lane_group=args.lane_group, class_idx=args.class_idx)
         rep = jobs.run_job(spec, refs, Path(args.out), process=info, workers=args.workers, prefetch=args.prefetch,
                            progress=not args.no_progress, log=_log)
         return _finish(rep, Path(args.out), "inverted", t0, "proj.png" if args.grid else None)
@@ -372,6 +383,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# Library errors name API arguments; the command line reports its own flags for them.
+_FLAGS = {"truncation_psi": "--truncation", "class_idx": "--class", "embedding=True": "--embedding"}
+_FLAG_RE = re.compile(r"\b(" + "|".join(re.escape(k) for k in _FLAGS) + r")")
+
+
+def flag_words(message: str) -> str:
+    """A library error message with API argument names replaced by the command's flags."""
+    return _FLAG_RE.sub(lambda m: _FLAGS[m.group(1)], message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from jaxinv.errors import JaxinvError
 
@@ -393,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(_target(COMMANDS[args.command][0]).run(args) or 0)
     except JaxinvError as e:
-        print(f"jaxinv: error: {e}", file=sys.stderr)
+        print(f"jaxinv: error: {flag_words(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("jaxinv: interrupted", file=sys.stderr)

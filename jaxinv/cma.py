@@ -15,7 +15,7 @@ share one search. Variables (per image, no batch axis in the search):
     "w"          [w_dim]    StyleGAN W (broadcast to all layers)
     "ws"         [num_ws, w_dim]  StyleGAN W+
     "embedding"  [z_dim]    BigGAN class embedding, optimised together with z (Huh et al.)
-plus fixed per-image inputs (`fixed`, e.g. "c" or "class_vector") that are not searched.
+plus fixed per-image inputs (`fixed`, e.g. the class vector "c") that are not searched.
 
 Evaluation count: one loss evaluation of one candidate = one generator evaluation, with or without its backward
 pass (an Adam step evaluates once; a CMA candidate once; the loss after BasinCMA's last Adam step once more).
@@ -35,8 +35,8 @@ import optax
 from evosax.algorithms import CMA_ES
 
 from jaxinv.errors import ConfigError
+from jaxinv.generators import Generator
 from jaxinv.losses import lpips as _lpips
-from jaxinv.render import Renderer
 
 METHODS = ("cma", "basincma", "adam")
 
@@ -77,7 +77,7 @@ class SearchConfig:
 
 class SearchResult(NamedTuple):
     latents: dict[str, np.ndarray]  # best variables per image, each [N, ...]
-    inputs: dict[str, np.ndarray]  # the generator input of the best latents (renderer's input dict)
+    inputs: dict[str, np.ndarray]  # the generator input of the best latents (`Generator.render`'s dict)
     images: np.ndarray  # [N, H, W, C]
     losses: np.ndarray  # [N] loss of the best latents
     initial_losses: np.ndarray  # [N] loss at `init` (CMA methods count it: the start is a candidate)
@@ -95,22 +95,22 @@ def default_popsize(num_dims: int) -> int:
 # Objective
 
 
-def _to_input(renderer: Renderer, latent: dict[str, jax.Array], fixed: dict[str, jax.Array]) -> dict[str, Any]:
-    """Per-candidate variables (leading batch axis) -> renderer input."""
+def _to_input(gen: Generator, latent: dict[str, jax.Array], fixed: dict[str, jax.Array]) -> dict[str, Any]:
+    """Per-candidate variables (leading batch axis) -> generator input."""
     inp = dict(fixed)
     for k, v in latent.items():
         if k == "w":
-            inp["ws"] = jnp.broadcast_to(v[:, None], (v.shape[0], renderer.cfg.num_ws, v.shape[-1]))
+            inp["ws"] = jnp.broadcast_to(v[:, None], (v.shape[0], gen.num_ws, v.shape[-1]))
         else:
             inp[k] = v
     return inp
 
 
-def _loss_fn(renderer: Renderer, cfg: SearchConfig, params: Any, lpips_params: Any):
+def _loss_fn(gen: Generator, cfg: SearchConfig, lpips_params: Any):
     def loss(latent, fixed, target, feat):
         """One candidate (no batch axis) -> (scalar loss, image)."""
         one = jax.tree_util.tree_map(lambda x: x[None], latent)
-        img = renderer(params, _to_input(renderer, one, jax.tree_util.tree_map(lambda x: x[None], fixed)))
+        img = gen.render(_to_input(gen, one, jax.tree_util.tree_map(lambda x: x[None], fixed)))
         val = cfg.l2_weight * jnp.mean(jnp.square(img - target[None]))
         if lpips_params is not None and cfg.lpips_weight:
             val = val + cfg.lpips_weight * _lpips.lpips_distance(_lpips.lpips_features(lpips_params, img),
@@ -138,12 +138,12 @@ def _adam_refine(value, u0, steps: int, lr: float):
     return u0, value(u0)
 
 
-def _run(renderer: Renderer, cfg: SearchConfig, popsize: int, params: Any, lpips_params: Any,
+def _run(gen: Generator, cfg: SearchConfig, popsize: int, lpips_params: Any,
          init: dict[str, jax.Array], scales: dict[str, jax.Array], fixed: dict[str, jax.Array], targets: jax.Array,
          keys: jax.Array):
     use_lpips = lpips_params is not None and cfg.lpips_weight > 0
     feats = _lpips.lpips_features(lpips_params, targets) if use_lpips else jnp.zeros((targets.shape[0], 1))
-    loss = _loss_fn(renderer, cfg, params, lpips_params if use_lpips else None)
+    loss = _loss_fn(gen, cfg, lpips_params if use_lpips else None)
     names = tuple(sorted(init))
     cma_names = names if (cfg.method == "cma" or cfg.cma_vars is None) else tuple(n for n in names
                                                                                  if n in cfg.cma_vars)
@@ -216,7 +216,7 @@ def _run(renderer: Renderer, cfg: SearchConfig, popsize: int, params: Any, lpips
     return latents, final, imgs, hist.T, start
 
 
-_run_jit = jax.jit(_run, static_argnames=("renderer", "cfg", "popsize"))
+_run_jit = jax.jit(_run, static_argnames=("cfg", "popsize"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -225,24 +225,26 @@ _run_jit = jax.jit(_run, static_argnames=("renderer", "cfg", "popsize"))
 
 def search(model: Any, targets: Any, init: dict[str, Any], config: SearchConfig | None = None, *,
            scales: dict[str, Any] | None = None, fixed: dict[str, Any] | None = None, lpips_params: Any = None,
-           truncation: float = 1.0, seed: int = 0, **options: Any) -> SearchResult:
+           truncation_psi: float | None = None, seed: int = 0, **options: Any) -> SearchResult:
     """Search latents for `targets` ([N, R, R, C] in [-1, 1]) with CMA-ES, BasinCMA or Adam.
 
     init: starting variables per image, each [N, ...] (see the module docstring for names). scales: per
     variable a float or [N] array (default 1). fixed: per-image generator inputs not searched (e.g. "c",
-    "class_vector"). config / **options: `SearchConfig` fields. truncation: BigGAN's (static) truncation.
+    the class vector). config / **options: `SearchConfig` fields. truncation_psi: the generator's (static)
+    truncation (BigGAN: its BN statistics; default the Generator's own, 1.0 for a Model).
     """
     cfg = config or SearchConfig(**options)
     if config is not None and options:
         cfg = SearchConfig(**{**cfg.__dict__, **options})
     if cfg.lpips_weight > 0 and lpips_params is None:
         raise ConfigError("lpips_weight > 0 needs lpips_params (jaxinv.losses.load_lpips / procedural_lpips)")
-    renderer = Renderer.from_model(model, truncation)
+    gen = Generator.from_model(model, truncation_psi)
+    gen = gen.with_params(jax.tree_util.tree_map(jnp.asarray, gen.params))
     x = np.asarray(targets, np.float32)
     if x.ndim == 3:
         x = x[None]
     n = len(x)
-    res = int(renderer.cfg.img_resolution)
+    res = gen.img_resolution
     if x.ndim != 4 or x.shape[1:3] != (res, res):
         raise ConfigError(f"targets: expected [N, {res}, {res}, C] in [-1, 1], got {list(x.shape)}")
     if not init:
@@ -259,13 +261,12 @@ def search(model: Any, targets: Any, init: dict[str, Any], config: SearchConfig 
     cma_names = sorted(init_) if (cfg.method == "cma" or cfg.cma_vars is None) else list(cfg.cma_vars)
     dims = int(sum(np.prod(init_[k].shape[1:]) for k in cma_names))
     popsize = int(cfg.popsize or default_popsize(dims))
-    params = jax.tree_util.tree_map(jnp.asarray, model.params)
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(seed), i))(jnp.arange(n))
     t0 = time.perf_counter()
-    latents, final, imgs, hist, start = _run_jit(renderer, cfg, popsize, params, lpips_params, init_, scales_, fixed_,
-                                          jnp.asarray(x), keys)
+    latents, final, imgs, hist, start = _run_jit(gen, cfg, popsize, lpips_params, init_, scales_, fixed_,
+                                                 jnp.asarray(x), keys)
     latents = {k: np.asarray(v) for k, v in latents.items()}
-    inputs = jax.tree_util.tree_map(np.asarray, _to_input(renderer, {k: jnp.asarray(v) for k, v in latents.items()},
+    inputs = jax.tree_util.tree_map(np.asarray, _to_input(gen, {k: jnp.asarray(v) for k, v in latents.items()},
                                                           fixed_))
     out = SearchResult(latents=latents, inputs=inputs, images=np.asarray(imgs), losses=np.asarray(final),
                        initial_losses=np.asarray(start),
@@ -275,49 +276,52 @@ def search(model: Any, targets: Any, init: dict[str, Any], config: SearchConfig 
 
 
 def default_init(model: Any, n: int, *, space: str = "z", class_labels: Sequence[int] | None = None,
-                 truncation: float = 1.0) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray]]:
+                 truncation_psi: float = 1.0) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray]]:
     """(init, scales, fixed) for a family's usual search space.
 
-    dcgan: z = 0, scale 1. biggan: z = 0 with scale `truncation` (the official sampler multiplies by it) and
+    dcgan: z = 0, scale 1. biggan: z = 0 with scale `truncation_psi` (the official sampler multiplies by it) and
     the class embedding (Huh et al. optimise it with z): the embedding of `class_labels` if given, else the
     mean embedding; its scale is the std of the embedding table. StyleGAN families: space "w" (w_avg, scale
     = std of mapped w) or "z" (z = 0, scale 1); conditional models need `class_labels`.
     """
-    fam = model.family
-    p = model.params
+    gen = Generator.from_model(model)
+    fam = gen.family
     if fam == "dcgan":
-        return {"z": np.zeros((n, model.cfg.z_dim), np.float32)}, {"z": 1.0}, {}
+        return {"z": np.zeros((n, gen.z_dim), np.float32)}, {"z": 1.0}, {}
     if fam == "biggan":
         from jaxinv.models import biggan
 
-        table = np.asarray(p["embeddings"]["weight"], np.float32)  # [num_classes, z_dim]
+        table = np.asarray(gen.params["embeddings"]["weight"], np.float32)  # [num_classes, z_dim]
         if class_labels is not None:
-            emb = np.asarray(biggan.embed(model.cfg, p, biggan.one_hot(np.asarray(class_labels), table.shape[0])))
+            emb = np.asarray(gen.embed(biggan.one_hot(np.asarray(class_labels), table.shape[0])))
         else:
             emb = np.repeat(table.mean(0, keepdims=True), n, axis=0)
-        init = {"z": np.zeros((n, model.cfg.z_dim), np.float32), "embedding": emb.astype(np.float32)}
-        return init, {"z": float(truncation), "embedding": float(table.std())}, {}
-    renderer = Renderer.from_model(model)
-    if not renderer.has_w:
+        init = {"z": np.zeros((n, gen.z_dim), np.float32), "embedding": emb.astype(np.float32)}
+        return init, {"z": float(truncation_psi), "embedding": float(table.std())}, {}
+    if not gen.has_w:
         raise ConfigError(f"{fam}: no default search space")
     fixed = {}
-    c_dim = renderer.c_dim()
+    c_dim = gen.c_dim
     if c_dim:
         if class_labels is None:
             raise ConfigError(f"{fam}: conditional generator (c_dim={c_dim}) needs class_labels")
         fixed["c"] = np.eye(c_dim, dtype=np.float32)[np.asarray(class_labels)]
     if space == "z":
-        return {"z": np.zeros((n, renderer.z_dim()), np.float32)}, {"z": 1.0}, fixed
+        return {"z": np.zeros((n, gen.z_dim), np.float32)}, {"z": 1.0}, fixed
     if space not in ("w", "w+"):
         raise ConfigError(f"space={space!r}: CMA search supports z, w and w+")
-    params = jax.tree_util.tree_map(jnp.asarray, p)
-    z = jax.random.normal(jax.random.PRNGKey(123), (2000, renderer.z_dim()), jnp.float32)
+    z = jax.random.normal(jax.random.PRNGKey(123), (2000, gen.z_dim), jnp.float32)
     c = None
     if c_dim:
         c = jnp.asarray(np.eye(c_dim, dtype=np.float32)[np.arange(2000) % c_dim])
-    w = np.asarray(renderer.mapping_w(params, z, c))
+    w = np.asarray(_first_w(gen, z, c))
     center = w.mean(0)
     scale = float(np.sqrt(np.mean(np.sum(np.square(w - center), axis=1)) / w.shape[1]))
     if space == "w":
         return {"w": np.repeat(center[None], n, axis=0)}, {"w": scale}, fixed
-    return {"ws": np.broadcast_to(center, (n, model.cfg.num_ws, center.size)).copy()}, {"ws": scale}, fixed
+    return {"ws": np.broadcast_to(center, (n, gen.num_ws, center.size)).copy()}, {"ws": scale}, fixed
+
+
+@jax.jit
+def _first_w(gen: Generator, z: jax.Array, c: jax.Array | None) -> jax.Array:
+    return gen.mapping(z, c)[:, 0]

@@ -33,18 +33,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinv.errors import ConfigError, ImageError
-from jaxinv.render import Renderer, render_jit
+from jaxinv.generators import Generator, render_jit
 
 # ---------------------------------------------------------------------------------------------------------
 # Style layers and their affines
 
 
-def _renderer(model: Any) -> Renderer:
-    r = Renderer.from_model(model)
-    if not r.has_w:
+def _generator(model: Any) -> Generator:
+    """The model's generator, its params on the device (edits render them many times)."""
+    gen = Generator.from_model(model)
+    if not gen.has_w:
         raise ConfigError(f"{model.family}: editing needs a StyleGAN-type model with a W space "
                           "(stylegan2, stylegan3, rosinality)")
-    return r
+    return gen.with_params(jax.tree_util.tree_map(jnp.asarray, gen.params))
 
 
 def _is_rgb(model: Any, name: str) -> bool:
@@ -56,13 +57,13 @@ def _is_rgb(model: Any, name: str) -> bool:
 def style_layers(model: Any) -> list[tuple[str, int]]:
     """(layer name, ws index) of every styled *conv* layer (ToRGB and SG3's input transform excluded), in
     forward order. The index is found by probing `styles` with one-hot layer inputs."""
-    r = _renderer(model)
-    cfg, p = model.cfg, model.params
-    num_ws, w_dim = int(cfg.num_ws), int(cfg.w_dim)
+    gen = _generator(model)
+    cfg = model.cfg
+    num_ws, w_dim = gen.num_ws, gen.w_dim
     probe = np.zeros((num_ws + 1, num_ws, w_dim), np.float32)
     for k in range(num_ws):
         probe[k, k] = 1.0
-    s = jax.jit(lambda ws: r.module.styles(cfg, p, ws))(jnp.asarray(probe))  # (a jitted dict comes back sorted)
+    s = jax.jit(lambda g, ws: g.styles(ws))(gen, jnp.asarray(probe))  # (a jitted dict comes back sorted)
     out = []
     for name in cfg.layer_names:
         if _is_rgb(model, name):
@@ -75,16 +76,15 @@ def style_layers(model: Any) -> list[tuple[str, int]]:
 
 def style_affines(model: Any, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """The linear part of each layer's style affine as [w_dim, C] (lr gains included), from `styles`."""
-    r = _renderer(model)
-    cfg, p = model.cfg, model.params
+    gen = _generator(model)
     names = [n for n, _ in style_layers(model)] if names is None else list(names)
 
-    def f(w):  # one w broadcast to every layer: each layer sees exactly its affine of w
-        ws = jnp.broadcast_to(w[None, None], (1, cfg.num_ws, w.shape[0]))
-        s = r.module.styles(cfg, p, ws)
+    def f(g, w):  # one w broadcast to every layer: each layer sees exactly its affine of w
+        ws = jnp.broadcast_to(w[None, None], (1, g.num_ws, w.shape[0]))
+        s = g.styles(ws)
         return {n: s[n][0] for n in names}
 
-    jac = jax.jit(jax.jacfwd(f))(jnp.zeros((int(cfg.w_dim),), jnp.float32))  # name -> [C, w_dim]
+    jac = jax.jit(jax.jacfwd(f, argnums=1))(gen, jnp.zeros((gen.w_dim,), jnp.float32))  # name -> [C, w_dim]
     return {n: np.asarray(jac[n]).T for n in names}
 
 
@@ -122,8 +122,7 @@ def _fix_signs(vectors: np.ndarray) -> np.ndarray:
 
 
 def _layer_range(model: Any, layers: tuple[int, int] | None) -> tuple[int, int]:
-    _renderer(model)
-    num_ws = int(model.cfg.num_ws)
+    num_ws = _generator(model).num_ws
     a, b = layers if layers is not None else (0, num_ws)
     if not 0 <= a < b <= num_ws:
         raise ConfigError(f"--layers {a}:{b}: need 0 <= a < b <= num_ws = {num_ws}")
@@ -148,18 +147,17 @@ def sefa(model: Any, num_directions: int | None = None, layers: tuple[int, int] 
 
 def mapped_w(model: Any, num_samples: int, seed: int = 0, chunk: int = 4096) -> np.ndarray:
     """w = mapping(z) for z ~ N(0, I) ([num_samples, w_dim]); conditional models use uniform random classes."""
-    r = _renderer(model)
-    params = jax.tree_util.tree_map(jnp.asarray, model.params)
-    c_dim = r.c_dim()
-    f = jax.jit(lambda z, c: r.mapping_w(params, z, c))
+    gen = _generator(model)
+    c_dim = gen.c_dim
+    f = jax.jit(lambda g, z, c: g.mapping(z, c)[:, 0])
     key = jax.random.PRNGKey(seed)
     out = []
     for i0 in range(0, num_samples, chunk):
         n = min(chunk, num_samples - i0)
         kz, kc = jax.random.split(jax.random.fold_in(key, i0))
-        z = jax.random.normal(kz, (n, r.z_dim()), jnp.float32)
+        z = jax.random.normal(kz, (n, gen.z_dim), jnp.float32)
         c = jax.nn.one_hot(jax.random.randint(kc, (n,), 0, c_dim), c_dim) if c_dim else None
-        out.append(np.asarray(f(z, c)))
+        out.append(np.asarray(f(gen, z, c)))
     return np.concatenate(out)
 
 
@@ -207,7 +205,7 @@ def apply_edit(ws: Any, direction: Any, strength: Any, layers: tuple[int, int] |
 def render_edits(model: Any, ws: Any, direction: Any, strengths: Sequence[float],
                  layers: tuple[int, int] | None = None, batch_size: int = 8) -> np.ndarray:
     """Images [N, S, H, W, C] of every code edited at every strength, rendered in batches of `batch_size`."""
-    r = _renderer(model)
+    gen = _generator(model)
     ws = np.asarray(ws, np.float32)
     if ws.ndim != 3 or ws.shape[1:] != (model.cfg.num_ws, model.cfg.w_dim):
         raise ConfigError(f"latents: expected [N, {model.cfg.num_ws}, {model.cfg.w_dim}], got {list(ws.shape)}")
@@ -216,13 +214,11 @@ def render_edits(model: Any, ws: Any, direction: Any, strengths: Sequence[float]
     # One strength at a time, codes in their original batch positions: the strength-0 batch is bit-identical
     # to `render_ws(ws)`'s, so it gives the same images exactly (XLA results can depend on a row's position).
     bs = min(int(batch_size), len(ws))
-    return np.stack([_render_ws(model, r, edited[:, j], bs) for j in range(len(s))], axis=1)
+    return np.stack([_render_ws(gen, edited[:, j], bs) for j in range(len(s))], axis=1)
 
 
-def _render_ws(model: Any, r: Renderer, ws: np.ndarray, batch_size: int) -> np.ndarray:
+def _render_ws(gen: Generator, ws: np.ndarray, batch_size: int) -> np.ndarray:
     """Render ws [M, num_ws, w_dim] in batches padded to exactly `batch_size` (one compiled program)."""
-    params = jax.tree_util.tree_map(jnp.asarray, model.params)
-    f = lambda p, w: render_jit(r, p, {"ws": w})  # noqa: E731  (shared compilation across calls)
     bs = max(1, int(batch_size))
     out = []
     for i0 in range(0, len(ws), bs):
@@ -230,14 +226,14 @@ def _render_ws(model: Any, r: Renderer, ws: np.ndarray, batch_size: int) -> np.n
         m = len(chunk)
         if m < bs:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], bs - m, axis=0)])
-        out.append(np.asarray(f(params, jnp.asarray(chunk)))[:m])
+        out.append(np.asarray(render_jit(gen, {"ws": jnp.asarray(chunk)}))[:m])
     return np.concatenate(out)
 
 
 def render_ws(model: Any, ws: Any, batch_size: int = 8) -> np.ndarray:
     """Images of codes ws [N, num_ws, w_dim], through the same batched program as `render_edits`."""
     ws = np.asarray(ws, np.float32)
-    return _render_ws(model, _renderer(model), ws, min(int(batch_size), len(ws)))
+    return _render_ws(_generator(model), ws, min(int(batch_size), len(ws)))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -357,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     model = load_model(args.model)
-    _renderer(model)
+    _generator(model)
     layers = _parse_layers(args.layers)
     if layers is not None:
         _layer_range(model, layers)

@@ -253,8 +253,10 @@ def per_group(fn: Callable[..., Any], group: int | None, *rows: Any) -> Any:
     return jax.tree_util.tree_map(lambda a: a.reshape(n, *a.shape[2:]), out)
 
 
-def _lane_value(gen: Generator, space: Space, loss: Loss, prep: tuple, latent: Any) -> tuple[jax.Array, tuple]:
-    img = gen.render(space.to_input(gen, latent))
+def _lane_value(gen: Generator, space: Space, loss: Loss, prep: tuple, latent: Any,
+                c: jax.Array | None = None) -> tuple[jax.Array, tuple]:
+    inp = space.to_input(gen, latent)
+    img = gen.render(inp if c is None else {**inp, "c": c})
     vals = tuple(t(img, p, latent, space)[0] for t, p in zip(loss.terms, prep, strict=True))
     total = sum(w * v for w, v in zip(loss.weights, vals, strict=True))
     return total, (img, vals)
@@ -263,7 +265,8 @@ def _lane_value(gen: Generator, space: Space, loss: Loss, prep: tuple, latent: A
 def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, image_index: jax.Array,
                seed: jax.Array, *, optimizer: Adam | LBFGS, steps: int, restarts: int, start_center: bool,
                early_stop: tuple[float, int] | None, restart_offset: jax.Array | int = 0,
-               init_latents: Any = None, record_every: int | None = None, lane_group: int | None = None):
+               init_latents: Any = None, record_every: int | None = None, lane_group: int | None = None,
+               c: jax.Array | None = None):
     # restart_offset: global index of this call's first restart (jaxinv.jobs shards restarts over devices).
     # init_latents: optional latents [n, ...] (the space's layout, or some of its entries), or a function of a
     # group's targets returning them: restart 0 starts there.
@@ -271,18 +274,20 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
     # lane_group: images per vmapped group (n must be a multiple), groups run one after another; None = all n.
     # Everything per image (target features, warm starts, steps) is computed inside its group, so an image's
     # arithmetic has the same shapes whatever n is: see `per_group`.
+    # c: [n, c_dim] fixed class vector of each image (conditional generators), or None.
 
-    def lane(key, restart, prep, given):
+    def lane(key, restart, prep, given, ci):
         prep = jax.tree_util.tree_map(lambda x: x[None], prep)  # per-lane batch of 1
+        ci = None if ci is None else ci[None]
 
         def value(latent):
-            return _lane_value(gen, space, loss, prep, latent)[0]
+            return _lane_value(gen, space, loss, prep, latent, ci)[0]
 
         objective = Objective(value, space.perturb, space.project)
         k_init, k_loop = jax.random.split(key)
-        random_start = space.init(k_init, gen, 1)
+        random_start = space.init(k_init, gen, 1, c=ci)
         if start_center:
-            center = space.init(k_init, gen, 1, center=True)
+            center = space.init(k_init, gen, 1, center=True, c=ci)
             latent0 = jax.tree_util.tree_map(lambda c, r: jnp.where(restart == 0, c, r), center, random_start)
         else:
             latent0 = random_start
@@ -319,7 +324,7 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
         else:
             (state, _, _, _, done, evals), hist = jax.lax.scan(body, carry0, jnp.arange(steps))
             traj = None
-        final, (img, vals) = _lane_value(gen, space, loss, prep, state.latent)
+        final, (img, vals) = _lane_value(gen, space, loss, prep, state.latent, ci)
         return state.latent, final, vals, img[0], hist, evals, done, traj
 
     n = targets.shape[0]
@@ -335,25 +340,25 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
     if getattr(optimizer, "lanes", "vmap") == "map":
         # One lane after another (see optim.LBFGS.lanes); same per-lane maths as the vmapped form.
         def one(args):
-            k, rr, t, g = args
+            k, rr, t, g, ci = args
             prep, given = prepare(t[None])
             prep, given = jax.tree_util.tree_map(lambda a: a[0], (prep, given if g is None else g[None]))
-            return lane(k, rr, prep, given)
+            return lane(k, rr, prep, given, ci)
 
         rep = lambda a: jnp.repeat(a, restarts, axis=0)  # noqa: E731
         flat = jax.lax.map(one, (keys.reshape(n * restarts, *keys.shape[2:]), jnp.tile(r, n), rep(targets),
-                                 jax.tree_util.tree_map(rep, fixed_given)))
+                                 jax.tree_util.tree_map(rep, fixed_given), jax.tree_util.tree_map(rep, c)))
         latents, final, vals, imgs, hist, evals, done, traj = jax.tree_util.tree_map(
             lambda a: a.reshape(n, restarts, *a.shape[1:]), flat)
     else:
-        def group(kk, t, g):
+        def group(kk, t, g, cc):
             prep, given = prepare(t)
             given = given if g is None else g
-            per_image = jax.vmap(lane, in_axes=(0, 0, None, None))  # restarts share the image's targets
-            return jax.vmap(per_image, in_axes=(0, None, 0, 0))(kk, r, prep, given)
+            per_image = jax.vmap(lane, in_axes=(0, 0, None, None, None))  # restarts share the image's targets
+            return jax.vmap(per_image, in_axes=(0, None, 0, 0, 0))(kk, r, prep, given, cc)
 
         latents, final, vals, imgs, hist, evals, done, traj = per_group(group, lane_group, keys, targets,
-                                                                        fixed_given)
+                                                                        fixed_given, c)
     best = jnp.argmin(jnp.where(jnp.isfinite(final), final, jnp.inf), axis=1)  # [n]
     pick = lambda x: x[jnp.arange(n), best]  # noqa: E731
     best_latents = jax.tree_util.tree_map(lambda x: pick(x)[:, 0], latents)  # drop the lane batch axis
@@ -409,7 +414,8 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
            early_stop: tuple[float, int] | None = None, resources: dict[str, Any] | None = None,
            space_options: dict[str, Any] | None = None, on_batch: Callable[[int, int], None] | None = None,
            init_latents: Any = None, record_every: int | None = None,
-           lane_group: int | None | str = "auto") -> InvertResult:
+           lane_group: int | None | str = "auto", c: Any = None, class_idx: Any = None,
+           truncation_psi: float | None = None) -> InvertResult:
     """Invert `images` ([N, R, R, C] in [-1, 1]) into `model`'s latent `space`.
 
     model: `jaxinv.models.Model` or `jaxinv.generators.Generator`. space: name (z, w, w+, s, p, pn) or a
@@ -424,8 +430,12 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
     lane_group: images per vmapped group inside a compiled batch (groups run one after another; batches are
     padded to whole groups); None = the whole batch at once, "auto" = `default_lane_group`. Results are the
     same bits for any batch_size given the same lane_group (see `per_group`).
+    class_idx (an int, or one per image) or c ([N, c_dim] or [c_dim]): the fixed class of a class-conditional
+    generator (StyleGAN2/3 with c_dim > 0, BigGAN). truncation_psi: the truncation the targets were sampled
+    with (BigGAN: z ~ truncnorm(-2, 2) * truncation_psi and its BN statistics; StyleGAN: applied when
+    rendering from Z); default: the Generator's own (1.0 for a Model).
     """
-    gen = Generator.from_model(model)
+    gen = Generator.from_model(model, truncation_psi)
     sp = make_space(space, **(space_options or {}))
     check_space(sp, gen)
     sp = sp.prepare(gen)
@@ -438,6 +448,7 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
         raise ConfigError(f"start={start!r}: expected 'center' or 'random'")
     x = check_images(images, gen)
     n = len(x)
+    cv = class_vectors(gen, n, c=c, class_idx=class_idx)
     idx = np.arange(n) if image_indices is None else np.asarray(image_indices, np.int32)
     if idx.shape != (n,):
         raise ConfigError(f"image_indices: expected {n} indices, got shape {idx.shape}")
@@ -445,7 +456,7 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
     bs = n if not batch_size else max(1, min(int(batch_size), n))
     if group is not None:
         bs = -(-bs // group) * group  # whole groups
-    given = None if init_latents is None else _check_init(init_latents, sp, gen, n)
+    given = None if init_latents is None else _check_init(init_latents, sp, gen, n, cv)
     if record_every is not None and (int(record_every) < 1 or int(steps) % int(record_every)):
         raise ConfigError(f"record_every={record_every}: must be >= 1 and divide steps={steps}")
     t0 = time.perf_counter()
@@ -454,14 +465,17 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
         xb, ib = x[b0:b0 + bs], idx[b0:b0 + bs]
         m = len(xb)
         gb = None if given is None else jax.tree_util.tree_map(lambda a, b0=b0: a[b0:b0 + bs], given)
+        cb = None if cv is None else cv[b0:b0 + bs]
         if m < bs:  # pad to the compiled batch size; padded lanes are discarded
             pad = lambda a, m=m: np.concatenate([a, np.repeat(a[-1:], bs - m, axis=0)])  # noqa: E731
             xb, ib = pad(xb), pad(ib)
             gb = None if gb is None else jax.tree_util.tree_map(pad, gb)
+            cb = None if cb is None else pad(cb)
         out = _run_batch_jit(gen, sp, lossf, jnp.asarray(xb), jnp.asarray(ib, jnp.int32), jnp.asarray(seed),
                              optimizer=opt, steps=int(steps), restarts=int(restarts),
                              start_center=start == "center", early_stop=early_stop, init_latents=gb,
-                             record_every=int(record_every) if record_every else None, lane_group=group)
+                             record_every=int(record_every) if record_every else None, lane_group=group,
+                             c=None if cb is None else jnp.asarray(cb))
         out = jax.tree_util.tree_map(np.asarray, out)
         hist = out.pop("history")[:, :m]
         out = jax.tree_util.tree_map(lambda a, m=m: a[:m], out)
@@ -479,9 +493,36 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
                         trajectory=res.get("trajectory"))
 
 
-def _check_init(init_latents: Any, space: Space, gen: Generator, n: int) -> Any:
+def class_vectors(gen: Generator, n: int, *, c: Any = None, class_idx: Any = None) -> np.ndarray | None:
+    """The fixed class vector of each of n images, [n, c_dim] float32 (None for unconditional generators),
+    from `class_idx` (an int or n ints: one-hot) or `c` ([n, c_dim] or [c_dim], e.g. a soft class vector)."""
+    if c is not None and class_idx is not None:
+        raise ConfigError("give the class as class_idx or as c, not both")
+    if not gen.c_dim:
+        if c is not None or class_idx is not None:
+            raise ConfigError(f"class_idx / c: the {gen.family} generator is unconditional (c_dim=0)")
+        return None
+    if c is None and class_idx is None:
+        raise ConfigError(f"{gen.family}: class-conditional generator (c_dim={gen.c_dim}): give class_idx "
+                          f"(0..{gen.c_dim - 1}) or c")
+    if class_idx is not None:
+        idx = np.asarray(class_idx)
+        if (idx.dtype.kind not in "iu" or idx.ndim > 1 or (idx.ndim == 1 and len(idx) != n) or (idx < 0).any()
+                or (idx >= gen.c_dim).any()):
+            raise ConfigError(f"class_idx={idx.tolist()}: expected one integer in [0, {gen.c_dim}) or one per "
+                              f"image ({n})")
+        c = np.eye(gen.c_dim, dtype=np.float32)[np.broadcast_to(idx, (n,))]
+    cv = np.asarray(c, np.float32)
+    if cv.ndim == 1:
+        cv = np.broadcast_to(cv, (n, cv.shape[0]))
+    if cv.shape != (n, gen.c_dim) or not np.isfinite(cv).all():
+        raise ConfigError(f"c: expected finite [{n}, {gen.c_dim}] or [{gen.c_dim}], got {list(np.shape(c))}")
+    return np.ascontiguousarray(cv)
+
+
+def _check_init(init_latents: Any, space: Space, gen: Generator, n: int, c: np.ndarray | None = None) -> Any:
     """init_latents: the space's latent dict, or a subset of its entries (e.g. codes without noise maps)."""
-    want = jax.eval_shape(lambda g, s: s.init(jax.random.PRNGKey(0), g, n), gen, space)
+    want = jax.eval_shape(lambda g, s, cc: s.init(jax.random.PRNGKey(0), g, n, c=cc), gen, space, c)
     if not isinstance(init_latents, dict) or not init_latents or set(init_latents) - set(want):
         got_keys = sorted(init_latents) if isinstance(init_latents, dict) else type(init_latents).__name__
         raise ConfigError(f"init_latents: expected a dict with entries among {sorted(want)}, got {got_keys}")

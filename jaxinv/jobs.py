@@ -578,25 +578,27 @@ def tree_fingerprint(tree: Any) -> str:
     return h.hexdigest()
 
 
-def _invert_program(gen, sp, lossf, encoder, targets, ids, seed, *, optimizer, steps, restarts, start_center,
+def _invert_program(gen, sp, lossf, encoder, c, targets, ids, seed, *, optimizer, steps, restarts, start_center,
                     early_stop, max_reseeds, restart_shards=1, lane_group=None):
     """One padded batch through the engine (`jaxinv.invert._run_batch`), NaN/inf items reseeded, plus the
     per-item outputs the writer needs. Every output has the batch as leading axis. Runs per device under
     shard_map; with restart_shards > 1 the devices along mesh axis "restart" each run a contiguous block of
     restarts, and the best restart is chosen across them exactly as the engine chooses it. `encoder` (or None):
     restart 0 starts from its codes of the targets (hybrid inversion), computed inside the engine's lane
-    groups (`lane_group`, see `jaxinv.invert.per_group`) so that they too do not depend on the batch."""
+    groups (`lane_group`, see `jaxinv.invert.per_group`) so that they too do not depend on the batch. `c`
+    (or None): the class vector [c_dim] of every item (conditional generators)."""
     from jaxinv import invert as engine
     from jaxinv import metrics
 
     local_r = restarts // restart_shards
     given = None if encoder is None else lambda t: sp.from_ws(gen, encoder.from_generator_images(t))
+    cs = None if c is None else jnp.broadcast_to(c, (targets.shape[0], c.shape[-1]))
 
     def attempt(t, i, s):
         offset = jax.lax.axis_index("restart") * local_r if restart_shards > 1 else 0
         out = engine._run_batch(gen, sp, lossf, t, i, s, optimizer=optimizer, steps=steps, restarts=local_r,
                                 start_center=start_center, early_stop=early_stop, restart_offset=offset,
-                                init_latents=given, lane_group=lane_group)
+                                init_latents=given, lane_group=lane_group, c=cs)
         out = dict(out)
         out.pop("history")  # [steps, n, R]: not written by the job
         if restart_shards > 1:
@@ -670,21 +672,24 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
                 resources: dict[str, Any] | None = None, space_options: dict[str, Any] | None = None,
                 max_reseeds: int = 2, devices: Devices | None = None,
                 preprocess: dict[str, Any] | None = None, encoder: Any = None,
-                lane_group: int | None | str = "auto") -> JobSpec:
+                lane_group: int | None | str = "auto", class_idx: int | None = None,
+                truncation_psi: float | None = None) -> JobSpec:
     """The JobSpec of `jaxinv invert`: per image DIR/<name>/ target.png, proj.png, latent.npz (the optimised
     variables of the best restart by name, leading axis 1) and, for spaces that produce ws, projected_w.npz
     (key "w", [1, num_ws, w_dim], the official projector's format). `load(ref)` returns the preprocessed
     target [R, R, C] in [-1, 1]; `preprocess` (its options, e.g. crop) goes into the manifest. `encoder`
     (a `jaxinv.encode.Encoder`): hybrid inversion, restart 0 of each image starts at its encoder codes.
-    `lane_group`: as `jaxinv.invert.invert`'s; each device's rows are rounded up to whole groups."""
+    `lane_group`: as `jaxinv.invert.invert`'s; each device's rows are rounded up to whole groups. `class_idx`
+    and `truncation_psi`: as `invert`'s (one class for every image)."""
     from jaxinv.generators import Generator
-    from jaxinv.invert import make_loss, resolve_lane_group
+    from jaxinv.invert import class_vectors, make_loss, resolve_lane_group
     from jaxinv.optim import make_optimizer
     from jaxinv.spaces import ZSpace, check_space, make_space
 
-    gen = Generator.from_model(model)
+    gen = Generator.from_model(model, truncation_psi)
     sp = make_space(space, **(space_options or {}))
     check_space(sp, gen)
+    cv = class_vectors(gen, 1, class_idx=class_idx)
     sp = sp.prepare(gen)
     lossf = make_loss(loss, resources)
     opt = make_optimizer(optimizer)
@@ -708,7 +713,8 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
                               f"generator makes {gen.img_channels}-channel ones")
         # Fails now, with a one-line error, for spaces that cannot hold W+ codes.
         jax.eval_shape(lambda g, s: s.from_ws(g, jnp.zeros((1, g.num_ws, g.w_dim))), gen, sp)
-    call = compile_batch_fn(_invert_program, devices, (gen, sp, lossf, encoder), optimizer=opt, steps=int(steps),
+    c = None if cv is None else jnp.asarray(cv[0])
+    call = compile_batch_fn(_invert_program, devices, (gen, sp, lossf, encoder, c), optimizer=opt, steps=int(steps),
                             restarts=int(restarts), start_center=start == "center", early_stop=early_stop,
                             max_reseeds=int(max_reseeds), restart_shards=devices.restart_shards, lane_group=group)
     shape = (gen.img_resolution, gen.img_resolution, gen.img_channels)
@@ -726,7 +732,12 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
     }
     if encoder is not None:  # only then, so that earlier outputs keep resuming
         manifest["init"] = {"encoder": tree_fingerprint(encoder.params), "config": repr(encoder.cfg)}
-    probe = jax.eval_shape(lambda g, s: s.to_input(g, s.init(jax.random.PRNGKey(0), g, 1)), gen, sp)
+    if class_idx is not None:  # likewise
+        manifest["class_idx"] = int(class_idx)
+    if gen.truncation_psi != 1.0:
+        manifest["truncation_psi"] = gen.truncation_psi
+    probe = jax.eval_shape(lambda g, s, cc: s.to_input(g, s.init(jax.random.PRNGKey(0), g, 1, c=cc)), gen, sp,
+                           c if c is None else c[None])
     latent_bytes = sum(int(np.prod(x.shape)) * 4 for x in jax.tree_util.tree_leaves(probe)) * 2 + 4096
     png_max = int(np.prod(shape)) + shape[0] * 8 + 4096  # stored PNG is never much larger than raw
     ws_key = "ws"

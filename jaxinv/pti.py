@@ -33,8 +33,8 @@ import numpy as np
 import optax
 
 from jaxinv.errors import CheckpointError, ConfigError
+from jaxinv.generators import Generator, render_jit
 from jaxinv.losses import lpips as _lpips
-from jaxinv.render import Renderer, render_jit
 
 # Buffers (not trained by the official code, or design constants): never tuned.
 BUFFERS = re.compile(r"(^|/)(noise_const|w_avg|latent_avg|noises|freqs|phases|transform|magnitude_ema|"
@@ -185,17 +185,24 @@ def _mse(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.mean(jnp.square(a - b))
 
 
-def _alpha(cfg: PTIConfig, renderer: Renderer, code_key: str) -> float:
+def _alpha(cfg: PTIConfig, gen: Generator, code_key: str) -> float:
     if cfg.locality_alpha is not None:
         return float(cfg.locality_alpha)
-    return 30.0 if code_key == "ws" else float(np.sqrt(renderer.z_dim())) / 2
+    return 30.0 if code_key == "ws" else float(np.sqrt(gen.z_dim)) / 2
 
 
-def _run(renderer: Renderer, cfg: PTIConfig, base: Any, lpips_params: Any, w_center: Any, targets: jax.Array,
+def _code_key(pivots: dict[str, Any]) -> str:
+    """The input entry a pivot is made of (what the locality regulariser perturbs)."""
+    return "ws" if "ws" in pivots else "z"
+
+
+def _run(gen: Generator, cfg: PTIConfig, lpips_params: Any, w_center: Any, targets: jax.Array,
          pivots: dict[str, jax.Array], keys: jax.Array, delta0: dict[str, Any]):
+    # gen holds the base params: only read (tuned generators are gen.with_params(base + delta)).
     use_lpips = lpips_params is not None
-    code_key = renderer.code_key(pivots)
-    alpha = _alpha(cfg, renderer, code_key)
+    base = gen.params
+    code_key = _code_key(pivots)
+    alpha = _alpha(cfg, gen, code_key)
     opt = optax.adam(cfg.lr)
     tfeat = _lpips.lpips_features(lpips_params, targets) if use_lpips else jnp.zeros((targets.shape[0], 1))
 
@@ -203,7 +210,7 @@ def _run(renderer: Renderer, cfg: PTIConfig, base: Any, lpips_params: Any, w_cen
         one = jax.tree_util.tree_map(lambda x: x[None], pivot)
 
         def recon(d):
-            img = renderer(apply_delta(base, d), one)
+            img = gen.with_params(apply_delta(base, d)).render(one)
             rec = cfg.l2_weight * _mse(img, target[None])
             if use_lpips and cfg.lpips_weight:
                 rec = rec + cfg.lpips_weight * _lpips.lpips_distance(_lpips.lpips_features(lpips_params, img),
@@ -213,10 +220,10 @@ def _run(renderer: Renderer, cfg: PTIConfig, base: Any, lpips_params: Any, w_cen
         def locality(d, k):
             code = one[code_key]
             if code_key == "ws":
-                z = jax.random.normal(k, (cfg.locality_samples, renderer.z_dim()), jnp.float32)
+                z = jax.random.normal(k, (cfg.locality_samples, gen.z_dim), jnp.float32)
                 c = pivot.get("c")
                 c = None if c is None else jnp.broadcast_to(c, (cfg.locality_samples, c.shape[-1]))
-                w = renderer.mapping_w(base, z, c)
+                w = gen.mapping(z, c)[:, 0]
                 w = w_center + cfg.locality_psi * (w - w_center)
                 s = jnp.broadcast_to(w[:, None], (cfg.locality_samples,) + code.shape[1:])
             else:
@@ -226,8 +233,8 @@ def _run(renderer: Renderer, cfg: PTIConfig, base: Any, lpips_params: Any, w_cen
             p_r = code + alpha * diff / norm
             inp = {kk: (p_r if kk == code_key else jnp.broadcast_to(v, (cfg.locality_samples,) + v.shape[1:]))
                    for kk, v in one.items()}
-            ref = jax.lax.stop_gradient(renderer(base, inp))
-            new = renderer(apply_delta(base, d), inp)
+            ref = jax.lax.stop_gradient(gen.render(inp))
+            new = gen.with_params(apply_delta(base, d)).render(inp)
             r = cfg.locality_l2 * _mse(new, ref)
             if use_lpips and cfg.locality_lpips:
                 r = r + cfg.locality_lpips * jnp.mean(_lpips.lpips(lpips_params, new, ref))
@@ -257,18 +264,18 @@ def _run(renderer: Renderer, cfg: PTIConfig, base: Any, lpips_params: Any, w_cen
     return jax.lax.map(lambda a: lane(*a), args)
 
 
-_run_jit = jax.jit(_run, static_argnames=("renderer", "cfg"))
+_run_jit = jax.jit(_run, static_argnames=("cfg",))
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Public API
 
 
-def _check_inputs(renderer: Renderer, targets: Any, pivots: dict[str, Any]) -> tuple[np.ndarray, dict]:
+def _check_inputs(gen: Generator, targets: Any, pivots: dict[str, Any]) -> tuple[np.ndarray, dict]:
     x = np.asarray(targets, np.float32)
     if x.ndim == 3:
         x = x[None]
-    res = int(renderer.cfg.img_resolution)
+    res = gen.img_resolution
     if x.ndim != 4 or x.shape[1:3] != (res, res):
         raise ConfigError(f"PTI targets: expected [N, {res}, {res}, C] in [-1, 1], got {list(x.shape)}")
     if not isinstance(pivots, dict) or not pivots:
@@ -277,31 +284,29 @@ def _check_inputs(renderer: Renderer, targets: Any, pivots: dict[str, Any]) -> t
     for k, v in piv.items():
         if v.shape[0] != len(x):
             raise ConfigError(f"PTI pivots[{k!r}]: {v.shape[0]} rows for {len(x)} target images")
-    if renderer.has_w and "ws" not in piv and "z" not in piv:
-        raise ConfigError(f"PTI pivots: {renderer.family} needs 'ws' (W/W+ pivots) or 'z'")
+    if gen.has_w and "ws" not in piv and "z" not in piv:
+        raise ConfigError(f"PTI pivots: {gen.family} needs 'ws' (W/W+ pivots) or 'z'")
     return x, piv
 
 
 def tune(model: Any, targets: Any, pivots: dict[str, Any], config: PTIConfig | None = None, *,
-         lpips_params: Any = None, seed: int = 0, batch_size: int | None = None, truncation: float = 1.0,
-         **options: Any) -> PTIResult:
+         lpips_params: Any = None, seed: int = 0, batch_size: int | None = None,
+         truncation_psi: float | None = None, **options: Any) -> PTIResult:
     """Tune `model`'s weights per image around its pivot. Returns the per-image deltas and before/after losses.
 
     model: a `jaxinv.models.Model` (family, cfg, params). targets: [N, R, R, C] in [-1, 1]. pivots: the
     generator input of every image, e.g. {"ws": [N, num_ws, w_dim]} (W / W+), {"z": [N, z_dim]} (DCGAN),
     {"z", "embedding"} (BigGAN). config / **options: `PTIConfig` fields. lpips_params: LPIPS-VGG16 params
     (needed when lpips_weight > 0). batch_size: images per compiled call (the last batch is padded).
+    truncation_psi: the generator's static truncation (BigGAN's BN statistics; default the model's, 1.0).
     """
     cfg = config or PTIConfig(**options)
     if config is not None and options:
         cfg = PTIConfig(**{**cfg.__dict__, **options})
     if (cfg.lpips_weight > 0) and lpips_params is None:
         raise ConfigError("PTI lpips_weight > 0 needs lpips_params (jaxinv.losses.load_lpips / procedural_lpips)")
-    renderer = Renderer.from_model(model, truncation)
-    x, piv = _check_inputs(renderer, targets, pivots)
-    base = jax.tree_util.tree_map(jnp.asarray, model.params)
-    paths = select_paths(base, tuple(piv), cfg.layers)
-    w_center = jnp.asarray(renderer.w_center(base)) if (renderer.has_w and "ws" in piv) else jnp.zeros(())
+    gen, x, piv, paths, w_center = _prepare(model, truncation_psi, targets, pivots, cfg)
+    base = gen.params
     n = len(x)
     bs = n if not batch_size else max(1, min(int(batch_size), n))
     key = jax.random.PRNGKey(seed)
@@ -312,7 +317,7 @@ def tune(model: Any, targets: Any, pivots: dict[str, Any], config: PTIConfig | N
         pad = np.concatenate([idx, np.repeat(idx[-1:], bs - len(idx))])
         lane_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(pad))
         delta0 = jax.vmap(lambda k: init_delta(base, paths, cfg.rank, jax.random.fold_in(k, 1)))(lane_keys)
-        out = _run_jit(renderer, cfg, base, lpips_params, w_center, jnp.asarray(x[pad]),
+        out = _run_jit(gen, cfg, lpips_params, w_center, jnp.asarray(x[pad]),
                        {k: jnp.asarray(v[pad]) for k, v in piv.items()}, lane_keys, delta0)
         m = len(idx)
         out = jax.tree_util.tree_map(lambda a, m=m: np.asarray(a)[:m], out)
@@ -325,11 +330,23 @@ def tune(model: Any, targets: Any, pivots: dict[str, Any], config: PTIConfig | N
                      seconds=time.perf_counter() - t0)
 
 
-def render_tuned(model: Any, delta: dict[str, Any], pivot: dict[str, Any], truncation: float = 1.0) -> np.ndarray:
+def _prepare(model: Any, truncation_psi: float | None, targets: Any, pivots: dict[str, Any],
+             cfg: PTIConfig) -> tuple[Generator, np.ndarray, dict, tuple[str, ...], jax.Array]:
+    """(generator with device params, targets, pivots, tuned paths, W centre for the locality samples)."""
+    gen = Generator.from_model(model, truncation_psi)
+    gen = gen.with_params(jax.tree_util.tree_map(jnp.asarray, gen.params))
+    x, piv = _check_inputs(gen, targets, pivots)
+    paths = select_paths(gen.params, tuple(piv), cfg.layers)
+    w_center = jnp.asarray(gen.w_avg) if (gen.has_w and "ws" in piv) else jnp.zeros(())
+    return gen, x, piv, paths, w_center
+
+
+def render_tuned(model: Any, delta: dict[str, Any], pivot: dict[str, Any],
+                 truncation_psi: float | None = None) -> np.ndarray:
     """G_i(pivot) for one image's delta (no batch axis) and its pivot (with a batch axis)."""
-    renderer = Renderer.from_model(model, truncation)
-    params = apply_delta(jax.tree_util.tree_map(jnp.asarray, model.params), delta)
-    return np.asarray(render_jit(renderer, params, {k: jnp.asarray(v, jnp.float32) for k, v in pivot.items()}))
+    gen = Generator.from_model(model, truncation_psi)
+    gen = gen.with_params(apply_delta(jax.tree_util.tree_map(jnp.asarray, gen.params), delta))
+    return np.asarray(render_jit(gen, {k: jnp.asarray(v, jnp.float32) for k, v in pivot.items()}))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -392,25 +409,22 @@ def save_tuned(model: Any, delta: dict[str, Any], out_dir: str | Path, overwrite
 
 
 def memory_profile(model: Any, targets: Any, pivots: dict[str, Any], batch_sizes: Sequence[int] = (1, 2, 4),
-                   config: PTIConfig | None = None, lpips_params: Any = None, truncation: float = 1.0,
-                   **options: Any) -> list[dict[str, Any]]:
+                   config: PTIConfig | None = None, lpips_params: Any = None,
+                   truncation_psi: float | None = None, **options: Any) -> list[dict[str, Any]]:
     """XLA's memory statistics of the compiled PTI program per batch size (compiled, not run).
 
     Rows: batch, temp/argument/output bytes and their total (XLA's buffer assignment: the program's whole
     footprint, base params included), trainable values per image, and the state bytes per image (delta + Adam
     moments). The per-image cost is the slope of the total over the batch size (`bytes_per_image_slope`)."""
     cfg = config or PTIConfig(**options)
-    renderer = Renderer.from_model(model, truncation)
-    x, piv = _check_inputs(renderer, targets, pivots)
-    base = jax.tree_util.tree_map(jnp.asarray, model.params)
-    paths = select_paths(base, tuple(piv), cfg.layers)
-    w_center = jnp.asarray(renderer.w_center(base)) if (renderer.has_w and "ws" in piv) else jnp.zeros(())
+    gen, x, piv, paths, w_center = _prepare(model, truncation_psi, targets, pivots, cfg)
+    base = gen.params
     rows = []
     for b in batch_sizes:
         sel = np.arange(b) % len(x)
         keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(0), i))(jnp.arange(b))
         delta0 = jax.vmap(lambda k: init_delta(base, paths, cfg.rank, k))(keys)
-        compiled = _run_jit.lower(renderer, cfg, base, lpips_params, w_center, jnp.asarray(x[sel]),
+        compiled = _run_jit.lower(gen, cfg, lpips_params, w_center, jnp.asarray(x[sel]),
                                   {k: jnp.asarray(v[sel]) for k, v in piv.items()}, keys, delta0).compile()
         m = compiled.memory_analysis()
         per_image = count_values(jax.tree_util.tree_map(lambda a: a[0], delta0))

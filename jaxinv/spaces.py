@@ -5,8 +5,9 @@ A space is a frozen dataclass: its options are static (hashable) fields, and the
 pytrees (statistics = leaves), so a prepared space can be passed into jitted functions. Protocol:
 
     prepare(gen) -> Space                      eager, once per model: statistics (P_N: cached on disk)
-    init(key, gen, n, center=False) -> latent  latent pytree, leading axis n; center = the deterministic start
-                                               (official projector: w_avg); free noise maps always random
+    init(key, gen, n, center=False, c=None)    latent pytree, leading axis n; center = the deterministic start
+                                               (official projector: w_avg); free noise maps always random;
+                                               c [n, c_dim]: the fixed class of conditional generators
     to_input(gen, latent) -> dict              generator input for `Generator.render` ({"z"|"ws"|"styles"})
     prior(latent) -> [n]                       regulariser: squared Mahalanobis distance to the model's latent
                                                distribution per dimension (~1 for typical samples)
@@ -158,7 +159,7 @@ class Space:
     def prepare(self, gen: Generator) -> Space:
         return self
 
-    def init(self, key: jax.Array, gen: Generator, n: int, center: bool = False) -> Latent:
+    def init(self, key: jax.Array, gen: Generator, n: int, center: bool = False, c: Any = None) -> Latent:
         raise NotImplementedError
 
     def to_input(self, gen: Generator, latent: Latent) -> dict[str, Any]:
@@ -189,32 +190,79 @@ class Space:
 
 @dataclass(frozen=True)
 class ZSpace(Space):
-    """z ~ N(0, I). `sphere=True`: z is used at radius sqrt(z_dim) (PULSE's hypersphere) and renormalised."""
+    """z ~ N(0, I). `sphere=True`: z is used at radius sqrt(z_dim) (PULSE's hypersphere) and renormalised.
+
+    Truncated-normal generators (BigGAN, `Generator.z_bound` = b): the latent is the unscaled sample
+    u ~ truncnorm(-b, b), the generator takes z = truncation_psi * clip(u, -b, b) (the official sampler's
+    `truncnorm(-2, 2) * truncation`); Adam's projection clips u back into the support after every step, the
+    clip in `to_input` keeps any solver's z inside it. `embedding=True` (BigGAN): the class embedding is
+    optimised with z (Huh et al. 2020), starting at the embedding of the fixed class c."""
 
     name: ClassVar[str] = "z"
     sphere: bool = False
+    embedding: bool = False  # BigGAN: also optimise the class embedding [z_dim]
+    z_bound: float | None = None  # filled by prepare: the generator's truncated-normal support (None: normal)
+    emb_mean: Any = None  # [z_dim] mean of the embedding table (prior centre); filled by prepare
+    emb_std: Any = None  # scalar: std of the table's entries (prior and perturbation unit)
 
-    def init(self, key, gen, n, center=False):
+    def prepare(self, gen):
+        out = dataclasses.replace(self, z_bound=gen.z_bound)
+        if self.embedding:
+            table = jnp.asarray(gen.params["embeddings"]["weight"], jnp.float32)  # [num_classes, z_dim]
+            out = dataclasses.replace(out, emb_mean=jnp.mean(table, axis=0), emb_std=jnp.std(table))
+        return out
+
+    def init(self, key, gen, n, center=False, c=None):
+        b = gen.z_bound
         if center and not self.sphere:
-            return {"z": jnp.zeros((n, gen.z_dim), jnp.float32)}
-        return {"z": jax.random.normal(key, (n, gen.z_dim), jnp.float32)}
+            z = jnp.zeros((n, gen.z_dim), jnp.float32)
+        elif b is not None:
+            z = jax.random.truncated_normal(key, -b, b, (n, gen.z_dim), jnp.float32)
+        else:
+            z = jax.random.normal(key, (n, gen.z_dim), jnp.float32)
+        if not self.embedding:
+            return {"z": z}
+        if c is None:
+            raise ConfigError("space 'z' with embedding=True: the embedding starts at the class's, give the class "
+                              "(class_idx or c)")
+        return {"z": z, "embedding": gen.embed(c)}
 
     def _on_sphere(self, z):
         return z * jnp.sqrt(z.shape[-1] / jnp.sum(jnp.square(z), axis=-1, keepdims=True))
 
     def to_input(self, gen, latent):
         z = latent["z"]
-        return {"z": self._on_sphere(z) if self.sphere else z}
+        b = gen.z_bound
+        if self.sphere:
+            z = self._on_sphere(z)
+        elif b is not None:
+            z = gen.truncation_psi * jnp.clip(z, -b, b)
+        inp = {"z": z}
+        if self.embedding:
+            inp["embedding"] = latent["embedding"]
+        return inp
 
     def prior(self, latent):
-        return _per_item_mean(jnp.square(latent["z"]))
+        if not self.embedding:
+            return _per_item_mean(jnp.square(latent["z"]))
+        e = (latent["embedding"] - self.emb_mean) / self.emb_std
+        return jnp.mean(jnp.square(jnp.concatenate([latent["z"], e], axis=-1)), axis=-1)
 
     def perturb(self, latent, key, scale):
+        kz, ke = jax.random.split(key) if self.embedding else (key, None)
         z = latent["z"]
-        return {**latent, "z": z + (scale * np.sqrt(z.shape[-1])) * jax.random.normal(key, z.shape)}
+        out = {**latent, "z": z + (scale * np.sqrt(z.shape[-1])) * jax.random.normal(kz, z.shape)}
+        if self.embedding:
+            e = latent["embedding"]
+            out["embedding"] = e + (scale * self.emb_std * np.sqrt(e.shape[-1])) * jax.random.normal(ke, e.shape)
+        return out
 
     def project(self, latent):
-        return {**latent, "z": self._on_sphere(latent["z"])} if self.sphere else latent
+        if self.sphere:
+            return {**latent, "z": self._on_sphere(latent["z"])}
+        if self.z_bound is not None:
+            return {**latent, "z": jnp.clip(latent["z"], -self.z_bound, self.z_bound)}
+        return latent
 
 
 @dataclass(frozen=True)
@@ -240,9 +288,9 @@ class _WFamily(Space):
             return {**latent, "noise": renormalize_noise(latent["noise"])}
         return latent
 
-    def _mapped(self, key, gen, n):
+    def _mapped(self, key, gen, n, c=None):
         z = jax.random.normal(key, (n, gen.z_dim), jnp.float32)
-        return gen.mapping(z)[:, 0]
+        return gen.mapping(z, c)[:, 0]
 
 
 @dataclass(frozen=True)
@@ -258,10 +306,10 @@ class WSpace(_WFamily):
         w_avg, w_std = w_statistics(gen, self.num_samples, self.seed)
         return dataclasses.replace(self, w_avg=jnp.asarray(w_avg), w_std=jnp.asarray(w_std))
 
-    def init(self, key, gen, n, center=False):
+    def init(self, key, gen, n, center=False, c=None):
         self._check_prepared("w_avg")
         kw, kn = jax.random.split(key)
-        w = jnp.broadcast_to(self.w_avg, (n, gen.w_dim)) if center else self._mapped(kw, gen, n)
+        w = jnp.broadcast_to(self.w_avg, (n, gen.w_dim)) if center else self._mapped(kw, gen, n, c)
         if self.per_layer:
             w = jnp.broadcast_to(w[:, None], (n, gen.num_ws, gen.w_dim))
         return self._with_noise(kn, gen, n, {"w": w})
@@ -307,13 +355,13 @@ class SSpace(_WFamily):
         std = {k: jnp.sqrt(jnp.mean(jnp.square(v - mean[k]))) for k, v in s.items()}
         return dataclasses.replace(self, s_mean=mean, s_std=std)
 
-    def init(self, key, gen, n, center=False):
+    def init(self, key, gen, n, center=False, c=None):
         self._check_prepared("s_mean")
         kw, kn = jax.random.split(key)
         if center:
             s = {k: jnp.broadcast_to(v, (n,) + v.shape) for k, v in self.s_mean.items()}
         else:
-            w = self._mapped(kw, gen, n)
+            w = self._mapped(kw, gen, n, c)
             s = gen.styles(jnp.broadcast_to(w[:, None], (n, gen.num_ws, gen.w_dim)))
         return self._with_noise(kn, gen, n, {"s": s})
 
@@ -364,16 +412,16 @@ class PSpace(_WFamily):
     def unwhiten(self, v: jax.Array) -> jax.Array:
         return (v * self.p_scale) @ self.p_basis.T + self.p_mean
 
-    def _start_p(self, key, gen, n, center):
+    def _start_p(self, key, gen, n, center, c=None):
         self._check_prepared("p_mean")
         if center:
             return jnp.broadcast_to(self.p_mean, self._shape(gen, n))
-        p = p_from_w(gen, self._mapped(key, gen, n))
+        p = p_from_w(gen, self._mapped(key, gen, n, c))
         return jnp.broadcast_to(p[:, None], self._shape(gen, n)) if self.per_layer else p
 
-    def init(self, key, gen, n, center=False):
+    def init(self, key, gen, n, center=False, c=None):
         kw, kn = jax.random.split(key)
-        return self._with_noise(kn, gen, n, {"p": self._start_p(kw, gen, n, center)})
+        return self._with_noise(kn, gen, n, {"p": self._start_p(kw, gen, n, center, c)})
 
     def to_input(self, gen, latent):
         return self._input(latent, {"ws": self._ws(gen, latent["p"])})
@@ -396,9 +444,9 @@ class PNSpace(PSpace):
 
     name: ClassVar[str] = "pn"
 
-    def init(self, key, gen, n, center=False):
+    def init(self, key, gen, n, center=False, c=None):
         kw, kn = jax.random.split(key)
-        v = jnp.zeros(self._shape(gen, n)) if center else self.whiten(self._start_p(kw, gen, n, False))
+        v = jnp.zeros(self._shape(gen, n)) if center else self.whiten(self._start_p(kw, gen, n, False, c))
         return self._with_noise(kn, gen, n, {"v": v})
 
     def to_input(self, gen, latent):
@@ -415,7 +463,7 @@ class PNSpace(PSpace):
         return {**latent, "v": v + (scale * np.sqrt(v.shape[-1])) * jax.random.normal(key, v.shape)}
 
 
-_register(ZSpace, ())
+_register(ZSpace, ("emb_mean", "emb_std"))
 _register(WSpace, ("w_avg", "w_std"))
 _register(WPlusSpace, ("w_avg", "w_std"))
 _register(SSpace, ("s_mean", "s_std"))
@@ -445,5 +493,11 @@ def check_space(space: Space, gen: Generator) -> None:
     """One-line ConfigError when a space does not apply to a generator."""
     if not isinstance(space, ZSpace) and not gen.has_w:
         raise ConfigError(f"--space {space.name}: the {gen.family} generator has only a Z space")
+    if isinstance(space, ZSpace) and space.embedding and gen.family != "biggan":
+        raise ConfigError(f"space 'z' with embedding=True: the {gen.family} generator has no class embedding "
+                          "(BigGAN only)")
+    if isinstance(space, ZSpace) and space.sphere and gen.z_bound is not None:
+        raise ConfigError(f"space 'z' with sphere=True: the {gen.family} generator's z is truncated-normal, "
+                          "not on a hypersphere")
     if getattr(space, "noise", False) and not gen.noise_layers:
         raise ConfigError(f"space {space.name!r} with noise=True: the {gen.family} generator has no noise inputs")

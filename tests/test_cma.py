@@ -8,9 +8,9 @@ import pytest
 import jaxinv
 from jaxinv import cma
 from jaxinv.errors import ConfigError
+from jaxinv.generators import Generator, render_jit
 from jaxinv.models import biggan, dcgan
 from jaxinv.parity.core import assert_parity
-from jaxinv.render import Renderer, render_jit
 from tests.conftest import GOLDEN, require
 
 
@@ -18,9 +18,8 @@ from tests.conftest import GOLDEN, require
 def known():
     """Targets rendered by the real DCGAN face GAN from known latents; the search starts at z = 0."""
     model = dcgan.load_default()
-    params = jax.tree_util.tree_map(jnp.asarray, model.params)
     z = jax.random.normal(jax.random.PRNGKey(11), (2, model.cfg.z_dim))
-    targets = np.asarray(render_jit(Renderer.from_model(model), params, {"z": z}))
+    targets = np.asarray(render_jit(Generator.from_model(model), {"z": z}))
     init, scales, fixed = cma.default_init(model, 2)
     return model, init, scales, fixed, targets
 
@@ -51,25 +50,23 @@ def test_search_reduces_loss_on_known_latent(known, method, opts):
         assert res.popsize == pop and res.history.shape == (opts["generations"], 2)
         assert res.evaluations == 1 + opts["generations"] * pop * (k + 1 if method == "basincma" else 1)
     # the returned inputs render the returned images, whose loss is the reported one
-    img = np.asarray(render_jit(Renderer.from_model(model), jax.tree_util.tree_map(jnp.asarray, model.params),
-                                {"z": jnp.asarray(res.inputs["z"])}))
+    img = np.asarray(render_jit(Generator.from_model(model), {"z": jnp.asarray(res.inputs["z"])}))
     np.testing.assert_allclose(np.mean((img - targets) ** 2, axis=(1, 2, 3)), res.losses, rtol=1e-4)
 
 
 def test_biggan_z_and_class_embedding():
     model = jaxinv.load(require(GOLDEN / "biggan_128_ch8.weights.npz"))
     labels = [1, 500]
-    init, scales, fixed = cma.default_init(model, 2, class_labels=labels, truncation=0.5)
+    init, scales, fixed = cma.default_init(model, 2, class_labels=labels, truncation_psi=0.5)
     params = jax.tree_util.tree_map(jnp.asarray, model.params)
     emb = np.asarray(biggan.embed(model.cfg, params, biggan.one_hot(labels, model.cfg.num_classes)))
     np.testing.assert_allclose(init["embedding"], emb, rtol=1e-6, atol=1e-6)
     assert set(init) == {"z", "embedding"} and scales["z"] == 0.5 and not fixed
-    # The renderer's embedding input is the official class-vector path with the embedding precomputed.
-    r = Renderer.from_model(model, truncation=0.5)
+    # The generator's embedding input is the official class-vector path with the embedding precomputed.
+    gen = Generator.from_model(model, truncation_psi=0.5)
     z = 0.5 * jax.random.truncated_normal(jax.random.PRNGKey(2), -2, 2, (2, model.cfg.z_dim))
-    target = np.asarray(render_jit(r, params, {"z": z, "embedding": jnp.asarray(emb)}))
-    ref = np.asarray(render_jit(r, params, {"z": z, "class_vector": jnp.asarray(
-        biggan.one_hot(labels, model.cfg.num_classes))}))
+    target = np.asarray(render_jit(gen, {"z": z, "embedding": jnp.asarray(emb)}))
+    ref = np.asarray(render_jit(gen, {"z": z, "c": jnp.asarray(biggan.one_hot(labels, model.cfg.num_classes))}))
     assert_parity(target, ref, "embedding path vs class-vector path")
 
 

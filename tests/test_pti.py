@@ -9,9 +9,9 @@ import pytest
 import jaxinv
 from jaxinv import pti
 from jaxinv.errors import ConfigError
+from jaxinv.generators import Generator, render_jit
 from jaxinv.models import dcgan
 from jaxinv.parity.core import assert_parity
-from jaxinv.render import Renderer, render_jit
 from tests.conftest import GOLDEN, require
 
 CASE = "sg2ada_r32_cond10_skip"
@@ -20,13 +20,12 @@ CASE = "sg2ada_r32_cond10_skip"
 @pytest.fixture(scope="module")
 def sg2():
     model = jaxinv.load(require(GOLDEN / f"{CASE}.weights.npz"))
-    r = Renderer.from_model(model)
-    params = jax.tree_util.tree_map(jnp.asarray, model.params)
+    gen = Generator.from_model(model)
     n = 3
     z = jax.random.normal(jax.random.PRNGKey(0), (2 * n, model.cfg.z_dim))
     c = jax.nn.one_hot(jnp.arange(2 * n) % model.cfg.c_dim, model.cfg.c_dim)
-    ws = jax.jit(r.mapping_ws)(params, z, c)
-    targets = np.asarray(render_jit(r, params, {"ws": ws[n:]}))  # other codes' images: something to tune to
+    ws = jax.jit(lambda g, z, c: g.mapping(z, c))(gen, z, c)
+    targets = np.asarray(render_jit(gen, {"ws": ws[n:]}))  # other codes' images: something to tune to
     return model, np.asarray(ws[:n]), np.asarray(c[:n]), targets
 
 
@@ -61,8 +60,7 @@ def test_tune_lowers_every_loss_keeps_base_and_round_trips(sg2, tmp_path):
 
     changed = [p for p, v in _snapshot(model.params).items() if not np.array_equal(before[p], v)]
     assert not changed, f"base params modified: {changed[:5]}"
-    r = Renderer.from_model(model)
-    base_img = np.asarray(render_jit(r, jax.tree_util.tree_map(jnp.asarray, model.params), {"ws": jnp.asarray(ws)}))
+    base_img = np.asarray(render_jit(Generator.from_model(model), {"ws": jnp.asarray(ws)}))
     assert_parity(base_img, res.images_before, "base render after tuning")
 
     assert all("/b16/" in p or "/b32/" in p for p in res.paths)
@@ -77,7 +75,7 @@ def test_tune_lowers_every_loss_keeps_base_and_round_trips(sg2, tmp_path):
     assert_parity(pti.render_tuned(model, delta, {"ws": ws[:1]})[0], res.images_after[0],
                   "tuned render from the delta file")
     tuned = jaxinv.load(pti.save_tuned(model, delta, tmp_path / "tuned0"))
-    img = np.asarray(render_jit(r, jax.tree_util.tree_map(jnp.asarray, tuned.params), {"ws": jnp.asarray(ws[:1])}))
+    img = np.asarray(render_jit(Generator.from_model(tuned), {"ws": jnp.asarray(ws[:1])}))
     assert_parity(img[0], res.images_after[0], "tuned checkpoint render")
 
 
