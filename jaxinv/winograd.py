@@ -25,7 +25,7 @@ import numpy as np
 from jax import lax
 
 __all__ = ["Algorithm", "F43", "S2F2", "S2F4", "transform_weight", "transform_weight_jax", "tile_input", "multiply",
-           "untile_output", "conv3x3"]
+           "untile_output", "conv3x3", "conv3x3_f43", "conv3x3_reference"]
 
 _HI = lax.Precision.HIGHEST
 
@@ -167,3 +167,60 @@ def conv3x3(x: jax.Array, u: jax.Array, alg: Algorithm) -> jax.Array:
     """``Conv2d(k=3, stride=alg.stride, padding=1)`` of NHWC ``x`` with a transformed weight ``u`` ``[n*n, I, O]``."""
     v, geometry = tile_input(x, alg)
     return untile_output(multiply(v, u), geometry, alg)
+
+
+def conv3x3_reference(x: jax.Array, w_hwio: jax.Array) -> jax.Array:
+    """Slow oracle of `conv3x3_f43`: the direct ``Conv2d(k=3, stride=1, padding=1)`` with the HWIO weight."""
+    return lax.conv_general_dilated(x, w_hwio.astype(x.dtype), (1, 1), ((1, 1), (1, 1)),
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=_HI)
+
+
+@jax.custom_vjp
+def conv3x3_f43(x: jax.Array, u: jax.Array) -> jax.Array:
+    """F(4x4,3x3) conv (stride 1, pad 1) of NHWC ``x`` with ``u = transform_weight(w, F43)``, and an input
+    gradient that is the transposed Winograd algorithm (same 36 products per 4x4 tile, GEMMs with ``u``
+    transposed, so no second transformed weight is stored). No gradient flows to ``u`` (fixed weights)."""
+    return conv3x3(x, u, F43)
+
+
+def _f43_fwd(x, u):
+    return conv3x3(x, u, F43), (x.shape, u)
+
+
+def _overlap_add(parts: list[jax.Array], axis: int) -> jax.Array:
+    """Transpose of reading overlapping windows (6 wide, step 4) along ``axis`` (which indexes tiles):
+    ``parts[k]`` holds window position ``k`` of every tile; returns the summed signal, 4 * tiles + 2 long."""
+    core = jnp.stack(parts[:4], axis + 1)  # window positions 0-3 of tile t land on 4t .. 4t+3
+    tail = jnp.stack(parts[4:] + [jnp.zeros_like(parts[0])] * 2, axis + 1)  # positions 4, 5 on 4t+4, 4t+5
+    shape = list(core.shape)
+    shape[axis:axis + 2] = [shape[axis] * 4]
+    core, tail = core.reshape(shape), tail.reshape(shape)
+    pad = [(0, 0, 0)] * core.ndim
+    pad[axis] = (0, 2, 0)
+    core = lax.pad(core, np.array(0, core.dtype), pad)
+    pad[axis] = (4, -2, 0)  # shift by one tile; the cut end holds the zeros stacked above
+    return core + lax.pad(tail, np.array(0, tail.dtype), pad)
+
+
+def _f43_bwd(res, dy):
+    (b, h, w, c), u = res
+    alg = F43
+    m, n = alg.m, alg.n
+    th, tw = -(-h // m), -(-w // m)
+    # Transpose of the output transform: each 4x4 tile of dy -> 6x6 (A dy A^T); tiles do not overlap.
+    dy = jnp.pad(dy, ((0, 0), (0, th * m - h), (0, tw * m - w), (0, 0))).reshape(b, th, m, tw, m, -1)
+    cols = [[AT[p] for AT in alg.AT] for p in range(n)]  # column p of AT
+    rows = [_combine([dy[:, :, a] for a in range(m)], cols[p]) for p in range(n)]  # n x [b, th, tw, m, O]
+    dm = jnp.stack([jnp.stack([_combine([r[..., bb, :] for bb in range(m)], cols[q]) for q in range(n)], 0)
+                    for r in rows], 0)  # [n, n, b, th, tw, O]
+    dv = lax.dot_general(dm.reshape(n * n, b * th * tw, -1), u, (((2,), (2,)), ((0,), (0,))), precision=_HI)
+    dv = dv.reshape(n, n, b, th, tw, c)
+    # Transpose of the input transform (columns, then rows): window position k gets sum_q BT[q][k] * dv[q].
+    bt_cols = [[bt[k] for bt in alg.BT] for k in range(alg.window)]
+    dcols = _overlap_add([_combine([dv[:, q] for q in range(n)], bt_cols[k]) for k in range(alg.window)], 3)
+    dcols = lax.optimization_barrier(dcols)  # [n, b, th, 4 tw + 2, c], as the forward materialises its rows
+    dxp = _overlap_add([_combine([dcols[p] for p in range(n)], bt_cols[k]) for k in range(alg.window)], 1)
+    return dxp[:, 1:1 + h, 1:1 + w], jnp.zeros_like(u)
+
+
+conv3x3_f43.defvjp(_f43_fwd, _f43_bwd)

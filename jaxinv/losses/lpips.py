@@ -14,6 +14,8 @@ official flattens NCHW); distances are identical.
 
 Params: {"vgg16": <jaxinv.losses.vgg16 params>, "lin0": [64], "lin1": [128], "lin2": [256],
          "lin3": [512], "lin4": [512]}   (head weights w_t as 1-D float32 arrays).
+On CPU `lpips_params` also gives the trunk's convs F(4x4,3x3) Winograd weights (`vgg16.winograd_params`),
+transformed once here; the feature functions take ``direct=True`` to run the direct convs instead.
 """
 
 from __future__ import annotations
@@ -112,9 +114,15 @@ def load_lpips_heads(source: str | os.PathLike | Mapping[str, Any]) -> dict:
     return lpips_heads_from_state_dict(_vgg.load_state_dict(source), src=os.fspath(source))
 
 
-def lpips_params(vgg16_params: Mapping[str, Any], heads: Mapping[str, Any]) -> dict:
-    """Combine backbone params and heads into LPIPS params."""
-    out = {"vgg16": vgg16_params}
+def lpips_params(vgg16_params: Mapping[str, Any], heads: Mapping[str, Any], winograd: bool | None = None) -> dict:
+    """Combine backbone params and heads into LPIPS params.
+
+    `winograd`: add the trunk's Winograd weights (None: on CPU only, where they measured faster; GPU convs
+    stay direct, unmeasured there). False strips any.
+    """
+    if winograd is None:
+        winograd = jax.default_backend() == "cpu"
+    out = {"vgg16": _vgg.winograd_params(vgg16_params, _vgg.WINOGRAD_MIN_CIN if winograd else None)}
     for k in range(len(_vgg.TAP_NAMES)):
         out[f"lin{k}"] = jnp.asarray(heads[f"lin{k}"], jnp.float32)
     return out
@@ -143,6 +151,11 @@ def procedural_lpips(heads: str | os.PathLike | Mapping[str, Any],
 # Features and distance
 
 
+def _float(img: jax.Array) -> jax.Array:
+    # float32, except that float64 stays float64 (reference runs under jax.experimental.enable_x64).
+    return img.astype(jnp.float64 if img.dtype == jnp.float64 else jnp.float32)
+
+
 def _normalize_channels(f: jax.Array) -> jax.Array:
     s = jnp.sum(jnp.square(f), axis=-1, keepdims=True)
     # sqrt with a finite gradient at 0 (all-zero ReLU columns happen); same forward value.
@@ -151,18 +164,21 @@ def _normalize_channels(f: jax.Array) -> jax.Array:
     return f / (norm + _EPS)
 
 
-def nvlabs_vgg16_call(params: Mapping[str, Any], img: jax.Array, resize_images: bool = False) -> jax.Array:
+def nvlabs_vgg16_call(params: Mapping[str, Any], img: jax.Array, resize_images: bool = False, *,
+                      direct: bool = False) -> jax.Array:
     """Exact semantics of `vgg16(img, resize_images, return_lpips=True)` of the NVlabs TorchScript.
 
-    img: [B, H, W, 3] float in [0, 255] (values outside are not clamped). Returns [B, D] features.
+    img: [B, H, W, 3] float in [0, 255] (values outside are not clamped). Returns [B, D] features (float32;
+    float64 for float64 `img`, which also forces the direct convs: the float64 reference). `direct`: direct
+    convs even where the params carry Winograd weights.
     """
-    x = img.astype(jnp.float32) / 127.5 - 1.0
+    x = _float(img) / 127.5 - 1.0
     if resize_images:
         x = area_resize(x, (224, 224))
     shift = jnp.asarray(LPIPS_SHIFT, jnp.float32)
     scale = jnp.asarray(LPIPS_SCALE, jnp.float32)
     x = (x - shift) / scale
-    taps = _vgg.vgg16_features(params["vgg16"], x, _vgg.TAP_NAMES)
+    taps = _vgg.vgg16_features(params["vgg16"], x, _vgg.TAP_NAMES, direct=direct)
     out = []
     for k, name in enumerate(_vgg.TAP_NAMES):
         f = _normalize_channels(taps[name])
@@ -178,6 +194,7 @@ def lpips_features(
     *,
     drange: tuple[float, float] = (-1.0, 1.0),
     max_size: int | None = 256,
+    direct: bool = False,
 ) -> jax.Array:
     """Per-image LPIPS feature vectors [B, D] as the official projector builds them.
 
@@ -186,12 +203,12 @@ def lpips_features(
     taller than `max_size`, area-resized to max_size x max_size, then `nvlabs_vgg16_call`.
     """
     lo, hi = drange
-    x = img.astype(jnp.float32)
+    x = _float(img)
     if (lo, hi) != (0.0, 255.0):
         x = (x - lo) * (255.0 / (hi - lo))
     if max_size is not None and x.shape[1] > max_size:
         x = area_resize(x, (max_size, max_size))
-    return nvlabs_vgg16_call(params, x, resize_images=False)
+    return nvlabs_vgg16_call(params, x, resize_images=False, direct=direct)
 
 
 def lpips_distance(feat_a: jax.Array, feat_b: jax.Array) -> jax.Array:
@@ -200,8 +217,8 @@ def lpips_distance(feat_a: jax.Array, feat_b: jax.Array) -> jax.Array:
 
 
 def lpips(params: Mapping[str, Any], a: jax.Array, b: jax.Array, *,
-          drange: tuple[float, float] = (-1.0, 1.0), max_size: int | None = 256) -> jax.Array:
+          drange: tuple[float, float] = (-1.0, 1.0), max_size: int | None = 256, direct: bool = False) -> jax.Array:
     """Per-item LPIPS distance between image batches `a` and `b` (both NHWC in `drange`)."""
-    fa = lpips_features(params, a, drange=drange, max_size=max_size)
-    fb = lpips_features(params, b, drange=drange, max_size=max_size)
+    fa = lpips_features(params, a, drange=drange, max_size=max_size, direct=direct)
+    fb = lpips_features(params, b, drange=drange, max_size=max_size, direct=direct)
     return lpips_distance(fa, fb)

@@ -5,6 +5,10 @@ Params (plain dict, torchvision names, jaxinv layouts):
 for the conv indices i = 0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28 of torchvision's `features`
 Sequential. ReLUs follow every conv; 2x2 max-pools sit at indices 4, 9, 16, 23.
 
+`winograd_params` adds ``"wino"`` (the F(4x4,3x3) transform of the weight, `jaxinv.winograd`) to the
+convs with enough input channels; `vgg16_features` then runs those convs (forward and input gradient) with
+4x fewer channel-mixing products, unless called with ``direct=True`` (the direct convs, e.g. for parity).
+
 Two checkpoint layouts are read (both OIHW conv weights, transposed to HWIO here):
 * torchvision state_dict: `features.{i}.weight` / `features.{i}.bias` (`classifier.*` ignored).
 * NVlabs `vgg16.pt` (the TorchScript LPIPS-VGG16 of the stylegan2-ada-pytorch projector, sha256
@@ -23,9 +27,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from jaxinv import ops
+from jaxinv import ops, winograd
 from jaxinv.errors import CheckpointError
 
 __all__ = [
@@ -36,6 +41,8 @@ __all__ = [
     "TAP_NAMES",
     "TAP_CHANNELS",
     "vgg16_features",
+    "winograd_params",
+    "WINOGRAD_MIN_CIN",
     "vgg16_params_from_torchvision",
     "vgg16_params_from_nvlabs",
     "vgg16_params_from_state_dict",
@@ -65,8 +72,12 @@ TAP_CHANNELS: tuple[int, ...] = (64, 128, 256, 512, 512)
 # Forward
 
 
-def _conv3x3(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
-    return ops.conv2d(x, w.astype(x.dtype), padding=1) + b.astype(x.dtype)
+def _conv3x3(x: jax.Array, p: Mapping[str, Any], direct: bool) -> jax.Array:
+    if "wino" in p and not direct and x.dtype == jnp.float32:
+        y = winograd.conv3x3_f43(x, p["wino"])
+    else:
+        y = ops.conv2d(x, p["weight"].astype(x.dtype), padding=1)
+    return y + p["bias"].astype(x.dtype)
 
 
 def _maxpool2x2(x: jax.Array) -> jax.Array:
@@ -77,11 +88,12 @@ def _maxpool2x2(x: jax.Array) -> jax.Array:
 
 
 def vgg16_features(
-    params: Mapping[str, Any], x: jax.Array, taps: Sequence[str] = TAP_NAMES
+    params: Mapping[str, Any], x: jax.Array, taps: Sequence[str] = TAP_NAMES, *, direct: bool = False
 ) -> dict[str, jax.Array]:
     """Run the conv stack on `x` [B, H, W, 3] (already normalised) and return the requested ReLU taps.
 
     Stops after the deepest requested tap. Tap names: relu{block}_{conv} (relu1_1 .. relu5_3).
+    Convs whose params carry ``"wino"`` (`winograd_params`) use it for float32 `x` unless `direct`.
     """
     names = _relu_names()
     wanted = set(taps)
@@ -93,8 +105,7 @@ def vgg16_features(
     out: dict[str, jax.Array] = {}
     for i in range(last + 1):
         if i in CONV_INDICES:
-            p = feats[str(i)]
-            x = _conv3x3(x, p["weight"], p["bias"])
+            x = _conv3x3(x, feats[str(i)], direct)
         elif i in POOL_INDICES:
             x = _maxpool2x2(x)
         else:  # ReLU
@@ -102,6 +113,27 @@ def vgg16_features(
             if names[i] in wanted:
                 out[names[i]] = x
     return {n: out[n] for n in taps}
+
+
+# Convs with at least this many input channels get a Winograd weight (measured on CPU, see
+# `winograd_params`); conv1_1 (3 channels) would spend its time in the tile transforms.
+WINOGRAD_MIN_CIN = 64
+
+
+def winograd_params(params: Mapping[str, Any], min_cin: int | None = WINOGRAD_MIN_CIN) -> dict:
+    """A copy of VGG16 params with ``"wino"`` = `winograd.transform_weight(weight, F43)` ([36, I, O] float32,
+    4x the weight's size) for every conv with ``>= min_cin`` input channels (None: for none, which strips any
+    present). Done once, at load time, so
+    no step re-transforms the fixed weights; ``"weight"`` stays for `vgg16_features(..., direct=True)`."""
+    feats = {}
+    for name, p in params["features"].items():
+        p = dict(p)
+        p.pop("wino", None)
+        w = np.asarray(p["weight"])
+        if min_cin is not None and w.shape[2] >= min_cin:
+            p["wino"] = winograd.transform_weight(w.astype(np.float64), winograd.F43)
+        feats[name] = p
+    return {**params, "features": feats}
 
 
 def _relu_names() -> dict[int, str]:
