@@ -96,7 +96,7 @@ class Sample:
             raise ConfigError(f"--model {args.model}: conditional generator (c_dim={gen.c_dim}) not supported by "
                               "sample")
         z = jax.random.normal(jax.random.PRNGKey(args.seed), (args.n, gen.z_dim))
-        render = jax.jit(lambda g, zz: g.generate(zz))
+        render = jax.jit(lambda g, zz: g(zz))
         imgs = np.concatenate([np.asarray(render(gen, z[i:i + args.batch])) for i in range(0, args.n, args.batch)])
         save_png(out, image_grid(imgs, args.cols))
         _log(f"{args.n} samples ({gen.family}, {gen.img_resolution}px, seed {args.seed}) -> {out} "
