@@ -1,0 +1,87 @@
+"""`winograd.conv3x3_f43` (forward and its transposed-Winograd input gradient) against the direct oracle, and
+the Winograd LPIPS-VGG16 trunk against the direct one."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxinv import winograd
+from jaxinv.losses import lpips as L
+from jaxinv.losses import vgg16 as V
+
+
+def _max_rel(out, ref):
+    return float(np.abs(np.asarray(out, np.float64) - ref).max() / np.abs(ref).max())
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 13, 5, 7), (1, 16, 16, 8, 4), (1, 7, 5, 3, 6), (1, 4, 4, 16, 16)])
+def test_conv3x3_f43_forward_and_input_gradient_vs_direct(shape):
+    b, h, w, ci, co = shape
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal((b, h, w, ci)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, ci, co)).astype(np.float32)
+    dy = rng.standard_normal((b, h, w, co)).astype(np.float32)
+    u = jnp.asarray(winograd.transform_weight(wt, winograd.F43))
+    y, vjp = jax.vjp(lambda x: winograd.conv3x3_f43(x, u), jnp.asarray(x))
+    dx = vjp(jnp.asarray(dy))[0]
+    # float64 oracle: forward and its exact input gradient
+    y_ref, vjp_ref = jax.vjp(lambda x: winograd.conv3x3_reference(x, wt.astype(np.float64)), x.astype(np.float64))
+    dx_ref = vjp_ref(dy.astype(np.float64))[0]
+    assert y.shape == y_ref.shape and dx.shape == x.shape
+    assert _max_rel(y, np.asarray(y_ref)) <= 1e-5
+    assert _max_rel(dx, np.asarray(dx_ref)) <= 1e-5
+    # the weight is fixed: no gradient flows to it
+    assert not np.any(np.asarray(jax.grad(lambda u: winograd.conv3x3_f43(jnp.asarray(x), u).sum())(u)))
+
+
+def test_conv3x3_f43_jit_grad_matches_vjp_of_reference():
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((2, 12, 10, 6)), jnp.float32)
+    wt = rng.standard_normal((3, 3, 6, 5)).astype(np.float32)
+    u = jnp.asarray(winograd.transform_weight(wt, winograd.F43))
+    f = jax.jit(jax.grad(lambda x, u: jnp.sum(jnp.tanh(winograd.conv3x3_f43(x, u)))))
+    g_ref = jax.grad(lambda x: jnp.sum(jnp.tanh(winograd.conv3x3_reference(x, jnp.asarray(wt)))))(x)
+    assert _max_rel(f(x, u), np.asarray(g_ref, np.float64)) <= 1e-5
+
+
+def _random_vgg(seed=0):
+    rng = np.random.default_rng(seed)
+    sd = {}
+    for idx, (cin, cout) in zip(V.CONV_INDICES, V.CONV_CHANNELS, strict=True):
+        w = rng.standard_normal((cout, cin, 3, 3)) * np.sqrt(2 / (9 * cin))
+        sd[f"features.{idx}.weight"] = w.astype(np.float32)
+        sd[f"features.{idx}.bias"] = (rng.standard_normal(cout) * 0.01).astype(np.float32)
+    return V.load_vgg16(sd)
+
+
+def test_winograd_params_and_flag():
+    base = _random_vgg()
+    p = V.winograd_params(base)
+    for idx, (cin, cout) in zip(V.CONV_INDICES, V.CONV_CHANNELS, strict=True):
+        conv = p["features"][str(idx)]
+        assert ("wino" in conv) == (cin >= V.WINOGRAD_MIN_CIN)
+        if "wino" in conv:
+            assert conv["wino"].shape == (36, cin, cout) and conv["wino"].dtype == np.float32
+        assert conv["weight"] is base["features"][str(idx)]["weight"]
+    assert not any("wino" in c for c in V.winograd_params(p, None)["features"].values())
+    heads = {f"lin{k}": np.ones(c, np.float32) for k, c in enumerate(V.TAP_CHANNELS)}
+    assert "wino" in L.lpips_params(base, heads, winograd=True)["vgg16"]["features"]["2"]
+    assert "wino" not in L.lpips_params(p, heads, winograd=False)["vgg16"]["features"]["2"]
+
+
+def test_lpips_winograd_vs_direct_value_and_image_gradient():
+    heads = {f"lin{k}": np.linspace(0.1, 1, c).astype(np.float32) for k, c in enumerate(V.TAP_CHANNELS)}
+    p = L.lpips_params(_random_vgg(1), heads, winograd=True)
+    rng = np.random.default_rng(2)
+    a = jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
+    b = jnp.asarray(np.clip(np.asarray(a) + rng.normal(0, 0.3, a.shape), -1, 1), jnp.float32)
+
+    @jax.jit
+    def vg(p, a, b):  # both forms in one compile; params as arguments (nothing constant-folded)
+        return [jax.value_and_grad(lambda x, d=d: L.lpips(p, x, b, direct=d).sum())(a) for d in (False, True)]
+
+    (v_w, g_w), (v_d, g_d) = vg(p, a, b)
+    assert abs(float(v_w) - float(v_d)) <= 1e-5 * float(v_d) and float(v_d) > 1e-3
+    g_d = np.asarray(g_d, np.float64)
+    assert np.linalg.norm(np.asarray(g_w) - g_d) <= 0.1 * np.linalg.norm(g_d)
