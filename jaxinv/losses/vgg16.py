@@ -117,9 +117,10 @@ def vgg16_features(
 
 # Convs with at least this many input channels get a Winograd weight. conv1_1 (3 channels) would spend its
 # time in the tile transforms (57 vs 17 ms, value_and_grad of the layer). LPIPS value_and_grad at 256x256 on a
-# 2-core AVX-512 EPYC: 1.4-1.7x faster than direct with 64, and 64 is 2-15% faster than 128. The price of 64:
-# the image gradient's error vs float64 is 5% (L2) instead of direct float32's 0.6% (128 keeps 0.6%).
-WINOGRAD_MIN_CIN = 64
+# 2-core AVX-512 EPYC: 1.4-1.5x faster than direct with 128. 64 was 2-15% faster still, but F(4x4,3x3) in the
+# two 64-channel layers made the image gradient's error vs float64 5% (L2) instead of direct float32's 0.6%;
+# 128 keeps 0.6%.
+WINOGRAD_MIN_CIN = 128
 
 
 def winograd_params(params: Mapping[str, Any], min_cin: int | None = WINOGRAD_MIN_CIN) -> dict:
