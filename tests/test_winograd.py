@@ -25,9 +25,12 @@ def test_conv3x3_f43_forward_and_input_gradient_vs_direct(shape):
     u = jnp.asarray(winograd.transform_weight(wt, winograd.F43))
     y, vjp = jax.vjp(lambda x: winograd.conv3x3_f43(x, u), jnp.asarray(x))
     dx = vjp(jnp.asarray(dy))[0]
-    # float64 oracle: forward and its exact input gradient
-    y_ref, vjp_ref = jax.vjp(lambda x: winograd.conv3x3_reference(x, wt.astype(np.float64)), x.astype(np.float64))
-    dx_ref = vjp_ref(dy.astype(np.float64))[0]
+    # float64 oracle (x64 on, else jax truncates to float32): forward and its exact input gradient
+    with jax.enable_x64(True):
+        y_ref, vjp_ref = jax.vjp(lambda x: winograd.conv3x3_reference(x, jnp.asarray(wt, jnp.float64)),
+                                 jnp.asarray(x, jnp.float64))
+        dx_ref = vjp_ref(jnp.asarray(dy, jnp.float64))[0]
+        assert y_ref.dtype == dx_ref.dtype == jnp.float64
     assert y.shape == y_ref.shape and dx.shape == x.shape
     assert _max_rel(y, np.asarray(y_ref)) <= 1e-5
     assert _max_rel(dx, np.asarray(dx_ref)) <= 1e-5
@@ -66,8 +69,10 @@ def test_winograd_params_and_flag():
         assert conv["weight"] is base["features"][str(idx)]["weight"]
     assert not any("wino" in c for c in V.winograd_params(p, None)["features"].values())
     heads = {f"lin{k}": np.ones(c, np.float32) for k, c in enumerate(V.TAP_CHANNELS)}
-    assert "wino" in L.lpips_params(base, heads, winograd=True)["vgg16"]["features"]["2"]
-    assert "wino" not in L.lpips_params(p, heads, winograd=False)["vgg16"]["features"]["2"]
+    # the first layer with enough input channels for the Winograd path
+    first = str(next(i for i, (cin, _) in zip(V.CONV_INDICES, V.CONV_CHANNELS, strict=True) if cin >= V.WINOGRAD_MIN_CIN))
+    assert "wino" in L.lpips_params(base, heads, winograd=True)["vgg16"]["features"][first]
+    assert "wino" not in L.lpips_params(p, heads, winograd=False)["vgg16"]["features"][first]
 
 
 def test_lpips_winograd_vs_direct_value_and_image_gradient():
