@@ -70,7 +70,8 @@ def test_winograd_params_and_flag():
     assert not any("wino" in c for c in V.winograd_params(p, None)["features"].values())
     heads = {f"lin{k}": np.ones(c, np.float32) for k, c in enumerate(V.TAP_CHANNELS)}
     # the first layer with enough input channels for the Winograd path
-    first = str(next(i for i, (cin, _) in zip(V.CONV_INDICES, V.CONV_CHANNELS, strict=True) if cin >= V.WINOGRAD_MIN_CIN))
+    pairs = zip(V.CONV_INDICES, V.CONV_CHANNELS, strict=True)
+    first = str(next(i for i, (cin, _) in pairs if cin >= V.WINOGRAD_MIN_CIN))
     assert "wino" in L.lpips_params(base, heads, winograd=True)["vgg16"]["features"][first]
     assert "wino" not in L.lpips_params(p, heads, winograd=False)["vgg16"]["features"][first]
 
