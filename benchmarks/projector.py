@@ -63,7 +63,9 @@ What runs, each in its own subprocess (peak RSS = that process's `ru_maxrss`):
   is compared with. FLOPs per image-step: XLA cost analysis of one lowered Adam step of one lane (the
   compiled program's count agrees within 0.3%). Every batch size runs under two XLA CPU settings: jax's
   default flags (`JAXINV_XLA_CPU_CONVS=default`), and `--xla_cpu_experimental_ynn_fusion_type=` (YNN fusions
-  off, i.e. Eigen convolutions: `JAXINV_XLA_CPU_CONVS=eigen`, see README).
+  off, i.e. Eigen convolutions: `JAXINV_XLA_CPU_CONVS=eigen`, see README), and under every `--lane-groups`
+  value (invert's `lane_group`: `auto` is the engine's choice, 1 on CPU; `all` vmaps the whole batch in one
+  program; rows other than auto show it in the xla column as `default/lg=all`).
 
 Peak RSS covers the whole process (imports, weights, compilation, execution); MiB/img = peak / batch.
 Large batches need a lot of memory (jaxinv at 256 x 16 images: ~9 GiB; at 1024 x 16: tens of GiB), and a
@@ -234,9 +236,11 @@ class _CompileClock:
 
 def run_jaxinv(weights: str | os.PathLike, init_json: str | os.PathLike, target: str | os.PathLike | np.ndarray,
                *, batch: int, steps: int, w_avg_samples: int = 1000, restarts: int = 1,
-               heads: str | os.PathLike | None = None, repeat: int = 0, device: str = "cpu") -> dict[str, Any]:
+               heads: str | os.PathLike | None = None, repeat: int = 0, device: str = "cpu",
+               lane_group: int | str | None = "auto") -> dict[str, Any]:
     """Time `jaxinv.invert` (W + free noise maps, LPIPS + noise reg, official Adam) on `batch` lanes
-    (batch // restarts images x restarts) for `steps` steps.
+    (batch // restarts images x restarts) for `steps` steps, `lane_group` lanes vmapped at a time
+    (`invert`'s argument: "auto" = the engine's choice, None = all lanes in one vmapped program).
 
     One call compiles and runs; its compile phases (trace, lowering, XLA compile; `jax.monitoring` events)
     are subtracted to give the execution time (`repeat` > 0: extra calls, the fastest execution is used).
@@ -249,7 +253,7 @@ def run_jaxinv(weights: str | os.PathLike, init_json: str | os.PathLike, target:
     import jax.numpy as jnp
 
     from jaxinv.generators import Generator
-    from jaxinv.invert import LPIPS, Loss, NoiseReg, invert
+    from jaxinv.invert import LPIPS, Loss, NoiseReg, invert, resolve_lane_group
     from jaxinv.losses.lpips import lpips_params
     from jaxinv.losses.vgg16 import vgg16_params_from_torchvision
     from jaxinv.models import from_source
@@ -277,7 +281,7 @@ def run_jaxinv(weights: str | os.PathLike, init_json: str | os.PathLike, target:
     def call():
         with clock:
             res = invert(model, images, space=space, loss=loss, optimizer=opt, steps=steps, restarts=restarts,
-                         seed=0)
+                         seed=0, lane_group=lane_group)
         return res, clock.total
 
     res, compile_s = call()
@@ -317,6 +321,7 @@ def run_jaxinv(weights: str | os.PathLike, init_json: str | os.PathLike, target:
     step_exec_s = exec_s * f_steps / f_call
     return {
         "side": "jaxinv", "batch": batch, "images": n_images, "restarts": restarts, "steps": steps,
+        "lane_group": resolve_lane_group(lane_group, gen),
         "w_avg_samples": w_avg_samples, "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "compile_s": round(compile_s, 2), "first_call_s": round(first_s, 2), "exec_s": round(exec_s, 3),
         "exec_repeats_s": [round(x, 3) for x in repeats],
@@ -895,7 +900,7 @@ def _role_main(role: str, payload: dict[str, Any]) -> None:
         res = run_jaxinv(payload["weights"], payload["init_json"], payload["target"], batch=payload["batch"],
                          steps=payload["steps"], w_avg_samples=payload["w_avg_samples"],
                          restarts=payload["restarts"], heads=payload["heads"], repeat=payload["repeat"],
-                         device=payload.get("device", "cpu"))
+                         device=payload.get("device", "cpu"), lane_group=payload.get("lane_group", "auto"))
     elif role == "memory":
         res = predict_jaxinv_memory(payload["weights"], payload["init_json"], payload["target"],
                                     batch=payload["batch"], w_avg_samples=payload["w_avg_samples"],
@@ -1083,6 +1088,9 @@ def main() -> None:
     ap.add_argument("--w-avg-samples", type=int, default=1000, help="w_avg samples, both sides (setup only)")
     ap.add_argument("--xla", default="default,eigen",
                     help="XLA settings to run: default (jax's own), eigen (JAXINV_XLA_CPU_CONVS=eigen)")
+    ap.add_argument("--lane-groups", default="auto",
+                    help="jaxinv lane groups to run, each under every --xla setting: auto (the engine's choice), "
+                    "all (every lane of the batch in one vmapped program), or K (lanes vmapped at a time)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (official, then every jaxinv piece)")
     ap.add_argument("--max-foreign-cpu", type=float, default=protocol.MAX_FOREIGN_CPU,
                     help="cores other processes may use on average during a piece before it counts as disturbed")
@@ -1131,6 +1139,11 @@ def main() -> None:
     for s in settings:
         if s not in XLA_SETTINGS:
             ap.error(f"--xla: unknown setting {s!r} (choose from {', '.join(XLA_SETTINGS)})")
+    lane_groups: list[int | str | None] = []
+    for g in (g.strip() for g in args.lane_groups.split(",") if g.strip()):
+        if g not in ("auto", "all") and not (g.isdigit() and int(g) >= 1):
+            ap.error(f"--lane-groups: {g!r} is not auto, all or an integer >= 1")
+        lane_groups.append(None if g == "all" else g if g == "auto" else int(g))
     official = not args.no_official and args.profile is None and not args.predict_memory
     if official:
         if args.official_src is None or not (args.official_src / "projector.py").is_file():
@@ -1212,13 +1225,15 @@ def main() -> None:
                     _progress(cfg, rnd, "official", off)
                     r["official"].append(off)
                     save()
-                for s in settings:
+                for s, g in ((s, g) for s in settings for g in lane_groups):
+                    label = s if g == "auto" else f"{s}/lg={'all' if g is None else g}"  # the table's xla column
                     for b in per_config.get(cfg, batches):
                         payload = {**common, "batch": b, "steps": args.steps, "w_avg_samples": args.w_avg_samples,
-                                   "restarts": args.restarts, "repeat": args.repeat, "device": args.device}
+                                   "restarts": args.restarts, "repeat": args.repeat, "device": args.device,
+                                   "lane_group": g}
                         j = measure(partial(_child, "jaxinv", payload, {**_xla_env(s), **jax_env}, fatal=False))
-                        _progress(cfg, rnd, f"jaxinv {s} batch {b}", j)
-                        r["jaxinv"].setdefault(s, {}).setdefault(b, []).append(j)
+                        _progress(cfg, rnd, f"jaxinv {label} batch {b}", j)
+                        r["jaxinv"].setdefault(label, {}).setdefault(b, []).append(j)
                         save()
             summarise({cfg: r}, args.allow_disturbed)
             save()
