@@ -3,6 +3,7 @@ device count, the share of time the device waits for input, and cold vs warm sta
 
     python benchmarks/throughput.py                       # CPU: forced host devices 1, 2, 4, 8
     python benchmarks/throughput.py --batches 1,4,16 --devices 1 --images 64 --steps 20
+    python benchmarks/throughput.py --batches 1,8 --lane-groups auto,all --devices 1 --skip-cold
     python benchmarks/throughput.py --model out/ffhq --devices 0   # 0 = the real devices JAX sees (GPU)
 
 Every measurement is a fresh subprocess (the device count must be fixed before JAX starts) running the full
@@ -67,8 +68,9 @@ def worker(a: argparse.Namespace) -> None:
     load = lambda ref: load_image(ref.path, pre)  # noqa: E731
 
     devices = Devices.local()
+    lane_group = None if a.lane_group == "all" else a.lane_group if a.lane_group == "auto" else int(a.lane_group)
     spec = jobs.invert_spec(model, load, space="w" if gen.has_w else "z", steps=a.steps, batch_size=a.batch,
-                            devices=devices)
+                            devices=devices, lane_group=lane_group)
     t_job = time.perf_counter()
     rep = jobs.run_job(spec, [a.images], a.out, progress=False, log=lambda m: None)
     first = rep.first_batch_seconds
@@ -77,6 +79,7 @@ def worker(a: argparse.Namespace) -> None:
     img_s = n_after / span if n_after else float("nan")
     print(json.dumps({
         "platform": jax.devices()[0].platform, "devices": devices.count, "batch": spec.batch_size,
+        "lane_group": a.lane_group,
         "images": rep.done, "steps": a.steps, "img_s": img_s, "img_steps_s": img_s * a.steps,
         "input_wait_share": rep.input_wait_share,
         "device_idle_share": rep.device_idle_seconds / max(rep.busy_seconds + rep.device_idle_seconds, 1e-9),
@@ -84,7 +87,8 @@ def worker(a: argparse.Namespace) -> None:
     }))
 
 
-def _run_worker(args: argparse.Namespace, images: Path, devices: int, batch: int, cache: Path) -> dict:
+def _run_worker(args: argparse.Namespace, images: Path, devices: int, batch: int, cache: Path,
+                lane_group: str = "auto") -> dict:
     env = dict(os.environ)
     flags = [f for f in env.get("XLA_FLAGS", "").split() if "force_host_platform_device_count" not in f]
     if devices:
@@ -93,7 +97,8 @@ def _run_worker(args: argparse.Namespace, images: Path, devices: int, batch: int
     env["XLA_FLAGS"] = " ".join(flags)
     with tempfile.TemporaryDirectory(prefix="jaxinv-bench-out-") as out:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--images-dir", str(images), "--out", out,
-               "--batch", str(batch), "--steps", str(args.steps), "--cache", str(cache)]
+               "--batch", str(batch), "--steps", str(args.steps), "--cache", str(cache),
+               "--lane-group", lane_group]
         if args.model:
             cmd += ["--model", args.model]
         t0 = time.perf_counter()
@@ -107,7 +112,8 @@ def _run_worker(args: argparse.Namespace, images: Path, devices: int, batch: int
 
 
 def _row(r: dict) -> str:
-    return (f"| {r['platform']} | {r['devices']} | {r['batch']} | {r['images']} | {r['img_s']:.2f} | "
+    return (f"| {r['platform']} | {r['devices']} | {r['batch']} | {r['lane_group']} | {r['images']} | "
+            f"{r['img_s']:.2f} | "
             f"{r['img_steps_s']:.1f} | {100 * r['input_wait_share']:.1f}% | {100 * r['device_idle_share']:.1f}% | "
             f"{r['first_batch_s']:.1f} |")
 
@@ -128,12 +134,19 @@ def main() -> None:
                     help="forced host device counts swept (CPU); 0 = the real devices JAX sees")
     ap.add_argument("--device-batch", type=int, default=8, help="global batch of the device sweep")
     ap.add_argument("--image-size", type=int, default=256, help="side of the synthetic JPEGs (decode cost)")
+    ap.add_argument("--lane-groups", default="auto",
+                    help="lane groups swept on 1 device (auto = the engine's choice, all = the whole batch vmapped)")
+    ap.add_argument("--lane-group", default="auto", help=argparse.SUPPRESS)
     ap.add_argument("--skip-cold", action="store_true", help="skip the cold/warm start measurement")
     a = ap.parse_args()
     if a.worker:
         worker(a)
         return
     batches = [int(b) for b in a.batches.split(",") if b]
+    lane_groups = [g.strip() for g in a.lane_groups.split(",") if g.strip()]
+    for g in lane_groups:
+        if g not in ("auto", "all") and not (g.isdigit() and int(g) >= 1):
+            ap.error(f"--lane-groups: {g!r} is not auto, all or an integer >= 1")
     device_counts = [int(d) for d in a.devices.split(",") if d]
     real = device_counts == [0]
     n = a.num_images or max(16, 4 * max(batches + [a.device_batch]))
@@ -142,15 +155,16 @@ def main() -> None:
         images = tmp / "images"
         _make_images(images, n, a.image_size)
         cache = tmp / "xla-sweep"
-        header = ("| platform | devices | batch | images | images/s | image-steps/s | input wait | device idle | "
-                  "first batch s |\n|---|---|---|---|---|---|---|---|---|")
+        header = ("| platform | devices | batch | lane group | images | images/s | image-steps/s | input wait | "
+                  "device idle | first batch s |\n|---|---|---|---|---|---|---|---|---|---|")
         print(f"# jaxinv batch-job throughput ({a.steps} steps, {n} images of {a.image_size}x{a.image_size} JPEG, "
               f"model {a.model or 'embedded DCGAN 64x64'})\n")
         print("## vs batch size (1 device)\n")
         print(header, flush=True)
         first_dev = 0 if real else 1
-        for b in batches:
-            print(_row(_run_worker(a, images, first_dev, b, cache)), flush=True)
+        for g in lane_groups:
+            for b in batches:
+                print(_row(_run_worker(a, images, first_dev, b, cache, g)), flush=True)
         if not real:
             print(f"\n## vs forced host device count (global batch {a.device_batch})\n")
             print(header, flush=True)
