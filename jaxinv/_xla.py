@@ -1,10 +1,10 @@
 """XLA:CPU convolution setting, applied when jaxinv is imported (before jax creates its backends).
 
 jax 0.10's XLA:CPU runs convolutions through YNN fusions by default; `--xla_cpu_experimental_ynn_fusion_type=`
-(empty: no YNN fusions) sends them to Eigen. Measured on our 2-core CPUs, neither wins everywhere: Eigen ran the
-1024 projector step 1.5x faster (`benchmarks/projector.py --xla default,eigen`), but the e4e / pSp encoders 1.9x
-slower at batch 1 and 1.08x slower at batch 8, and its backward convolutions give different float rounding when a
-batch is split over forced host devices (1 vs 4 devices no longer byte-identical). So jax's default stays, and
+(empty: no YNN fusions) sends them to Eigen. Measured on our 2-core CPUs, neither wins everywhere: the 256 projector
+at the engine's lane group 1 ran level at batch 16 and 1.14x faster with Eigen at batch 1 (README, interleaved);
+earlier measurements had the e4e / pSp encoders 1.9x slower with Eigen at batch 1; and its backward convolutions
+gave different float rounding when a batch was split over forced host devices. So jax's default stays, and
 `JAXINV_XLA_CPU_CONVS=eigen` opts in: jaxinv then appends the flag to `XLA_FLAGS` unless `XLA_FLAGS` already sets
 it (the user's value is kept). It is a CPU-compiler flag; GPU/TPU compilations ignore it. XLA reads `XLA_FLAGS`
 once, when jax initialises its backends: if that already happened on a CPU backend, jaxinv warns once.
