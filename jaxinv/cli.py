@@ -1,6 +1,6 @@
 """The `jaxinv` command line: `jaxinv <command> ...` (also `python -m jaxinv ...`).
 
-    jaxinv sample --out grid.png [--n 16 --seed 0 --model default|PATH]
+    jaxinv sample --out DIR|face.png [--n 16 --seed 0 --model default|PATH] [--grid]
     jaxinv invert --images DIR... --out DIR [--model default|PATH] [--space z|w|w+|s|p|pn] [--steps N]
                   [--restarts R] [--optimizer adam|lbfgs] [--loss mse=1,lpips=...] [--batch B] [--seed S]
                   [--crop x0,y0,x1,y1|dcgan-faces|none]
@@ -23,7 +23,7 @@ from typing import Any
 
 # name -> ("package.module" or "package.module:object", one-line help); the target has add_arguments / run.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "sample": ("jaxinv.cli:Sample", "sample a generator (default: the embedded DCGAN) into an image grid"),
+    "sample": ("jaxinv.cli:Sample", "sample a generator (default: the embedded DCGAN): images and latents"),
     "invert": ("jaxinv.cli:Invert", "invert a folder of images into a generator's latent space"),
     "encode": ("jaxinv.cli:Encode", "encode a folder of images with an e4e / pSp encoder (one forward each)"),
     "edit": ("jaxinv.edit", "edit inverted StyleGAN codes along SeFa / GANSpace directions"),
@@ -66,11 +66,14 @@ def _log(msg: str) -> None:
 class Sample:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--out", required=True, help="output PNG (an image grid)")
+        p.add_argument("--out", required=True,
+                       help="a folder (one NNNNN.png + NNNNN.npz per sample), a .png with --n 1 (+ the .npz beside "
+                       "it), or with --grid one .png sheet")
         p.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
         p.add_argument("--seed", type=int, default=0, help="z = normal(PRNGKey(seed), [n, z_dim]) (default 0)")
         p.add_argument("--model", default=DEFAULT_MODEL, help="'default' (embedded DCGAN) or a model path")
-        p.add_argument("--cols", type=int, default=None, help="grid columns (default ~sqrt(n))")
+        p.add_argument("--grid", action="store_true", help="write one image sheet (white 2-px gaps), no latents")
+        p.add_argument("--cols", type=int, default=None, help="--grid: columns (default ~sqrt(n))")
         p.add_argument("--batch", type=int, default=64, help="images per generator call (default 64)")
         return p
 
@@ -86,8 +89,15 @@ class Sample:
         if args.n < 1 or args.batch < 1:
             raise ConfigError("--n and --batch must be >= 1")
         out = Path(args.out)
-        if out.suffix.lower() != ".png":
-            raise ConfigError(f"--out {out}: expected a .png file name")
+        png = out.suffix.lower() == ".png"
+        if args.grid and not png:
+            raise ConfigError(f"--out {out}: --grid writes one sheet: expected a .png file name")
+        if args.cols is not None and not args.grid:
+            raise ConfigError("--cols: only with --grid")
+        if png and not args.grid and args.n != 1:
+            raise ConfigError(f"--out {out}: a .png holds one sample; give a folder for --n {args.n} (or --grid)")
+        if out.suffix and not png:
+            raise ConfigError(f"--out {out}: expected a folder or a .png file name")
         if not out.parent.exists():
             raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
         t0 = time.perf_counter()
@@ -96,9 +106,27 @@ class Sample:
             raise ConfigError(f"--model {args.model}: conditional generator (c_dim={gen.c_dim}) not supported by "
                               "sample")
         z = jax.random.normal(jax.random.PRNGKey(args.seed), (args.n, gen.z_dim))
-        render = jax.jit(lambda g, zz: g(zz))
-        imgs = np.concatenate([np.asarray(render(gen, z[i:i + args.batch])) for i in range(0, args.n, args.batch)])
-        save_png(out, image_grid(imgs, args.cols))
+
+        @jax.jit
+        def forward(g: Generator, zz: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+            if not g.has_w:
+                return g(zz), None
+            ws = g.mapping(zz, None, g.truncation_psi)  # G(z) as G.__call__ computes it, keeping the W code
+            return g.synthesis(ws), ws
+
+        parts = [forward(gen, z[i:i + args.batch]) for i in range(0, args.n, args.batch)]
+        imgs = np.concatenate([np.asarray(p[0]) for p in parts])
+        if args.grid:
+            save_png(out, image_grid(imgs, args.cols))
+        else:
+            ws = np.concatenate([np.asarray(p[1]) for p in parts]) if gen.has_w else None
+            if not png:
+                out.mkdir(exist_ok=True)
+            files = [out] if png else [out / f"{i:05d}.png" for i in range(args.n)]
+            for i, f in enumerate(files):
+                save_png(f, imgs[i])
+                latents = {"z": np.asarray(z[i]), **({"w": ws[i]} if ws is not None else {})}
+                np.savez(f.with_suffix(".npz"), **latents, seed=args.seed, index=i)
         _log(f"{args.n} samples ({gen.family}, {gen.img_resolution}px, seed {args.seed}) -> {out} "
              f"({time.perf_counter() - t0:.1f} s)")
         return 0

@@ -19,7 +19,7 @@ FACES = REALDATA / "images" / "faces_aligned"
 
 def test_sample_grid(tmp_path, capsys):
     out = tmp_path / "grid.png"
-    assert cli.main(["sample", "--out", str(out), "--n", "6", "--seed", "1", "--cols", "3"]) == 0
+    assert cli.main(["sample", "--out", str(out), "--n", "6", "--seed", "1", "--grid", "--cols", "3"]) == 0
     sheet = np.asarray(Image.open(out))
     assert sheet.shape == (2 * 66 + 2, 3 * 66 + 2, 3)
     # The first tile is the embedded model's image of z = normal(PRNGKey(1)).
@@ -30,6 +30,32 @@ def test_sample_grid(tmp_path, capsys):
     first = np.clip(np.rint((np.asarray(dcgan.generate(m.cfg, m.params, z[:1]))[0] + 1) * 127.5), 0, 255)
     assert np.abs(sheet[2:66, 2:66].astype(int) - first.astype(int)).max() <= 1
     assert "6 samples (dcgan, 64px, seed 1)" in capsys.readouterr().err
+
+
+def test_sample_bare_images_and_latents(tmp_path, capsys):
+    import jax
+
+    m = dcgan.load_default()
+    z = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (3, 100)))
+    ref = np.clip(np.rint((np.asarray(dcgan.generate(m.cfg, m.params, z)) + 1) * 127.5), 0, 255).astype(int)
+    assert cli.main(["sample", "--out", str(tmp_path / "s"), "--n", "3", "--seed", "2"]) == 0
+    for i in range(3):
+        img = np.asarray(Image.open(tmp_path / "s" / f"{i:05d}.png"))
+        assert img.shape == (64, 64, 3)  # the bare sample: no grid border
+        assert np.abs(img.astype(int) - ref[i]).max() <= 1
+        lat = np.load(tmp_path / "s" / f"{i:05d}.npz")
+        np.testing.assert_array_equal(lat["z"], z[i])
+        assert int(lat["seed"]) == 2 and int(lat["index"]) == i
+    assert cli.main(["sample", "--out", str(tmp_path / "face.png"), "--n", "1"]) == 0
+    assert np.asarray(Image.open(tmp_path / "face.png")).shape == (64, 64, 3)
+    assert (tmp_path / "face.npz").is_file()
+    capsys.readouterr()
+    for argv, words in ((["--out", str(tmp_path / "two.png"), "--n", "2"], "a .png holds one sample"),
+                        (["--out", str(tmp_path / "d"), "--cols", "2"], "--cols: only with --grid"),
+                        (["--out", str(tmp_path / "d"), "--grid"], "expected a .png file name")):
+        assert cli.main(["sample", *argv]) == 2
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err
 
 
 def test_invert_tiny_run_real_faces(tmp_path, capsys):
