@@ -58,6 +58,19 @@ def test_sample_bare_images_and_latents(tmp_path, capsys):
         assert words in err and "Traceback" not in err
 
 
+def test_readme_main_command_recovers_the_sample(tmp_path, monkeypatch):
+    """The README's main command (as written there, after the install) recovers the generated face."""
+    block = (ROOT / "README.md").read_text().split("<!-- main-command -->")[1].split("<!-- /main-command -->")[0]
+    commands = [c.strip().split() for c in block.strip().strip("`").split("&&") if c.strip().startswith("jaxinv")]
+    assert [c[1] for c in commands] == ["sample", "invert"]
+    monkeypatch.chdir(tmp_path)
+    for c in commands:
+        assert cli.main(c[1:]) == 0
+    with open(tmp_path / "inverted" / "metrics.csv") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["psnr"]) >= 30.0  # measured 54.1 dB (README)
+
+
 def test_invert_tiny_run_real_faces(tmp_path, capsys):
     faces = sorted(require(FACES).glob("*/*.jpg"))[:2]
     src = tmp_path / "in"
