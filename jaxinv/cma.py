@@ -32,9 +32,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from evosax.algorithms import CMA_ES
 
 from jaxinv.errors import ConfigError
+
+try:  # an optional extra: the rest of jaxinv does not need it
+    from evosax.algorithms import CMA_ES
+except ImportError as e:
+    raise ConfigError(f"jaxinv.cma needs evosax ({e}): pip install 'jaxinv[cma]'") from None
 from jaxinv.generators import Generator
 from jaxinv.losses import lpips as _lpips
 

@@ -1,5 +1,8 @@
 """CMA-ES, BasinCMA and the Adam baseline reduce the loss on known-latent targets; BigGAN z + class embedding."""
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +14,7 @@ from jaxinv.errors import ConfigError
 from jaxinv.generators import Generator, render_jit
 from jaxinv.models import biggan, dcgan
 from jaxinv.parity.core import assert_parity
-from tests.conftest import GOLDEN, require
+from tests.conftest import GOLDEN, ROOT, require
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +83,10 @@ def test_bad_options(known):
         cma.search(model, targets[:1], init)
     with pytest.raises(ConfigError, match="class_labels"):
         cma.default_init(jaxinv.load(require(GOLDEN / "sg2ada_r32_cond10_skip.weights.npz")), 2, space="w")
+
+
+def test_without_evosax_cma_says_which_extra():
+    code = ("import sys; sys.modules['evosax'] = None\n"
+            "try:\n    import jaxinv.cma\nexcept Exception as e:\n    print(type(e).__name__, e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout
+    assert out.startswith("ConfigError jaxinv.cma needs evosax") and "pip install 'jaxinv[cma]'" in out
