@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from jaxinv.errors import CheckpointError
+from weights_convert.tf_pickles import is_tf_snapshot, stylegan2_from_snapshot
 
 # init_kwargs.json "family" / "class_name" of the golden cases -> our family key.
 _GOLDEN_FAMILIES = {
@@ -116,6 +117,9 @@ def _read_nvlabs(path: Path) -> Source:
     from weights_convert.torch_formats import PersistentObj, load_nvlabs_pickle
 
     data = load_nvlabs_pickle(path)
+    if is_tf_snapshot(data):
+        init, sd = stylegan2_from_snapshot(path, data)
+        return Source("stylegan2", init, sd, _provenance(path, "tf_pkl", network="Gs"))
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: NVlabs pickle top level is {type(data).__name__}, expected a dict")
     net = data.get("G_ema")

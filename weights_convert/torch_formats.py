@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from jaxinv.errors import CheckpointError
+from weights_convert.tf_pickles import TFNetwork, is_tf_snapshot
 
 __all__ = [
     "ArgsNamespace",
@@ -44,10 +45,6 @@ LEGACY_PROTOCOL = 1001
 # How pickle protocol >= 2 writes the magic int: LONG1 opcode, 10 bytes, little-endian.
 _LEGACY_MAGIC_OPS = b"\x8a\x0a" + LEGACY_MAGIC.to_bytes(10, "little")
 
-_TF_HINT = (
-    "legacy TensorFlow StyleGAN pickle is not supported; convert it with the official legacy.py "
-    "(stylegan2-ada-pytorch or stylegan3: python legacy.py --source=<tf.pkl> --dest=<torch.pkl>) first"
-)
 
 
 class _Problem(Exception):
@@ -457,6 +454,8 @@ def _build_allow_list() -> dict[tuple[str, str], Any]:
         ("dnnlib.util", "EasyDict"): _EasyDictStub,
         ("dnnlib", "EasyDict"): _EasyDictStub,
         ("argparse", "Namespace"): ArgsNamespace,
+        ("dnnlib.tflib.network", "Network"): TFNetwork,  # TF-era snapshots: (G, D, Gs), state only
+        ("tfutil", "Network"): TFNetwork,  # PGGAN's TF snapshots
         ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
         ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
         ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
@@ -500,11 +499,6 @@ class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         obj = _ALLOWED.get((module, name))
         if obj is None:
-            if module.startswith("dnnlib.tflib"):  # TF-era (G, D, Gs) tuple of tflib Networks
-                raise _Problem(_TF_HINT)
-            if module == "tfutil":  # progressive_growing_of_gans (PGGAN) snapshots: tfutil.Network
-                raise _Problem("legacy TensorFlow PGGAN pickle (progressive_growing_of_gans tfutil.Network) is not "
-                               "supported")
             if module.startswith("__torch__"):
                 raise _Problem(f"TorchScript archive (torch.jit.save) is not supported (global '{module}.{name}')")
             raise _Problem(f"pickle references non-allow-listed global '{module}.{name}'")
@@ -653,6 +647,11 @@ def _finalize(obj: Any, memo: dict[int, tuple[Any, Any]]) -> Any:
         memo[id(obj)] = (obj, obj)
         obj.state = _finalize(obj.state, memo)
         return obj
+    if isinstance(obj, TFNetwork):
+        memo[id(obj)] = (obj, obj)
+        obj.static_kwargs = _finalize(obj.static_kwargs, memo)
+        obj.components = _finalize(obj.components, memo)
+        return obj
     if isinstance(obj, ArgsNamespace):
         memo[id(obj)] = (obj, obj)
         for k, v in list(obj.__dict__.items()):
@@ -752,11 +751,12 @@ def _guarded(path: Path, fn: Callable[[], Any]) -> Any:
         raise _fail(path, _describe_exception(e)) from None
 
 
-def load_nvlabs_pickle(path: str | os.PathLike) -> dict:
+def load_nvlabs_pickle(path: str | os.PathLike) -> dict | tuple:
     """Read an NVlabs network pickle (stylegan2-ada-pytorch / stylegan3 snapshot) without torch.
 
     Returns the top-level snapshot dict; networks are `PersistentObj` (`.state_dict()`, `.init_kwargs`,
-    `.class_name`, `.attr(name)`), tensors numpy arrays, EasyDicts/OrderedDicts plain dicts.
+    `.class_name`, `.attr(name)`), tensors numpy arrays, EasyDicts/OrderedDicts plain dicts. A TF-era
+    snapshot is returned as its `(G, D, Gs)` tuple of `tf_pickles.TFNetwork`.
     """
     path = Path(path)
     kind = detect_format(path)
@@ -769,8 +769,8 @@ def load_nvlabs_pickle(path: str | os.PathLike) -> dict:
         return _finalize(obj, {})
 
     data = _guarded(path, run)
-    if isinstance(data, tuple) and len(data) == 3:
-        raise _fail(path, _TF_HINT)
+    if is_tf_snapshot(data):
+        return data
     if not isinstance(data, dict):
         raise _fail(path, f"top-level object is a {type(data).__name__}, expected an NVlabs snapshot dict")
     if not any(isinstance(v, PersistentObj) for v in data.values()):
