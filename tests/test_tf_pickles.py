@@ -2,6 +2,7 @@
 (golden README 10) from the TF-layout npz and from the official snapshot pickle, the legacy.py facts of the
 conversion, and one-line refusals."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -71,3 +72,25 @@ def test_malformed_gs_is_one_line(edit, words):
     with pytest.raises(CheckpointError) as err:
         stylegan2_from_variables("x.pkl", "G_main", kw, tf)
     assert str(err.value).startswith("x.pkl: ") and words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_full_size_config_f_manifest_maps_onto_the_parameters():
+    """stylegan2-ffhq-config-f.pkl's variables (names, shapes as pickled; golden manifest, no weights) fill every
+    parameter of the converted config with the right shape, and nothing is left over."""
+    import json
+
+    from jaxinv.models import from_source
+    from weights_convert.source import Source
+
+    m = json.loads(require(GOLDEN / "manifests" / "stylegan2tf_ffhq1024_configf.json").read_text())
+    loc = {"state['variables']": "", "state['components']['mapping']['variables']": "mapping/",
+           "state['components']['synthesis']['variables']": "synthesis/"}
+    tf = {loc[v["pickle_location"]] + v["pickle_name"]: np.zeros(v["shape"], np.float32)
+          for v in m["variable_manifest"]}
+    init, sd = stylegan2_from_variables("config-f", "G_main", m["static_kwargs_as_pickled"]["Gs"], tf)
+    model = from_source(Source("stylegan2", init, sd, {"source": "config-f"}))
+    gen = Generator.from_model(model)
+    assert (gen.img_resolution, gen.num_ws, gen.w_dim, gen.z_dim) == (1024, m["num_ws"], m["w_dim"], 512)
+    n_params = sum(int(np.prod(np.shape(a))) for a in jax.tree_util.tree_leaves(model.params))
+    # every variable but lod is a parameter (w_avg included); noise inputs are [1, 1, R, R] -> [R, R]
+    assert n_params == m["param_count_all_variables"] - 1
