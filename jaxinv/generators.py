@@ -34,7 +34,7 @@ from jaxinv.errors import ConfigError
 
 # Families whose module follows the StyleGAN2 API of the conventions (mapping / styles / synthesis).
 W_FAMILIES = ("stylegan2", "stylegan3", "rosinality")
-FAMILIES = (*W_FAMILIES, "dcgan", "biggan")
+FAMILIES = (*W_FAMILIES, "dcgan", "pggan", "biggan")
 # The official BigGAN samples z = truncnorm(-2, 2) * truncation (`truncated_noise_sample`).
 _BIGGAN_Z_BOUND = 2.0
 # Mapped samples for the W centre of checkpoints that store none (rosinality without latent_avg).
@@ -192,6 +192,8 @@ class Generator:
             return self.synthesis(self.mapping(z, c, self.truncation_psi))
         if self.family == "biggan":
             return self.module.generate(self.cfg, self.params, z, c, self.truncation_psi)
+        if self.family == "pggan":
+            return self.module.generate(self.cfg, self.params, z, c)
         return self.module.generate(self.cfg, self.params, z)
 
     def render(self, inp: dict[str, Any]) -> jax.Array:

@@ -908,11 +908,11 @@ def test_converted_directory_damaged(tmp_path, case):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# TF-era pickles: StyleGAN2 TF is read (tests/test_tf_pickles.py); the others are refused with one line that
+# TF-era pickles: StyleGAN2 TF and PGGAN are read (tests/test_tf_pickles.py); StyleGAN v1 is refused with one line that
 # says what they are
 
 
-@pytest.mark.parametrize("rel", [r for r in TF_ERA if not r.startswith("stylegan2tf")])
+@pytest.mark.parametrize("rel", ["stylegan1_r32.pkl"])
 def test_tf_era_pickles_not_yet_supported_refused(rel):
     path = require(CONTAINERS / rel)
     msg = _clean_failure(path)

@@ -9,6 +9,7 @@ import pytest
 import jaxinv
 from jaxinv.errors import CheckpointError
 from jaxinv.generators import Generator
+from jaxinv.invert import invert
 from jaxinv.parity.core import load_case, run_case
 from tests.conftest import GOLDEN, require
 from weights_convert.source import read_source
@@ -94,3 +95,52 @@ def test_full_size_config_f_manifest_maps_onto_the_parameters():
     n_params = sum(int(np.prod(np.shape(a))) for a in jax.tree_util.tree_leaves(model.params))
     # every variable but lod is a parameter (w_avg included); noise inputs are [1, 1, R, R] -> [R, R]
     assert n_params == m["param_count_all_variables"] - 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# PGGAN (G_paper)
+
+PG_CASE = GOLDEN / "pggan_r32"
+PG_PKL = GOLDEN / "containers" / "pggan_r32.pkl"
+
+
+@pytest.mark.parametrize("weights", [None, PG_PKL], ids=["npz", "pickle"])
+def test_pggan_parity_with_the_official_tf_outputs(weights):
+    require(PG_CASE.with_name(PG_CASE.name + ".io.npz"))
+    checks = list(run_case(load_case(PG_CASE, require(weights) if weights else None)))
+    assert {c.name for c in checks} == {"img", "img_lod_a", "img_lod_b", "block_x.4x4", "block_x.8x8",
+                                        "block_x.16x16", "block_x.32x32"}
+    failed = [(c.name, *c.result()[:2]) for c in checks if not c.result()[2]]
+    assert not failed, failed
+
+
+@pytest.mark.parametrize("layout", ["primary", "theano_import_fused_scale_false"])
+def test_pggan_celebahq_manifest_maps_onto_the_parameters(layout):
+    """The published CelebA-HQ file's variables in both layouts it may have (golden README 10.8)."""
+    import json
+
+    from jaxinv.models import from_source, pggan
+    from weights_convert.source import Source
+
+    m = json.loads(require(GOLDEN / "manifests" / "pggan_celebahq1024.json").read_text())
+    if layout == "primary":
+        kw, manifest = m["static_kwargs_as_pickled"]["Gs"], m["variable_manifest"]
+    else:
+        alt = m["alternative_layouts"][layout]
+        kw, manifest = alt["pickle_state"]["static_kwargs"], alt["variable_manifest"]
+    tf = {v["pickle_name"]: np.zeros(v["shape"], np.float32) for v in manifest}
+    model = from_source(Source("pggan", {"build_func": "G_paper", "static_kwargs": kw}, tf, {"source": layout}))
+    assert (model.cfg.z_dim, model.cfg.img_resolution, model.cfg.fused_scale) == (512, 1024, layout == "primary")
+    assert set(tf) == set(pggan.variable_table(model.cfg))
+    n = sum(int(np.prod(np.shape(a))) for a in jax.tree_util.tree_leaves(model.params))
+    assert n == m["param_count"]  # every trainable variable; lod is not a parameter
+
+
+def test_pggan_in_the_engine_recovers_its_own_sample():
+    model = jaxinv.load(require(PG_PKL))
+    gen = Generator.from_model(model)
+    assert (gen.family, gen.z_dim, gen.img_resolution, gen.has_w) == ("pggan", 64, 32, False)
+    z = np.asarray(jax.random.normal(jax.random.PRNGKey(5), (1, 64)))
+    target = np.asarray(gen(z))
+    res = invert(model, target, space="z", optimizer="lbfgs", steps=60, restarts=2)
+    assert float(res.losses[0]) < 1e-4 * float(np.mean(target**2))  # measured: MSE 1.5e-12, power 0.54

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from jaxinv.errors import CheckpointError
-from weights_convert.tf_pickles import is_tf_snapshot, stylegan2_from_snapshot
+from weights_convert.tf_pickles import from_snapshot, is_tf_snapshot
 
 # init_kwargs.json "family" / "class_name" of the golden cases -> our family key.
 _GOLDEN_FAMILIES = {
@@ -118,8 +118,8 @@ def _read_nvlabs(path: Path) -> Source:
 
     data = load_nvlabs_pickle(path)
     if is_tf_snapshot(data):
-        init, sd = stylegan2_from_snapshot(path, data)
-        return Source("stylegan2", init, sd, _provenance(path, "tf_pkl", network="Gs"))
+        family, init, sd = from_snapshot(path, data)
+        return Source(family, init, sd, _provenance(path, "tf_pkl", network="Gs"))
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: NVlabs pickle top level is {type(data).__name__}, expected a dict")
     net = data.get("G_ema")

@@ -6,10 +6,10 @@ PGGAN's `tfutil.Network`) as a `TFNetwork` that keeps the state its `__getstate_
 static_kwargs, components, build_module_src, build_func_name, variables); the pickled build module is text
 and is never executed. `Gs` (the EMA generator) is what is converted.
 
-StyleGAN2 TF (`G_main`) becomes the NVlabs stylegan2-ada-pytorch `Generator` state_dict, by the facts of the
-official `legacy.py` (golden PICKLE_FORMAT.md 1.5): kwargs with the TF build function's defaults, dense and
-conv layouts transposed, `Conv0_up` / `Skip` kernels spatially flipped, `mod_bias + 1`, noise inputs
-`[1, 1, R, R] -> [R, R]`.
+PGGAN (`G_paper`) keeps its TF variables (`jaxinv.models.pggan` converts them). StyleGAN2 TF (`G_main`)
+becomes the NVlabs stylegan2-ada-pytorch `Generator` state_dict, by the facts of the official `legacy.py`
+(golden PICKLE_FORMAT.md 1.5): kwargs with the TF build function's defaults, dense and conv layouts
+transposed, `Conv0_up` / `Skip` kernels spatially flipped, `mod_bias + 1`, noise inputs `[1, 1, R, R] -> [R, R]`.
 """
 
 from __future__ import annotations
@@ -67,9 +67,8 @@ def is_tf_snapshot(obj: Any) -> bool:
     return isinstance(obj, tuple) and len(obj) == 3 and all(isinstance(n, TFNetwork) for n in obj)
 
 
-# TF build function -> (family, what the engine does with it)
+# TF build functions of Gs that are recognised but not converted yet
 _UNSUPPORTED = {
-    "G_paper": "PGGAN (progressive_growing_of_gans G_paper)",
     "G_style": "StyleGAN (v1) G_style",
 }
 
@@ -159,16 +158,23 @@ def _stylegan2_state_dict(path: Any, tf: dict[str, np.ndarray], resolution: int)
     return sd
 
 
-def stylegan2_from_snapshot(path: Any, snapshot: tuple) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(Source.init for the stylegan2 family, NVlabs state_dict) of a TF-era `(G, D, Gs)` tuple's `Gs`."""
+def from_snapshot(path: Any, snapshot: tuple) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
+    """(family, Source.init, state_dict) of a TF-era `(G, D, Gs)` tuple's `Gs`: StyleGAN2 as the NVlabs
+    stylegan2-ada-pytorch state_dict, PGGAN as its TF variables (`jaxinv.models.pggan` reads those)."""
     gs = snapshot[2]
+    if gs.build_func_name == "G_paper":
+        variables = gs.params()
+        bad = sorted(n for n, v in variables.items() if v.dtype != np.float32)
+        if bad:
+            raise CheckpointError(f"{path}: PGGAN TF Gs variables not float32: {bad[:6]}")
+        return "pggan", {"build_func": "G_paper", "static_kwargs": gs.static_kwargs}, variables
     if gs.build_func_name == "G_main":
         if gs.version < 4:
             raise CheckpointError(f"{path}: TF Network version {gs.version} (StyleGAN2 pickles are version >= 4)")
         missing = [c for c in ("mapping", "synthesis") if c not in gs.components]
         if missing:
             raise CheckpointError(f"{path}: StyleGAN2 TF Gs lacks the component(s) {missing}")
-    return stylegan2_from_variables(path, gs.build_func_name, gs.static_kwargs, gs.params())
+    return ("stylegan2", *stylegan2_from_variables(path, gs.build_func_name, gs.static_kwargs, gs.params()))
 
 
 def stylegan2_from_variables(path: Any, func: str, static_kwargs: dict[str, Any],

@@ -14,6 +14,7 @@ FAMILIES = {
     "rosinality": "jaxinv.models.rosinality",
     "biggan": "jaxinv.models.biggan",
     "dcgan": "jaxinv.models.dcgan",
+    "pggan": "jaxinv.models.pggan",
     "e4e": "jaxinv.models.encoders",
     "psp": "jaxinv.models.encoders",
 }

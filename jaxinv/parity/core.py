@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 # Handler modules in jaxinv/parity/, tried in order; each has detect(case) and run(case).
-HANDLERS = ("projector", "stylegan2", "stylegan2_tf", "rosinality", "stylegan3", "biggan", "encoders")
+HANDLERS = ("projector", "stylegan2", "tf_era", "rosinality", "stylegan3", "biggan", "encoders")
 
 
 # ~50-100x the float32 noise floor the golden README (section 5) measured for every case.

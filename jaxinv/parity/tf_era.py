@@ -1,7 +1,8 @@
-"""Parity handler for the NVlabs StyleGAN2 TensorFlow cases (golden README 10): `stylegan2tf_*`.
+"""Parity handler for the NVlabs TensorFlow-era cases (golden README 10): `stylegan2tf_*`, `pggan_*`.
 
-Weights from `<case>.weights.npz` (TF variable names and layouts, `G_mapping/` / `G_synthesis/` prefixed) or,
-with --weights, from the official `(G, D, Gs)` snapshot pickle; both go through the same TF -> NVlabs converter.
+Weights from `<case>.weights.npz` (TF variable names and layouts; StyleGAN2 components prefixed `G_mapping/` /
+`G_synthesis/`) or, with --weights, from the official `(G, D, Gs)` snapshot pickle; both go through the same
+TF converters.
 """
 
 from __future__ import annotations
@@ -13,25 +14,31 @@ from functools import partial
 import jax
 import numpy as np
 
-from jaxinv.models import from_source
+from jaxinv.models import Model, from_source, pggan
 from jaxinv.models import stylegan2 as sg2
 from jaxinv.parity.core import Case, CaseError, Check
 from weights_convert.source import Source, read_source
 from weights_convert.tf_pickles import stylegan2_from_variables
 
+_BUILD_FAMILY = {"G_main": "stylegan2", "G_paper": "pggan"}
 _PREFIXES = {"G_mapping/": "mapping/", "G_synthesis/": "synthesis/"}
 
 
+def _build_func(case: Case) -> str:
+    return str(case.init.get("G_build", {}).get("func", "")).rsplit(".", 1)[-1]
+
+
 def detect(case: Case) -> bool:
-    return (case.init.get("network_class") == "dnnlib.tflib.Network"
-            and str(case.init.get("G_build", {}).get("func", "")).endswith(".G_main"))
+    return (case.init.get("network_class") in ("dnnlib.tflib.Network", "tfutil.Network")
+            and _build_func(case) in _BUILD_FAMILY)
 
 
-def load_model(case: Case):
+def load_model(case: Case) -> Model:
+    family = _BUILD_FAMILY[_build_func(case)]
     if case.weights is not None:
         src = read_source(case.weights)
-        if src.family != "stylegan2":
-            raise CaseError(f"{case.weights}: holds a {src.family} model, case {case.name} is stylegan2")
+        if src.family != family:
+            raise CaseError(f"{case.weights}: holds a {src.family} model, case {case.name} is {family}")
         return from_source(src)
     path = case.path(".weights.npz")
     with np.load(path, allow_pickle=False) as z:
@@ -40,8 +47,11 @@ def load_model(case: Case):
             prefix = next((p for p in _PREFIXES if k.startswith(p)), None)
             tf[_PREFIXES[prefix] + k[len(prefix):] if prefix else k] = z[k]
     build = case.init["G_build"]
-    init, sd = stylegan2_from_variables(path, build["func"].rsplit(".", 1)[-1], build["static_kwargs"], tf)
-    return from_source(Source("stylegan2", init, sd, {"source": str(path)}))
+    if family == "pggan":
+        init = {"build_func": "G_paper", "static_kwargs": build["static_kwargs"]}
+    else:
+        init, tf = stylegan2_from_variables(path, _build_func(case), build["static_kwargs"], tf)
+    return from_source(Source(family, init, tf, {"source": str(path)}))
 
 
 def _layer(tf_name: str) -> str:
@@ -54,6 +64,25 @@ def _layer(tf_name: str) -> str:
 
 def run(case: Case) -> Iterator[Check]:
     model = load_model(case)
+    yield from (_run_pggan if model.family == "pggan" else _run_stylegan2)(case, model)
+
+
+def _run_pggan(case: Case, model: Model) -> Iterator[Check]:
+    cfg, params, io = model.cfg, model.params, case.io
+    c = io["labels"] if cfg.c_dim else None
+    gen = jax.jit(partial(pggan.generate, cfg), static_argnames=("lod", "return_blocks"))
+    img, blocks = gen(params, io["z"], c, return_blocks=True)
+    yield Check("img", case.nchw(img), io["img"])
+    for k in ("a", "b"):
+        if f"img_lod_{k}" in io:
+            lod = float(io[f"lod_{k}"])
+            yield Check(f"img_lod_{k}", case.nchw(gen(params, io["z"], c, lod=lod)), io[f"img_lod_{k}"])
+    for name in sorted(n for n in io if n.startswith("block_x.")):
+        ref = io[name]
+        yield Check(name, case.nchw(blocks[name.split(".", 1)[1]][:1])[:, : ref.shape[1]], ref)
+
+
+def _run_stylegan2(case: Case, model: Model) -> Iterator[Check]:
     cfg, params, io = model.cfg, model.params, case.io
     mapping = jax.jit(sg2.mapping, static_argnums=(0, 5))
     synth = jax.jit(partial(sg2.synthesis, cfg), static_argnames=("noise_mode", "return_blocks"))
@@ -75,6 +104,5 @@ def run(case: Case) -> Iterator[Check]:
         if kind == "styles":
             yield Check(name, styles[_layer(rest)], io[name])
         elif kind == "block_img":  # the skip image after each ToRGB: sample 0
-            ref = io[name]
             out = np.asarray(blocks[f"b{rest.split('x')[0]}"][1])[:1].transpose(0, 3, 1, 2)
-            yield Check(name, out, ref)
+            yield Check(name, out, io[name])
