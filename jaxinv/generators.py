@@ -33,7 +33,7 @@ import numpy as np
 from jaxinv.errors import ConfigError
 
 # Families whose module follows the StyleGAN2 API of the conventions (mapping / styles / synthesis).
-W_FAMILIES = ("stylegan2", "stylegan3", "rosinality")
+W_FAMILIES = ("stylegan2", "stylegan3", "rosinality", "stylegan1")
 FAMILIES = (*W_FAMILIES, "dcgan", "pggan", "biggan")
 # The official BigGAN samples z = truncnorm(-2, 2) * truncation (`truncated_noise_sample`).
 _BIGGAN_Z_BOUND = 2.0
@@ -129,7 +129,7 @@ class Generator:
         act = getattr(self.cfg, "mapping_activation", "lrelu")
         if not self.has_w or act != "lrelu":
             raise ConfigError(f"{self.family}: P spaces need a mapping network ending in lrelu (got {act!r})")
-        return 0.2, float(np.sqrt(2.0))
+        return 0.2, 1.0 if self.family == "stylegan1" else float(np.sqrt(2.0))  # v1's lrelu has no gain
 
     @property
     def w_avg(self) -> jax.Array:

@@ -33,7 +33,6 @@ except ImportError:
 
 import jaxinv
 from jaxinv.errors import CheckpointError
-from weights_convert.source import read_source
 from weights_convert.torch_formats import ArgsNamespace, PersistentObj, load_nvlabs_pickle, load_torch
 
 CONTAINERS = GOLDEN / "containers"
@@ -908,17 +907,20 @@ def test_converted_directory_damaged(tmp_path, case):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# TF-era pickles: StyleGAN2 TF and PGGAN are read (tests/test_tf_pickles.py); StyleGAN v1 is refused with one line that
-# says what they are
+# TF-era pickles (read in tests/test_tf_pickles.py): a Gs of an unknown build function is one line
 
 
-@pytest.mark.parametrize("rel", ["stylegan1_r32.pkl"])
-def test_tf_era_pickles_not_yet_supported_refused(rel):
-    path = require(CONTAINERS / rel)
+@pytest.mark.parametrize("rel", TF_ERA)
+def test_tf_era_pickle_of_an_unknown_generator_refused(tmp_path, rel):
+    raw = _golden_bytes(rel)
+    gs_func = {"pggan_r32.pkl": b"G_paper", "stylegan1_r32.pkl": b"G_style", "stylegan2tf_r32_skip.pkl": b"G_main"}
+    old = gs_func[rel]
+    new = b"G_" + b"x" * (len(old) - 2)  # same length: the pickle's framing stays valid
+    assert raw.count(b"\x8c" + bytes([len(old)]) + old) >= 1
+    path = _place(tmp_path, rel, raw.replace(b"\x8c" + bytes([len(old)]) + old, b"\x8c" + bytes([len(new)]) + new),
+                  "renamed")
     msg = _clean_failure(path)
-    assert "TensorFlow-era" in msg and "not supported yet" in msg, msg
-    msg = _clean_failure(path, read_source)
-    assert "TensorFlow-era" in msg, msg
+    assert "TensorFlow-era pickle whose Gs is built by" in msg and "not a known generator" in msg, msg
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -944,7 +946,7 @@ def test_cli_one_line_errors(tmp_path):
         write_nvlabs(tmp_path / "empty_modules.pkl", empty),
         _place(tmp_path, BIGGAN, raw[: len(raw) // 2], "cut"),
         write_torch_legacy(tmp_path / "huge.pt", {"g_ema": {"style.1.weight": HUGE["count_huge"]}}),
-        require(CONTAINERS / "stylegan1_r32.pkl"),  # TF-era StyleGAN v1: not supported yet
+        _place(tmp_path, "stylegan1_r32.pkl", _golden_bytes("stylegan1_r32.pkl")[:5000], "tf_cut"),
         evil,
     ]
     for src in cases:

@@ -144,3 +144,55 @@ def test_pggan_in_the_engine_recovers_its_own_sample():
     target = np.asarray(gen(z))
     res = invert(model, target, space="z", optimizer="lbfgs", steps=60, restarts=2)
     assert float(res.losses[0]) < 1e-4 * float(np.mean(target**2))  # measured: MSE 1.5e-12, power 0.54
+
+
+# ----------------------------------------------------------------------------------------------------------
+# StyleGAN v1 (G_style)
+
+S1_CASE = GOLDEN / "stylegan1_r32"
+S1_PKL = GOLDEN / "containers" / "stylegan1_r32.pkl"
+
+
+@pytest.mark.parametrize("weights", [None, S1_PKL], ids=["npz", "pickle"])
+def test_stylegan1_parity_with_the_official_tf_outputs(weights):
+    require(S1_CASE.with_name(S1_CASE.name + ".io.npz"))
+    checks = list(run_case(load_case(S1_CASE, require(weights) if weights else None)))
+    names = {c.name for c in checks}
+    assert {"ws", "img", "ws_psi", "img_psi", "ws_psi_cutoff_b", "img_psi_cutoff_b", "img_wplus", "img_wplus_fused",
+            "img_lod_a", "img_lod_b"} <= names
+    assert sum(n.startswith("styles.") for n in names) == 8 and sum(n.startswith("layer_out.") for n in names) == 8
+    failed = [(c.name, *c.result()[:2]) for c in checks if not c.result()[2]]
+    assert not failed, failed
+
+
+def test_stylegan1_ffhq_manifest_maps_onto_the_parameters():
+    import json
+
+    from jaxinv.models import from_source
+    from weights_convert.source import Source
+
+    m = json.loads(require(GOLDEN / "manifests" / "stylegan1_ffhq1024.json").read_text())
+    loc = {"state['variables']": "", "state['components']['mapping']['variables']": "mapping/",
+           "state['components']['synthesis']['variables']": "synthesis/"}
+    tf = {loc[v["pickle_location"]] + v["pickle_name"]: np.zeros(v["shape"], np.float32)
+          for v in m["variable_manifest"]}
+    kw = m["static_kwargs_as_pickled"]
+    init = {"build_func": "G_style", "static_kwargs": kw["Gs"], "mapping_kwargs": kw["mapping"],
+            "synthesis_kwargs": kw["synthesis"]}
+    model = from_source(Source("stylegan1", init, tf, {"source": "ffhq"}))
+    gen = Generator.from_model(model)
+    assert (gen.img_resolution, gen.num_ws, gen.w_dim) == (1024, m["num_ws"], m["w_dim"])
+    fused = [model.cfg.fused(res) for name, res, *_ in model.cfg.layers if name.endswith("Conv0_up")]
+    assert fused == [False] * 4 + [True] * 4  # 8..64 not, 128..1024 fused; 'auto': the fused up-conv from 128 px
+    n = sum(int(np.prod(np.shape(a))) for a in jax.tree_util.tree_leaves(model.params))
+    assert n == m["param_count_all_variables"] - 2  # all but the two lod variables
+
+
+def test_stylegan1_in_the_engine_w_space_with_noise():
+    model = jaxinv.load(require(S1_PKL))
+    gen = Generator.from_model(model)
+    assert (gen.family, gen.num_ws, gen.w_dim, len(gen.noise_layers)) == ("stylegan1", 8, 64, 8)
+    ws = np.asarray(gen.mapping(np.asarray(jax.random.normal(jax.random.PRNGKey(3), (1, 64)))))
+    target = np.asarray(gen.synthesis(ws))
+    res = invert(model, target, space="w", optimizer="adam", steps=200, restarts=2)
+    assert float(res.losses[0]) < 1e-3 * float(np.mean(target**2))  # measured: MSE 5.3e-5, power 1.85

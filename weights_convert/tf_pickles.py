@@ -6,7 +6,8 @@ PGGAN's `tfutil.Network`) as a `TFNetwork` that keeps the state its `__getstate_
 static_kwargs, components, build_module_src, build_func_name, variables); the pickled build module is text
 and is never executed. `Gs` (the EMA generator) is what is converted.
 
-PGGAN (`G_paper`) keeps its TF variables (`jaxinv.models.pggan` converts them). StyleGAN2 TF (`G_main`)
+PGGAN (`G_paper`) and StyleGAN (`G_style`) keep their TF variables (`jaxinv.models.pggan` / `stylegan1`
+convert them). StyleGAN2 TF (`G_main`)
 becomes the NVlabs stylegan2-ada-pytorch `Generator` state_dict, by the facts of the official `legacy.py`
 (golden PICKLE_FORMAT.md 1.5): kwargs with the TF build function's defaults, dense and conv layouts
 transposed, `Conv0_up` / `Skip` kernels spatially flipped, `mod_bias + 1`, noise inputs `[1, 1, R, R] -> [R, R]`.
@@ -67,10 +68,8 @@ def is_tf_snapshot(obj: Any) -> bool:
     return isinstance(obj, tuple) and len(obj) == 3 and all(isinstance(n, TFNetwork) for n in obj)
 
 
-# TF build functions of Gs that are recognised but not converted yet
-_UNSUPPORTED = {
-    "G_style": "StyleGAN (v1) G_style",
-}
+# TF build functions of Gs that are recognised but not converted
+_UNSUPPORTED: dict[str, str] = {}
 
 
 def _stylegan2_kwargs(path: Any, kw: dict[str, Any]) -> dict[str, Any]:
@@ -168,6 +167,17 @@ def from_snapshot(path: Any, snapshot: tuple) -> tuple[str, dict[str, Any], dict
         if bad:
             raise CheckpointError(f"{path}: PGGAN TF Gs variables not float32: {bad[:6]}")
         return "pggan", {"build_func": "G_paper", "static_kwargs": gs.static_kwargs}, variables
+    if gs.build_func_name == "G_style":
+        missing = [c for c in ("mapping", "synthesis") if c not in gs.components]
+        if missing:
+            raise CheckpointError(f"{path}: StyleGAN TF Gs lacks the component(s) {missing}")
+        variables = gs.params()
+        bad = sorted(n for n, v in variables.items() if v.dtype != np.float32)
+        if bad:
+            raise CheckpointError(f"{path}: StyleGAN TF Gs variables not float32: {bad[:6]}")
+        return "stylegan1", {"build_func": "G_style", "static_kwargs": gs.static_kwargs,
+                             "mapping_kwargs": gs.components["mapping"].static_kwargs,
+                             "synthesis_kwargs": gs.components["synthesis"].static_kwargs}, variables
     if gs.build_func_name == "G_main":
         if gs.version < 4:
             raise CheckpointError(f"{path}: TF Network version {gs.version} (StyleGAN2 pickles are version >= 4)")

@@ -15,6 +15,7 @@ FAMILIES = {
     "biggan": "jaxinv.models.biggan",
     "dcgan": "jaxinv.models.dcgan",
     "pggan": "jaxinv.models.pggan",
+    "stylegan1": "jaxinv.models.stylegan1",
     "e4e": "jaxinv.models.encoders",
     "psp": "jaxinv.models.encoders",
 }

@@ -1,4 +1,5 @@
-"""Parity handler for the NVlabs TensorFlow-era cases (golden README 10): `stylegan2tf_*`, `pggan_*`.
+"""Parity handler for the NVlabs TensorFlow-era cases (golden README 10): `stylegan2tf_*`, `pggan_*`,
+`stylegan1_*`.
 
 Weights from `<case>.weights.npz` (TF variable names and layouts; StyleGAN2 components prefixed `G_mapping/` /
 `G_synthesis/`) or, with --weights, from the official `(G, D, Gs)` snapshot pickle; both go through the same
@@ -7,6 +8,7 @@ TF converters.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from functools import partial
@@ -14,13 +16,13 @@ from functools import partial
 import jax
 import numpy as np
 
-from jaxinv.models import Model, from_source, pggan
+from jaxinv.models import Model, from_source, pggan, stylegan1
 from jaxinv.models import stylegan2 as sg2
 from jaxinv.parity.core import Case, CaseError, Check
 from weights_convert.source import Source, read_source
 from weights_convert.tf_pickles import stylegan2_from_variables
 
-_BUILD_FAMILY = {"G_main": "stylegan2", "G_paper": "pggan"}
+_BUILD_FAMILY = {"G_main": "stylegan2", "G_paper": "pggan", "G_style": "stylegan1"}
 _PREFIXES = {"G_mapping/": "mapping/", "G_synthesis/": "synthesis/"}
 
 
@@ -41,17 +43,28 @@ def load_model(case: Case) -> Model:
             raise CaseError(f"{case.weights}: holds a {src.family} model, case {case.name} is {family}")
         return from_source(src)
     path = case.path(".weights.npz")
+    tf = _tf_variables(path)
+    build = case.init["G_build"]
+    if family == "pggan":
+        init = {"build_func": "G_paper", "static_kwargs": build["static_kwargs"]}
+    elif family == "stylegan1":
+        comps = case.init["components"]
+        init = {"build_func": "G_style", "static_kwargs": build["static_kwargs"],
+                "mapping_kwargs": comps["mapping"]["static_kwargs"],
+                "synthesis_kwargs": comps["synthesis"]["static_kwargs"]}
+    else:
+        init, tf = stylegan2_from_variables(path, _build_func(case), build["static_kwargs"], tf)
+    return from_source(Source(family, init, tf, {"source": str(path)}))
+
+
+def _tf_variables(path) -> dict[str, np.ndarray]:
+    """A TF-layout weights npz with the component prefixes as the pickle's Gs.params() names them."""
     with np.load(path, allow_pickle=False) as z:
         tf = {}
         for k in z.files:
             prefix = next((p for p in _PREFIXES if k.startswith(p)), None)
             tf[_PREFIXES[prefix] + k[len(prefix):] if prefix else k] = z[k]
-    build = case.init["G_build"]
-    if family == "pggan":
-        init = {"build_func": "G_paper", "static_kwargs": build["static_kwargs"]}
-    else:
-        init, tf = stylegan2_from_variables(path, _build_func(case), build["static_kwargs"], tf)
-    return from_source(Source(family, init, tf, {"source": str(path)}))
+    return tf
 
 
 def _layer(tf_name: str) -> str:
@@ -64,7 +77,8 @@ def _layer(tf_name: str) -> str:
 
 def run(case: Case) -> Iterator[Check]:
     model = load_model(case)
-    yield from (_run_pggan if model.family == "pggan" else _run_stylegan2)(case, model)
+    yield from {"pggan": _run_pggan, "stylegan1": _run_stylegan1, "stylegan2": _run_stylegan2}[model.family](
+        case, model)
 
 
 def _run_pggan(case: Case, model: Model) -> Iterator[Check]:
@@ -80,6 +94,41 @@ def _run_pggan(case: Case, model: Model) -> Iterator[Check]:
     for name in sorted(n for n in io if n.startswith("block_x.")):
         ref = io[name]
         yield Check(name, case.nchw(blocks[name.split(".", 1)[1]][:1])[:, : ref.shape[1]], ref)
+
+
+def _run_stylegan1(case: Case, model: Model) -> Iterator[Check]:
+    cfg, params, io = model.cfg, model.params, case.io
+    mapping = jax.jit(stylegan1.mapping, static_argnums=(0, 5))
+    synth = jax.jit(partial(stylegan1.synthesis, cfg), static_argnames=("lod", "return_layers"))
+    psi = float(io["psi"])
+    cutoffs = {"": int(io["truncation_cutoff"]), "_cutoff_b": int(io["truncation_cutoff_b"])}
+    yield Check("ws", mapping(cfg, params, io["z"], None, 1.0, None), io["ws"])
+    yield Check("img", case.nchw(synth(params, io["ws"])), io["img"])
+    for suffix, cutoff in cutoffs.items():
+        ws_psi = mapping(cfg, params, io["z"], None, psi, cutoff if cutoff >= 0 else None)
+        yield Check(f"ws_psi{suffix}", ws_psi, io[f"ws_psi{suffix}"])
+        yield Check(f"img_psi{suffix}", case.nchw(synth(params, ws_psi)), io[f"img_psi{suffix}"])
+    img, layers = synth(params, io["wplus"], return_layers=True)
+    yield Check("img_wplus", case.nchw(img), io["img_wplus"])
+    for k in ("a", "b"):
+        if f"img_lod_{k}" in io:
+            out = synth(params, io["ws"], lod=float(io[f"lod_{k}"]))
+            yield Check(f"img_lod_{k}", case.nchw(out), io[f"img_lod_{k}"])
+    if "img_wplus_fused" in io:  # the fused up-conv path (real checkpoints at >= 128 px), same weights
+        src = read_source(case.weights) if case.weights is not None else None
+        fused_cfg = dataclasses.replace(cfg, fused_scale=True)
+        tf = src.state_dict if src is not None else _tf_variables(case.path(".weights.npz"))
+        fused = stylegan1.params_from_variables(fused_cfg, tf)
+        out = jax.jit(partial(stylegan1.synthesis, fused_cfg))(fused, io["wplus"])
+        yield Check("img_wplus_fused", case.nchw(out), io["img_wplus_fused"])
+    styles = jax.jit(stylegan1.styles, static_argnums=0)(cfg, params, io["wplus"])
+    for name in sorted(io):
+        kind, _, rest = name.partition(".")
+        if kind == "styles":
+            yield Check(name, styles[rest.replace("/", ".")], io[name])
+        elif kind == "layer_out":  # sample 0, first channels
+            ref = io[name]
+            yield Check(name, case.nchw(layers[rest.replace("/", ".")][:1])[:, : ref.shape[1]], ref)
 
 
 def _run_stylegan2(case: Case, model: Model) -> Iterator[Check]:
