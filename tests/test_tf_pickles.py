@@ -188,7 +188,7 @@ def test_stylegan1_ffhq_manifest_maps_onto_the_parameters():
     assert n == m["param_count_all_variables"] - 2  # all but the two lod variables
 
 
-def test_stylegan1_in_the_engine_w_space_with_noise():
+def test_stylegan1_in_the_engine_w_space():
     model = jaxinv.load(require(S1_PKL))
     gen = Generator.from_model(model)
     assert (gen.family, gen.num_ws, gen.w_dim, len(gen.noise_layers)) == ("stylegan1", 8, 64, 8)
@@ -196,3 +196,13 @@ def test_stylegan1_in_the_engine_w_space_with_noise():
     target = np.asarray(gen.synthesis(ws))
     res = invert(model, target, space="w", optimizer="adam", steps=200, restarts=2)
     assert float(res.losses[0]) < 1e-3 * float(np.mean(target**2))  # measured: MSE 5.3e-5, power 1.85
+
+
+@pytest.mark.parametrize("space, options", [("z", {}), ("w+", {}), ("s", {}), ("w", {"noise": True})])
+def test_stylegan1_other_spaces_reduce_the_loss(space, options):
+    model = jaxinv.load(require(S1_PKL))
+    gen = Generator.from_model(model)
+    target = np.asarray(gen(np.asarray(jax.random.normal(jax.random.PRNGKey(4), (1, 64)))))
+    res = invert(model, target, space=space, space_options=options, optimizer="adam", steps=30)
+    assert np.isfinite(res.history).all() and res.losses[0] < 0.5 * res.history[0, 0, 0]
+

@@ -67,6 +67,8 @@ def config_from_kwargs(kw: dict[str, Any], where: str = "PGGAN") -> Config:
     k = {**_DEFAULTS, **{n: v for n, v in kw.items() if n in _DEFAULTS}}
     if k["dtype"] != "float32":
         raise CheckpointError(f"{where}: G_paper dtype {k['dtype']!r}: only float32 is supported")
+    if k["label_size"]:
+        raise CheckpointError(f"{where}: conditional PGGAN (label_size={k['label_size']}) is not supported")
     res = int(k["resolution"])
     if res < 4 or res & (res - 1):
         raise CheckpointError(f"{where}: resolution {res} is not a power of 2 >= 4")
