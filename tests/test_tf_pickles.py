@@ -206,3 +206,19 @@ def test_stylegan1_other_spaces_reduce_the_loss(space, options):
     res = invert(model, target, space=space, space_options=options, optimizer="adam", steps=30)
     assert np.isfinite(res.history).all() and res.losses[0] < 0.5 * res.history[0, 0, 0]
 
+
+
+@pytest.mark.parametrize("pkl", [S1_PKL, PG_PKL], ids=["stylegan1", "pggan"])
+def test_cli_invert_takes_a_tf_pickle(tmp_path, pkl):
+    from PIL import Image
+
+    from jaxinv import cli
+
+    gen = Generator.from_model(jaxinv.load(require(pkl)))
+    img = np.asarray(gen(np.asarray(jax.random.normal(jax.random.PRNGKey(0), (1, gen.z_dim)))))[0]
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.clip(np.rint((img + 1) * 127.5), 0, 255).astype(np.uint8)).save(tmp_path / "in" / "a.png")
+    argv = ["invert", "--model", str(pkl), "--images", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+            "--crop", "none", "--steps", "3"]
+    assert cli.main(argv) == 0
+    assert (tmp_path / "out" / "a" / "proj.png").is_file() and (tmp_path / "out" / "a" / "latent.npz").is_file()
