@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinv import losses as _losses
+from jaxinv.degrade import Degradation
+from jaxinv.degrade import parse as _parse_degradation
 from jaxinv.errors import ConfigError, ImageError
 from jaxinv.generators import Generator
 from jaxinv.optim import LBFGS, Adam, Objective, make_optimizer
@@ -231,6 +233,7 @@ class InvertResult(NamedTuple):
     space: Space  # the prepared space (to_input / latent layout)
     seconds: float  # wall time of the optimisation (compile included)
     trajectory: Any = None  # with record_every=k: the best restart's latent after every k steps, [N, T, ...]
+    observed: np.ndarray | None = None  # with a degradation: D(G(z*)) [N, h, w, c] (`images` is G(z*), restored)
 
 
 def lane_key(seed: int | jax.Array, image_index: jax.Array, restart: jax.Array) -> jax.Array:
@@ -254,19 +257,22 @@ def per_group(fn: Callable[..., Any], group: int | None, *rows: Any) -> Any:
 
 
 def _lane_value(gen: Generator, space: Space, loss: Loss, prep: tuple, latent: Any,
-                c: jax.Array | None = None) -> tuple[jax.Array, tuple]:
+                c: jax.Array | None = None, degradation: Degradation | None = None,
+                daux: Any = None) -> tuple[jax.Array, tuple]:
+    # With a degradation every term compares D(G(z)) with the observation (restoration by inversion).
     inp = space.to_input(gen, latent)
     img = gen.render(inp if c is None else {**inp, "c": c})
-    vals = tuple(t(img, p, latent, space)[0] for t, p in zip(loss.terms, prep, strict=True))
+    obs = img if degradation is None else degradation(img, daux)
+    vals = tuple(t(obs, p, latent, space)[0] for t, p in zip(loss.terms, prep, strict=True))
     total = sum(w * v for w, v in zip(loss.weights, vals, strict=True))
-    return total, (img, vals)
+    return total, (img, obs, vals)
 
 
 def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, image_index: jax.Array,
                seed: jax.Array, *, optimizer: Adam | LBFGS, steps: int, restarts: int, start_center: bool,
                early_stop: tuple[float, int] | None, restart_offset: jax.Array | int = 0,
                init_latents: Any = None, record_every: int | None = None, lane_group: int | None = None,
-               c: jax.Array | None = None):
+               c: jax.Array | None = None, degradation: Degradation | None = None, deg_data: Any = None):
     # restart_offset: global index of this call's first restart (jaxinv.jobs shards restarts over devices).
     # init_latents: optional latents [n, ...] (the space's layout, or some of its entries), or a function of a
     # group's targets returning them: restart 0 starts there.
@@ -275,13 +281,17 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
     # Everything per image (target features, warm starts, steps) is computed inside its group, so an image's
     # arithmetic has the same shapes whatever n is: see `per_group`.
     # c: [n, c_dim] fixed class vector of each image (conditional generators), or None.
+    # degradation: the terms compare D(G(z)) with the targets (observations, D's output shape; masks at their
+    # resolution applied to them too); deg_data: its per-image operands, leading axis n, or None.
+    # `images` stays G(z); with a degradation the output also holds "observed" = D(G(z)).
 
-    def lane(key, restart, prep, given, ci):
+    def lane(key, restart, prep, given, ci, di):
         prep = jax.tree_util.tree_map(lambda x: x[None], prep)  # per-lane batch of 1
         ci = None if ci is None else ci[None]
+        di = jax.tree_util.tree_map(lambda x: x[None], di)
 
         def value(latent):
-            return _lane_value(gen, space, loss, prep, latent, ci)[0]
+            return _lane_value(gen, space, loss, prep, latent, ci, degradation, di)[0]
 
         objective = Objective(value, space.perturb, space.project)
         k_init, k_loop = jax.random.split(key)
@@ -324,47 +334,52 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
         else:
             (state, _, _, _, done, evals), hist = jax.lax.scan(body, carry0, jnp.arange(steps))
             traj = None
-        final, (img, vals) = _lane_value(gen, space, loss, prep, state.latent, ci)
-        return state.latent, final, vals, img[0], hist, evals, done, traj
+        final, (img, obs, vals) = _lane_value(gen, space, loss, prep, state.latent, ci, degradation, di)
+        return state.latent, final, vals, img[0], obs[0], hist, evals, done, traj
 
     n = targets.shape[0]
     r = jnp.arange(restarts) + restart_offset
     keys = jax.vmap(lambda i: jax.vmap(lambda k: lane_key(seed, i, k))(r))(image_index)  # [n, R]
 
-    def prepare(t):  # once per image, outside the step loop
+    def prepare(t, d):  # once per image, outside the step loop
         given = jnp.zeros(t.shape[:1]) if init_latents is None else \
             init_latents(t) if callable(init_latents) else None
+        if degradation is not None:
+            t = degradation.target(t, d)
         return tuple(term.prepare(t) for term in loss.terms), given
 
     fixed_given = None if init_latents is None or callable(init_latents) else init_latents
     if getattr(optimizer, "lanes", "vmap") == "map":
         # One lane after another (see optim.LBFGS.lanes); same per-lane maths as the vmapped form.
         def one(args):
-            k, rr, t, g, ci = args
-            prep, given = prepare(t[None])
+            k, rr, t, g, ci, d = args
+            prep, given = prepare(t[None], jax.tree_util.tree_map(lambda a: a[None], d))
             prep, given = jax.tree_util.tree_map(lambda a: a[0], (prep, given if g is None else g[None]))
-            return lane(k, rr, prep, given, ci)
+            return lane(k, rr, prep, given, ci, d)
 
         rep = lambda a: jnp.repeat(a, restarts, axis=0)  # noqa: E731
         flat = jax.lax.map(one, (keys.reshape(n * restarts, *keys.shape[2:]), jnp.tile(r, n), rep(targets),
-                                 jax.tree_util.tree_map(rep, fixed_given), jax.tree_util.tree_map(rep, c)))
-        latents, final, vals, imgs, hist, evals, done, traj = jax.tree_util.tree_map(
+                                 jax.tree_util.tree_map(rep, fixed_given), jax.tree_util.tree_map(rep, c),
+                                 jax.tree_util.tree_map(rep, deg_data)))
+        latents, final, vals, imgs, obs, hist, evals, done, traj = jax.tree_util.tree_map(
             lambda a: a.reshape(n, restarts, *a.shape[1:]), flat)
     else:
-        def group(kk, t, g, cc):
-            prep, given = prepare(t)
+        def group(kk, t, g, cc, dd):
+            prep, given = prepare(t, dd)
             given = given if g is None else g
-            per_image = jax.vmap(lane, in_axes=(0, 0, None, None, None))  # restarts share the image's targets
-            return jax.vmap(per_image, in_axes=(0, None, 0, 0, 0))(kk, r, prep, given, cc)
+            per_image = jax.vmap(lane, in_axes=(0, 0, None, None, None, None))  # restarts share the image's data
+            return jax.vmap(per_image, in_axes=(0, None, 0, 0, 0, 0))(kk, r, prep, given, cc, dd)
 
-        latents, final, vals, imgs, hist, evals, done, traj = per_group(group, lane_group, keys, targets,
-                                                                        fixed_given, c)
+        latents, final, vals, imgs, obs, hist, evals, done, traj = per_group(group, lane_group, keys, targets,
+                                                                             fixed_given, c, deg_data)
     best = jnp.argmin(jnp.where(jnp.isfinite(final), final, jnp.inf), axis=1)  # [n]
     pick = lambda x: x[jnp.arange(n), best]  # noqa: E731
     best_latents = jax.tree_util.tree_map(lambda x: pick(x)[:, 0], latents)  # drop the lane batch axis
     out = dict(latents=best_latents, images=pick(imgs), losses=pick(final),
                terms=tuple(pick(v) for v in vals), best=best, restart_losses=final,
                history=jnp.moveaxis(hist, 2, 0), evals=evals, done=done)
+    if degradation is not None:
+        out["observed"] = pick(obs)
     if record_every:
         out["trajectory"] = jax.tree_util.tree_map(lambda x: pick(x)[:, :, 0], traj)  # [n, T, ...]
     return out
@@ -391,14 +406,19 @@ def resolve_lane_group(lane_group: int | None | str, gen: Generator) -> int | No
     return int(lane_group)
 
 
-def check_images(images: Any, gen: Generator, names: Sequence[str] | None = None) -> np.ndarray:
-    """Validate an image batch for `gen`: [N, R, R, C] float, finite. Raises ImageError / ConfigError."""
+def check_images(images: Any, gen: Generator, names: Sequence[str] | None = None,
+                 degradation: Degradation | None = None) -> np.ndarray:
+    """Validate an image batch for `gen`: [N, R, R, C] float, finite (with a degradation: its observation
+    shape). Raises ImageError / ConfigError."""
     x = np.asarray(images)
     want = (gen.img_resolution, gen.img_resolution, gen.img_channels)
+    what = "this generator"
+    if degradation is not None:
+        want, what = degradation.out_shape(want), f"degradation={degradation.spec()!r} on this generator"
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or x.shape[1:] != want:
-        raise ConfigError(f"images: expected [N, {want[0]}, {want[1]}, {want[2]}] for this generator, "
+        raise ConfigError(f"images: expected [N, {want[0]}, {want[1]}, {want[2]}] for {what}, "
                           f"got {list(x.shape)} (preprocess with jaxinv.images)")
     x = x.astype(np.float32)
     bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
@@ -415,7 +435,7 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
            space_options: dict[str, Any] | None = None, on_batch: Callable[[int, int], None] | None = None,
            init_latents: Any = None, record_every: int | None = None,
            lane_group: int | None | str = "auto", c: Any = None, class_idx: Any = None,
-           truncation_psi: float | None = None) -> InvertResult:
+           truncation_psi: float | None = None, degradation: str | Degradation | None = None) -> InvertResult:
     """Invert `images` ([N, R, R, C] in [-1, 1]) into `model`'s latent `space`.
 
     model: `jaxinv.models.Model` or `jaxinv.generators.Generator`. space: name (z, w, w+, s, p, pn) or a
@@ -434,6 +454,10 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
     generator (StyleGAN2/3 with c_dim > 0, BigGAN). truncation_psi: the truncation the targets were sampled
     with (BigGAN: z ~ truncnorm(-2, 2) * truncation_psi and its BN statistics; StyleGAN: applied when
     rendering from Z); default: the Generator's own (1.0 for a Model).
+    degradation: a `jaxinv.degrade.Degradation` or its spec ("mask:FILE+down:4", see `jaxinv.degrade.parse`):
+    `images` are then observations y (D's output shape) and every loss term compares D(G(z)) with y
+    (restoration); `result.images` is the restored G(z*), `result.observed` D(G(z*)). Per-image masks:
+    `Mask(masks, per_image=True)` with masks [N, H, W]. A noise model weighs mse as its likelihood.
     """
     gen = Generator.from_model(model, truncation_psi)
     sp = make_space(space, **(space_options or {}))
@@ -446,8 +470,18 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
     start = start or ("random" if isinstance(sp, ZSpace) else "center")
     if start not in ("center", "random"):
         raise ConfigError(f"start={start!r}: expected 'center' or 'random'")
-    x = check_images(images, gen)
+    deg = _parse_degradation(degradation, gen.img_resolution, gen.img_channels)
+    x = check_images(images, gen, degradation=deg)
     n = len(x)
+    deg_data = None
+    if deg is not None:
+        lossf = likelihood_loss(lossf, deg)
+        deg_data = deg.per_image_data()
+        if deg_data is not None:
+            for d in deg_data:
+                if d is not None and len(d) != n:
+                    raise ConfigError(f"degradation: {len(d)} per-image masks for {n} images")
+        deg = deg.static()
     cv = class_vectors(gen, n, c=c, class_idx=class_idx)
     idx = np.arange(n) if image_indices is None else np.asarray(image_indices, np.int32)
     if idx.shape != (n,):
@@ -466,16 +500,19 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
         m = len(xb)
         gb = None if given is None else jax.tree_util.tree_map(lambda a, b0=b0: a[b0:b0 + bs], given)
         cb = None if cv is None else cv[b0:b0 + bs]
+        db = jax.tree_util.tree_map(lambda a, b0=b0: a[b0:b0 + bs], deg_data)
         if m < bs:  # pad to the compiled batch size; padded lanes are discarded
             pad = lambda a, m=m: np.concatenate([a, np.repeat(a[-1:], bs - m, axis=0)])  # noqa: E731
             xb, ib = pad(xb), pad(ib)
             gb = None if gb is None else jax.tree_util.tree_map(pad, gb)
             cb = None if cb is None else pad(cb)
+            db = jax.tree_util.tree_map(pad, db)
         out = _run_batch_jit(gen, sp, lossf, jnp.asarray(xb), jnp.asarray(ib, jnp.int32), jnp.asarray(seed),
                              optimizer=opt, steps=int(steps), restarts=int(restarts),
                              start_center=start == "center", early_stop=early_stop, init_latents=gb,
                              record_every=int(record_every) if record_every else None, lane_group=group,
-                             c=None if cb is None else jnp.asarray(cb))
+                             c=None if cb is None else jnp.asarray(cb), degradation=deg,
+                             deg_data=jax.tree_util.tree_map(jnp.asarray, db))
         out = jax.tree_util.tree_map(np.asarray, out)
         hist = out.pop("history")[:, :m]
         out = jax.tree_util.tree_map(lambda a, m=m: a[:m], out)
@@ -490,7 +527,21 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
                         terms=dict(zip(lossf.names, res["terms"], strict=True)), best_restart=res["best"],
                         restart_losses=res["restart_losses"], history=history, evals=res["evals"],
                         steps_done=res["done"], space=sp, seconds=time.perf_counter() - t0,
-                        trajectory=res.get("trajectory"))
+                        trajectory=res.get("trajectory"), observed=res.get("observed"))
+
+
+def likelihood_loss(loss: Loss, degradation: Degradation) -> Loss:
+    """`loss` under the degradation's noise model: with Gaussian noise of std sigma, mse terms weigh
+    1 / (2 sigma^2), i.e. the per-pixel negative log-likelihood (constant dropped). Without one: `loss`."""
+    sigma = degradation.noise_sigma
+    if sigma is None:
+        return loss
+    if not any(isinstance(t, MSE) for t in loss.terms):
+        raise ConfigError(f"degradation={degradation.spec()!r}: the Gaussian noise model's likelihood is the mse "
+                          "term; add mse to loss")
+    weights = tuple(w / (2.0 * sigma * sigma) if isinstance(t, MSE) else w
+                    for t, w in zip(loss.terms, loss.weights, strict=True))
+    return Loss(loss.terms, weights)
 
 
 def class_vectors(gen: Generator, n: int, *, c: Any = None, class_idx: Any = None) -> np.ndarray | None:
