@@ -20,16 +20,20 @@ CASE = GOLDEN / "stylegan2tf_r32_skip"
 PKL = GOLDEN / "containers" / "stylegan2tf_r32_skip.pkl"
 
 
-@pytest.mark.parametrize("weights", [None, PKL], ids=["npz", "pickle"])
-def test_parity_with_the_official_tf_outputs(weights):
-    require(CASE.with_name(CASE.name + ".io.npz"))
-    case = load_case(CASE, require(weights) if weights else None)
-    checks = list(run_case(case))
-    names = {c.name for c in checks}
-    assert {"ws", "img", "ws_psi", "img_psi", "ws_psi_cutoff_b", "img_psi_cutoff_b", "img_wplus"} <= names
-    assert sum(n.startswith("styles.") for n in names) == 11 and sum(n.startswith("block_img.") for n in names) == 4
+def _passing_checks(prefix, weights) -> set[str]:
+    """The parity tool's checks of a case (weights: None = the TF-layout npz); all must pass."""
+    require(prefix.with_name(prefix.name + ".io.npz"))
+    checks = list(run_case(load_case(prefix, require(weights) if weights else None)))
     failed = [(c.name, *c.result()[:2]) for c in checks if not c.result()[2]]
     assert not failed, failed
+    return {c.name for c in checks}
+
+
+@pytest.mark.parametrize("weights", [None, PKL], ids=["npz", "pickle"])
+def test_parity_with_the_official_tf_outputs(weights):
+    names = _passing_checks(CASE, weights)
+    assert {"ws", "img", "ws_psi", "img_psi", "ws_psi_cutoff_b", "img_psi_cutoff_b", "img_wplus"} <= names
+    assert sum(n.startswith("styles.") for n in names) == 11 and sum(n.startswith("block_img.") for n in names) == 4
 
 
 def test_conversion_facts_of_legacy_py():
@@ -106,12 +110,8 @@ PG_PKL = GOLDEN / "containers" / "pggan_r32.pkl"
 
 @pytest.mark.parametrize("weights", [None, PG_PKL], ids=["npz", "pickle"])
 def test_pggan_parity_with_the_official_tf_outputs(weights):
-    require(PG_CASE.with_name(PG_CASE.name + ".io.npz"))
-    checks = list(run_case(load_case(PG_CASE, require(weights) if weights else None)))
-    assert {c.name for c in checks} == {"img", "img_lod_a", "img_lod_b", "block_x.4x4", "block_x.8x8",
-                                        "block_x.16x16", "block_x.32x32"}
-    failed = [(c.name, *c.result()[:2]) for c in checks if not c.result()[2]]
-    assert not failed, failed
+    assert _passing_checks(PG_CASE, weights) == {"img", "img_lod_a", "img_lod_b", "block_x.4x4", "block_x.8x8",
+                                                 "block_x.16x16", "block_x.32x32"}
 
 
 @pytest.mark.parametrize("layout", ["primary", "theano_import_fused_scale_false"])
@@ -155,14 +155,10 @@ S1_PKL = GOLDEN / "containers" / "stylegan1_r32.pkl"
 
 @pytest.mark.parametrize("weights", [None, S1_PKL], ids=["npz", "pickle"])
 def test_stylegan1_parity_with_the_official_tf_outputs(weights):
-    require(S1_CASE.with_name(S1_CASE.name + ".io.npz"))
-    checks = list(run_case(load_case(S1_CASE, require(weights) if weights else None)))
-    names = {c.name for c in checks}
+    names = _passing_checks(S1_CASE, weights)
     assert {"ws", "img", "ws_psi", "img_psi", "ws_psi_cutoff_b", "img_psi_cutoff_b", "img_wplus", "img_wplus_fused",
             "img_lod_a", "img_lod_b"} <= names
     assert sum(n.startswith("styles.") for n in names) == 8 and sum(n.startswith("layer_out.") for n in names) == 8
-    failed = [(c.name, *c.result()[:2]) for c in checks if not c.result()[2]]
-    assert not failed, failed
 
 
 def test_stylegan1_ffhq_manifest_maps_onto_the_parameters():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 
 import jax
@@ -96,18 +96,22 @@ def _run_pggan(case: Case, model: Model) -> Iterator[Check]:
         yield Check(name, case.nchw(blocks[name.split(".", 1)[1]][:1])[:, : ref.shape[1]], ref)
 
 
-def _run_stylegan1(case: Case, model: Model) -> Iterator[Check]:
+def _mapping_checks(case: Case, model: Model, mapping: Callable, synth: Callable) -> Iterator[Check]:
+    """ws, img and the two truncations (the case's default cutoff, -1 = None, and cutoff_b) of a style GAN."""
     cfg, params, io = model.cfg, model.params, case.io
-    mapping = jax.jit(stylegan1.mapping, static_argnums=(0, 5))
-    synth = jax.jit(partial(stylegan1.synthesis, cfg), static_argnames=("lod", "return_layers"))
-    psi = float(io["psi"])
-    cutoffs = {"": int(io["truncation_cutoff"]), "_cutoff_b": int(io["truncation_cutoff_b"])}
     yield Check("ws", mapping(cfg, params, io["z"], None, 1.0, None), io["ws"])
     yield Check("img", case.nchw(synth(params, io["ws"])), io["img"])
-    for suffix, cutoff in cutoffs.items():
+    psi = float(io["psi"])
+    for suffix, cutoff in (("", int(io["truncation_cutoff"])), ("_cutoff_b", int(io["truncation_cutoff_b"]))):
         ws_psi = mapping(cfg, params, io["z"], None, psi, cutoff if cutoff >= 0 else None)
         yield Check(f"ws_psi{suffix}", ws_psi, io[f"ws_psi{suffix}"])
         yield Check(f"img_psi{suffix}", case.nchw(synth(params, ws_psi)), io[f"img_psi{suffix}"])
+
+
+def _run_stylegan1(case: Case, model: Model) -> Iterator[Check]:
+    cfg, params, io = model.cfg, model.params, case.io
+    synth = jax.jit(partial(stylegan1.synthesis, cfg), static_argnames=("lod", "return_layers"))
+    yield from _mapping_checks(case, model, jax.jit(stylegan1.mapping, static_argnums=(0, 5)), synth)
     img, layers = synth(params, io["wplus"], return_layers=True)
     yield Check("img_wplus", case.nchw(img), io["img_wplus"])
     for k in ("a", "b"):
@@ -133,16 +137,8 @@ def _run_stylegan1(case: Case, model: Model) -> Iterator[Check]:
 
 def _run_stylegan2(case: Case, model: Model) -> Iterator[Check]:
     cfg, params, io = model.cfg, model.params, case.io
-    mapping = jax.jit(sg2.mapping, static_argnums=(0, 5))
     synth = jax.jit(partial(sg2.synthesis, cfg), static_argnames=("noise_mode", "return_blocks"))
-    psi = float(io["psi"])
-    cutoffs = {"": int(io["truncation_cutoff"]), "_cutoff_b": int(io["truncation_cutoff_b"])}
-    yield Check("ws", mapping(cfg, params, io["z"], None, 1.0, None), io["ws"])
-    yield Check("img", case.nchw(synth(params, io["ws"])), io["img"])
-    for suffix, cutoff in cutoffs.items():
-        ws_psi = mapping(cfg, params, io["z"], None, psi, cutoff if cutoff >= 0 else None)
-        yield Check(f"ws_psi{suffix}", ws_psi, io[f"ws_psi{suffix}"])
-        yield Check(f"img_psi{suffix}", case.nchw(synth(params, ws_psi)), io[f"img_psi{suffix}"])
+    yield from _mapping_checks(case, model, jax.jit(sg2.mapping, static_argnums=(0, 5)), synth)
     img, blocks = synth(params, io["wplus"], return_blocks=True)
     yield Check("img_wplus", case.nchw(img), io["img_wplus"])
     if "img_wplus_nonfused" in io:
