@@ -354,7 +354,9 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
         def one(args):
             k, rr, t, g, ci, d = args
             prep, given = prepare(t[None], jax.tree_util.tree_map(lambda a: a[None], d))
-            prep, given = jax.tree_util.tree_map(lambda a: a[0], (prep, given if g is None else g[None]))
+            # (a given latent is a dict of arrays: add its lane axis leaf by leaf)
+            g1 = None if g is None else jax.tree_util.tree_map(lambda a: a[None], g)
+            prep, given = jax.tree_util.tree_map(lambda a: a[0], (prep, given if g is None else g1))
             return lane(k, rr, prep, given, ci, d)
 
         rep = lambda a: jnp.repeat(a, restarts, axis=0)  # noqa: E731
