@@ -23,6 +23,7 @@ params["ToRGB_lod{L}"] = {"weight": [in, img_channels], "bias"}.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import jax
@@ -30,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinv.errors import CheckpointError
+from jaxinv.models.progressive import check_variables, grow, upscale2d
 
 FAMILY = "pggan"
 # G_paper's defaults for kwargs a pickle may not store
@@ -107,17 +109,7 @@ def variable_table(cfg: Config) -> dict[str, tuple[int, ...]]:
 
 def params_from_variables(cfg: Config, tf: dict[str, np.ndarray], where: str = "PGGAN") -> dict:
     """Our params from the TF variables (names / shapes checked; wscale folded in; layouts to NHWC)."""
-    table = variable_table(cfg)
-    missing, extra = sorted(set(table) - set(tf)), sorted(set(tf) - set(table))
-    if missing or extra:
-        raise CheckpointError(f"{where}: PGGAN variables do not match the G_paper config: missing {missing[:6]}, "
-                              f"unexpected {extra[:6]}")
-    for name, shape in table.items():
-        if tuple(np.shape(tf[name])) != shape:
-            raise CheckpointError(f"{where}: {name} has shape {tuple(np.shape(tf[name]))}, expected {shape}")
-    if float(np.asarray(tf["lod"])) != 0.0:
-        raise CheckpointError(f"{where}: lod = {float(np.asarray(tf['lod']))}: a snapshot taken while growing "
-                              "(the engine renders the final resolution, lod 0)")
+    check_variables(variable_table(cfg), tf, where, "PGGAN G_paper")
 
     def w(name: str, gain: float, fan_in: int) -> np.ndarray:
         return np.asarray(tf[name], np.float64) * (gain / np.sqrt(fan_in))
@@ -176,10 +168,6 @@ def _conv3x3(x: jax.Array, p: dict) -> jax.Array:
     return y + p["bias"]
 
 
-def _upscale(x: jax.Array, factor: int = 2) -> jax.Array:
-    return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2) if factor > 1 else x
-
-
 def _torgb(params: dict, x: jax.Array, lod: int) -> jax.Array:
     p = params[f"ToRGB_lod{lod}"]
     return jnp.einsum("bhwc,co->bhwo", x, p["weight"]) + p["bias"]
@@ -209,13 +197,9 @@ def generate(cfg: Config, params: dict, z: jax.Array, c: jax.Array | None = None
         r = f"{4 * 2**i}x{4 * 2**i}"
         p = params[r]
         conv0 = p["Conv0_up"] if cfg.fused_scale else p["Conv0"]
-        x = _pixel_norm(cfg, _act(cfg, _conv3x3(_upscale(x), conv0)))
+        x = _pixel_norm(cfg, _act(cfg, _conv3x3(upscale2d(x), conv0)))
         x = _pixel_norm(cfg, _act(cfg, _conv3x3(x, p["Conv1"])))
         blocks[r] = x
-        # lerp_clip(ToRGB(x), upscale(img), lod - level) with a static weight; unused levels are dead code
-        t = min(max(lod - (top - i), 0.0), 1.0)
-        up = _upscale(img)
-        img = up if t == 1.0 else _torgb(params, x, top - i) if t == 0.0 else (
-            _torgb(params, x, top - i) + (up - _torgb(params, x, top - i)) * t)
+        img = grow(img, partial(_torgb, params, x, top - i), lod, top - i)
     return (img, blocks) if return_blocks else img
 

@@ -21,7 +21,7 @@ output) and the noise maps ([R, R], scaled per channel by the layer's Noise/weig
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 import jax
@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinv.errors import CheckpointError, ConfigError
+from jaxinv.models.progressive import check_variables, grow, upscale2d
 
 FAMILY = "stylegan1"
 _MAPPING_DEFAULTS = {"latent_size": 512, "label_size": 0, "dlatent_size": 512, "dlatent_broadcast": None,
@@ -143,17 +144,7 @@ def variable_table(cfg: Config) -> dict[str, tuple[int, ...]]:
 
 
 def params_from_variables(cfg: Config, tf: dict[str, np.ndarray], where: str = "StyleGAN") -> dict:
-    table = variable_table(cfg)
-    missing, extra = sorted(set(table) - set(tf)), sorted(set(tf) - set(table))
-    if missing or extra:
-        raise CheckpointError(f"{where}: StyleGAN variables do not match the G_style config: missing "
-                              f"{missing[:6]}, unexpected {extra[:6]}")
-    for name, shape in table.items():
-        if tuple(np.shape(tf[name])) != shape:
-            raise CheckpointError(f"{where}: {name} has shape {tuple(np.shape(tf[name]))}, expected {shape}")
-    for name in ("lod", "synthesis/lod"):
-        if float(np.asarray(tf[name])) != 0.0:
-            raise CheckpointError(f"{where}: {name} = {float(np.asarray(tf[name]))}: a snapshot taken while growing")
+    check_variables(variable_table(cfg), tf, where, "StyleGAN G_style")
 
     def f32(a: Any) -> jax.Array:
         return jnp.asarray(np.ascontiguousarray(a), jnp.float32)
@@ -242,10 +233,6 @@ def affine_styles(cfg: Config, params: dict, ws: jax.Array) -> dict[str, jax.Arr
 styles = affine_styles  # the family interface's name (synthesis takes a `styles` argument)
 
 
-def _upscale(x: jax.Array, factor: int = 2) -> jax.Array:
-    return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2) if factor > 1 else x
-
-
 def _conv(x: jax.Array, w: jax.Array) -> jax.Array:
     return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=_DN)
 
@@ -301,11 +288,7 @@ def synthesis(cfg: Config, params: dict, ws: jax.Array | None = None, *, styles:
     img = _torgb(params, x, top)
     for i in range(1, len(cfg.channels)):
         r = f"{4 * 2**i}x{4 * 2**i}"
-        x = epilogue(_blur(_conv(_upscale(x), sp[f"{r}.Conv0_up"]["weight"])), f"{r}.Conv0_up")
+        x = epilogue(_blur(_conv(upscale2d(x), sp[f"{r}.Conv0_up"]["weight"])), f"{r}.Conv0_up")
         x = epilogue(_conv(x, sp[f"{r}.Conv1"]["weight"]), f"{r}.Conv1")
-        # lerp_clip(ToRGB(x), upscale(img), lod - level) with a static weight; unused levels are dead code
-        t = min(max(lod - (top - i), 0.0), 1.0)
-        up = _upscale(img)
-        img = up if t == 1.0 else _torgb(params, x, top - i) if t == 0.0 else (
-            _torgb(params, x, top - i) + (up - _torgb(params, x, top - i)) * t)
+        img = grow(img, partial(_torgb, params, x, top - i), lod, top - i)
     return (img, outs) if return_layers else img
