@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "invert": ("jaxinv.cli:Invert", "invert a folder of images into a generator's latent space"),
     "encode": ("jaxinv.cli:Encode", "encode a folder of images with an e4e / pSp encoder (one forward each)"),
     "edit": ("jaxinv.edit", "edit inverted StyleGAN codes along SeFa / GANSpace directions"),
+    "convert": ("jaxinv.convert", "convert an official checkpoint to a jaxinv model directory (no torch needed)"),
 }
 
 DEFAULT_MODEL = "default"  # the embedded DCGAN face GAN (jaxinv/assets/dcgan_digiface64)
@@ -46,13 +47,9 @@ def load_model(spec: str | None) -> Any:
 
 def load_model_and_encoder(spec: str | None) -> tuple[Any, Any]:
     """(generator model, `jaxinv.encode.EncoderPair` when `spec` is an e4e / pSp checkpoint, else None)."""
-    if spec in (None, DEFAULT_MODEL, "dcgan_digiface64"):
-        from jaxinv.models import dcgan
-
-        return dcgan.load_default(), None
     from jaxinv.encode import load_model_or_pair
 
-    return load_model_or_pair(spec)
+    return load_model_or_pair(DEFAULT_MODEL if spec is None else spec)
 
 
 def _log(msg: str) -> None:
@@ -220,12 +217,20 @@ class Invert:
         p.add_argument("--resize-first", type=int, default=None, metavar="S",
                        help="resize to SxS before cropping (with an x0,y0,x1,y1 crop)")
         p.add_argument("--grid", action="store_true", help="also write DIR/grid.png (target | reconstruction)")
+        p.add_argument("--degrade", default=None, metavar="OP[+OP...]",
+                       help="restoration: the images are observations of D(image) and every loss term compares "
+                            "D(G(z)) with them; OP: mask:FILE or mask:DIR (white = observed; a folder holds one "
+                            "mask per image, same name; aligned with the images by the same --crop), "
+                            "down:F[:bicubic|area] (default bicubic), gray, noise:SIGMA (Gaussian, [-1, 1] "
+                            "units; last). Writes restored.png = G(z*) beside proj.png = D(G(z*))")
         jobs.add_job_arguments(p)
         return p
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from jaxinv import jobs
+        import dataclasses
+
+        from jaxinv import degrade, jobs
         from jaxinv.errors import ConfigError
 
         early = _early_stop(args.early_stop)
@@ -253,6 +258,10 @@ class Invert:
         if crop == "auto":
             crop = "dcgan-faces" if args.model in (None, DEFAULT_MODEL, "dcgan_digiface64") else "none"
         pre = parse_crop(crop, gen.img_resolution, gen.img_channels, args.resize_first)
+        deg = degrade.parse(args.degrade, gen.img_resolution, gen.img_channels, pre)
+        if deg is not None:  # the images are observations: loaded at D's output resolution
+            res = gen.img_resolution
+            pre = dataclasses.replace(pre, resolution=deg.out_shape((res, res, gen.img_channels))[0])
         space = args.space or ("w" if gen.has_w else "z")
         space_options: dict[str, Any] = {}
         if args.noise:
@@ -268,7 +277,8 @@ class Invert:
         resources = _resources(args)
         _log(f"model {gen.family} {gen.img_resolution}px, space {space}, {args.optimizer} x {args.steps} steps, "
              f"{args.restarts} restart(s), loss {args.loss}, crop {crop}"
-             + (f", restart 0 from the {pair.encoder.family} encoder" if encoder is not None else ""))
+             + (f", restart 0 from the {pair.encoder.family} encoder" if encoder is not None else "")
+             + (f", degradation {deg.spec()}" if deg is not None else ""))
 
         t0 = time.perf_counter()
         devices = Devices.local(args.devices, args.restart_shards)
@@ -277,7 +287,7 @@ class Invert:
             preprocess={"crop": crop, **_pre_dict(pre)}, max_reseeds=args.max_reseeds, space=space, loss=args.loss,
             optimizer=optimizer, steps=args.steps, restarts=args.restarts, seed=args.seed, start=args.start,
             early_stop=early, resources=resources, space_options=space_options, encoder=encoder,
-            lane_group=args.lane_group, class_idx=args.class_idx)
+            lane_group=args.lane_group, class_idx=args.class_idx, degradation=deg)
         rep = jobs.run_job(spec, refs, Path(args.out), process=info, workers=args.workers, prefetch=args.prefetch,
                            progress=not args.no_progress, log=_log)
         return _finish(rep, Path(args.out), "inverted", t0, "proj.png" if args.grid else None)
@@ -293,7 +303,7 @@ class Encode:
         from jaxinv import jobs
 
         p.add_argument("--model", required=True, metavar="CKPT",
-                       help="e4e / pSp checkpoint: official .pt, or a folder from python -m weights_convert.encoders")
+                       help="e4e / pSp checkpoint: official .pt, or a folder from python -m weights_convert")
         p.add_argument("--images", nargs="+", required=True, metavar="PATH",
                        help="image files and/or folders (searched recursively)")
         p.add_argument("--out", required=True, metavar="DIR",
@@ -412,7 +422,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 # Library errors name API arguments; the command line reports its own flags for them.
-_FLAGS = {"truncation_psi": "--truncation", "class_idx": "--class", "embedding=True": "--embedding"}
+_FLAGS = {"truncation_psi": "--truncation", "class_idx": "--class", "embedding=True": "--embedding",
+          "degradation=": "--degrade "}
+# (loading, input, devices and hosts)
+_FLAGS.update({"overwrite=True": "--overwrite", "paths=": "--images ", "batch_size=": "--batch ", "crop=": "--crop ",
+               "optimizer=": "--optimizer ", "devices=": "--devices ", "restart_shards=": "--restart-shards ",
+               "num_processes=": "--num-processes ", "num_processes": "--num-processes", "process_id=": "--process-id ",
+               "process_id": "--process-id", "coordinator=": "--coordinator "})
 _FLAG_RE = re.compile(r"\b(" + "|".join(re.escape(k) for k in _FLAGS) + r")")
 
 

@@ -40,7 +40,7 @@ import numpy as np
 from jaxinv.errors import ConfigError
 
 __all__ = ["Op", "Mask", "Down", "Gray", "Noise", "Degradation", "parse", "resample_matrix", "LUMA",
-           "KERNELS", "load_mask", "mask_for"]
+           "KERNELS", "load_mask", "mask_for", "data_shapes", "item_masks"]
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as pillow's convert("L")
 KERNELS = ("bicubic", "area")
@@ -120,6 +120,7 @@ class Mask(Op):
     mask: Any = None
     per_image: bool = False
     source: str | None = None
+    preprocess: Any = None  # per-image masks: the images' `jaxinv.images.Preprocess` (see `load_mask`)
 
     def __post_init__(self) -> None:
         # Only user input is checked: pytree rebuilding (jit, vmap, eval_shape) passes tracers and placeholders.
@@ -364,7 +365,7 @@ def parse(spec: str | Degradation | None, resolution: int, channels: int = 3,
                     raise ConfigError("mask needs a file or folder (mask:FILE or mask:DIR)")
                 p = Path(arg)
                 if p.is_dir():
-                    op: Op = Mask(None, per_image=True, source=arg)
+                    op: Op = Mask(None, per_image=True, source=arg, preprocess=preprocess)
                 elif p.is_file():
                     op = Mask(load_mask(p, shape[0], preprocess), source=arg)
                 else:
@@ -396,14 +397,18 @@ def parse(spec: str | Degradation | None, resolution: int, channels: int = 3,
         raise ConfigError(f"degradation={text!r}: {str(e).removeprefix('degradation: ')}") from None
 
 
-def per_image_masks(deg: Degradation, keys: Sequence[str], resolution: int, preprocess: Any = None,
-                    ) -> tuple[np.ndarray, ...]:
-    """For a spec with `mask:DIR` operators: each such operator's masks of the images `keys`, [N, H, W]
-    (the resolution where the operator acts)."""
-    out = []
-    shape = (int(resolution), int(resolution), 3)
+def data_shapes(deg: Degradation, resolution: int, channels: int = 3) -> tuple[tuple[int, ...] | None, ...]:
+    """Per operator: the shape of one image's operand ([H, W] of a per-image mask), or None."""
+    out: list[tuple[int, ...] | None] = []
+    shape = (int(resolution), int(resolution), int(channels))
     for op in deg.ops:
-        if op.per_image:
-            out.append(np.stack([load_mask(mask_for(op.source, k), shape[0], preprocess) for k in keys]))
+        out.append(shape[:2] if op.per_image else None)
         shape = op.out_shape(shape)
     return tuple(out)
+
+
+def item_masks(deg: Degradation, key: str, resolution: int, channels: int = 3) -> tuple[np.ndarray | None, ...]:
+    """Per operator: image `key`'s mask for a `mask:DIR` operator (`mask_for`, read at the resolution where the
+    operator acts and aligned as `load_mask` says), None for the others."""
+    return tuple(None if s is None else load_mask(mask_for(op.source, key), s[0], op.preprocess)
+                 for op, s in zip(deg.ops, data_shapes(deg, resolution, channels), strict=True))

@@ -540,7 +540,7 @@ def likelihood_loss(loss: Loss, degradation: Degradation) -> Loss:
         return loss
     if not any(isinstance(t, MSE) for t in loss.terms):
         raise ConfigError(f"degradation={degradation.spec()!r}: the Gaussian noise model's likelihood is the mse "
-                          "term; add mse to loss")
+                          "term: add mse to the loss")
     weights = tuple(w / (2.0 * sigma * sigma) if isinstance(t, MSE) else w
                     for t, w in zip(loss.terms, loss.weights, strict=True))
     return Loss(loss.terms, weights)

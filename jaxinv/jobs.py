@@ -578,15 +578,18 @@ def tree_fingerprint(tree: Any) -> str:
     return h.hexdigest()
 
 
-def _invert_program(gen, sp, lossf, encoder, c, targets, ids, seed, *, optimizer, steps, restarts, start_center,
-                    early_stop, max_reseeds, restart_shards=1, lane_group=None):
+def _invert_program(gen, sp, lossf, encoder, c, deg, targets, ids, seed, *, optimizer, steps, restarts, start_center,
+                    early_stop, max_reseeds, restart_shards=1, lane_group=None, layout=None):
     """One padded batch through the engine (`jaxinv.invert._run_batch`), NaN/inf items reseeded, plus the
     per-item outputs the writer needs. Every output has the batch as leading axis. Runs per device under
     shard_map; with restart_shards > 1 the devices along mesh axis "restart" each run a contiguous block of
     restarts, and the best restart is chosen across them exactly as the engine chooses it. `encoder` (or None):
     restart 0 starts from its codes of the targets (hybrid inversion), computed inside the engine's lane
     groups (`lane_group`, see `jaxinv.invert.per_group`) so that they too do not depend on the batch. `c`
-    (or None): the class vector [c_dim] of every item (conditional generators)."""
+    (or None): the class vector [c_dim] of every item (conditional generators). `deg` (or None): a
+    `jaxinv.degrade.Degradation` (static part); targets are then observations, or, with per-image masks
+    (`layout`: the observation's shape and each operator's mask shape or None), rows holding the observation
+    and its masks flattened one after another (`_pack_item`)."""
     from jaxinv import invert as engine
     from jaxinv import metrics
 
@@ -594,11 +597,15 @@ def _invert_program(gen, sp, lossf, encoder, c, targets, ids, seed, *, optimizer
     given = None if encoder is None else lambda t: sp.from_ws(gen, encoder.from_generator_images(t))
     cs = None if c is None else jnp.broadcast_to(c, (targets.shape[0], c.shape[-1]))
 
-    def attempt(t, i, s):
+    deg_data = None
+    if layout is not None:
+        targets, deg_data = _unpack_items(targets, layout)
+
+    def attempt(t, i, s, d):
         offset = jax.lax.axis_index("restart") * local_r if restart_shards > 1 else 0
         out = engine._run_batch(gen, sp, lossf, t, i, s, optimizer=optimizer, steps=steps, restarts=local_r,
                                 start_center=start_center, early_stop=early_stop, restart_offset=offset,
-                                init_latents=given, lane_group=lane_group, c=cs)
+                                init_latents=given, lane_group=lane_group, c=cs, degradation=deg, deg_data=d)
         out = dict(out)
         out.pop("history")  # [steps, n, R]: not written by the job
         if restart_shards > 1:
@@ -609,11 +616,35 @@ def _invert_program(gen, sp, lossf, encoder, c, targets, ids, seed, *, optimizer
     # An item needs a reseed when its best result is not finite (a restart that diverged while another one
     # succeeded is just not the best).
     best_finite = lambda o, b: item_finite({k: o[k] for k in ("losses", "latents", "images")}, b)  # noqa: E731
-    out, attempts, failed = reseeding(attempt, max_reseeds, best_finite)(targets, ids, seed)
-    out["psnr"], out["ssim"] = engine.per_group(metrics.psnr_ssim_signed, lane_group, out["images"], targets)
+    out, attempts, failed = reseeding(attempt, max_reseeds, best_finite)(targets, ids, seed, deg_data)
+    if deg is None:
+        out["psnr"], out["ssim"] = engine.per_group(metrics.psnr_ssim_signed, lane_group, out["images"], targets)
+    else:  # D(G(z*)) against the observation as the loss sees it
+        out["psnr"], out["ssim"] = engine.per_group(lambda o, t, d: metrics.psnr_ssim_signed(o, deg.target(t, d)),
+                                                    lane_group, out["observed"], targets, deg_data)
     out["attempts"] = attempts
     out["failed"] = failed
     return out
+
+
+def _pack_item(obs: np.ndarray, masks: Sequence[np.ndarray | None]) -> np.ndarray:
+    """One image's observation and per-image masks as one flat row (the pipeline streams one array per image)."""
+    return np.concatenate([obs.reshape(-1), *(m.reshape(-1) for m in masks if m is not None)]).astype(np.float32)
+
+
+def _unpack_items(rows: Any, layout: tuple) -> tuple[Any, tuple]:
+    """Rows of `_pack_item` [B, P] -> (observations [B, h, w, c], per-operator masks [B, H, W] or None)."""
+    obs_shape, mask_shapes = layout
+    n = int(np.prod(obs_shape))
+    obs, at, data = rows[:, :n].reshape(rows.shape[0], *obs_shape), n, []
+    for s in mask_shapes:
+        if s is None:
+            data.append(None)
+            continue
+        k = int(np.prod(s))
+        data.append(rows[:, at:at + k].reshape(rows.shape[0], *s))
+        at += k
+    return obs, tuple(data)
 
 
 def _combine_restart_shards(out: dict) -> dict:
@@ -673,16 +704,21 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
                 max_reseeds: int = 2, devices: Devices | None = None,
                 preprocess: dict[str, Any] | None = None, encoder: Any = None,
                 lane_group: int | None | str = "auto", class_idx: int | None = None,
-                truncation_psi: float | None = None) -> JobSpec:
+                truncation_psi: float | None = None, degradation: Any = None) -> JobSpec:
     """The JobSpec of `jaxinv invert`: per image DIR/<name>/ target.png, proj.png, latent.npz (the optimised
     variables of the best restart by name, leading axis 1) and, for spaces that produce ws, projected_w.npz
     (key "w", [1, num_ws, w_dim], the official projector's format). `load(ref)` returns the preprocessed
     target [R, R, C] in [-1, 1]; `preprocess` (its options, e.g. crop) goes into the manifest. `encoder`
     (a `jaxinv.encode.Encoder`): hybrid inversion, restart 0 of each image starts at its encoder codes.
     `lane_group`: as `jaxinv.invert.invert`'s; each device's rows are rounded up to whole groups. `class_idx`
-    and `truncation_psi`: as `invert`'s (one class for every image)."""
+    and `truncation_psi`: as `invert`'s (one class for every image). `degradation` (a spec or a
+    `jaxinv.degrade.Degradation`, as `invert`'s): `load` returns observations (its output shape); `mask:DIR`
+    operators read each image's mask by name (a missing one is that image's error); the files are then
+    target.png (the observation), proj.png = D(G(z*)), restored.png = G(z*), and the metrics compare proj with
+    the observation (masked as the loss sees it)."""
+    from jaxinv import degrade
     from jaxinv.generators import Generator
-    from jaxinv.invert import class_vectors, make_loss, resolve_lane_group
+    from jaxinv.invert import class_vectors, likelihood_loss, make_loss, resolve_lane_group
     from jaxinv.optim import make_optimizer
     from jaxinv.spaces import ZSpace, check_space, make_space
 
@@ -713,11 +749,30 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
                               f"generator makes {gen.img_channels}-channel ones")
         # Fails now, with a one-line error, for spaces that cannot hold W+ codes.
         jax.eval_shape(lambda g, s: s.from_ws(g, jnp.zeros((1, g.num_ws, g.w_dim))), gen, sp)
-    c = None if cv is None else jnp.asarray(cv[0])
-    call = compile_batch_fn(_invert_program, devices, (gen, sp, lossf, encoder, c), optimizer=opt, steps=int(steps),
-                            restarts=int(restarts), start_center=start == "center", early_stop=early_stop,
-                            max_reseeds=int(max_reseeds), restart_shards=devices.restart_shards, lane_group=group)
     shape = (gen.img_resolution, gen.img_resolution, gen.img_channels)
+    deg = degrade.parse(degradation, gen.img_resolution, gen.img_channels)
+    obs_shape, layout, item_shape, load_item = shape, None, shape, load
+    if deg is not None:
+        obs_shape = deg.out_shape(shape)
+        if encoder is not None and obs_shape != shape:
+            raise ConfigError(f"--init encoder: the encoder reads {shape[0]}x{shape[1]} images, degradation="
+                              f"{deg.spec()!r} observes {obs_shape[0]}x{obs_shape[1]} ones")
+        lossf = likelihood_loss(lossf, deg)
+        item_shape = obs_shape
+        if deg.per_image:
+            layout = (obs_shape, degrade.data_shapes(deg, gen.img_resolution, gen.img_channels))
+            item_shape = (int(np.prod(obs_shape)) + sum(int(np.prod(s)) for s in layout[1] if s is not None),)
+
+            def load_item(ref: ImageRef) -> np.ndarray:
+                obs = load(ref)
+                return _pack_item(np.asarray(obs, np.float32),
+                                  degrade.item_masks(deg, ref.key, gen.img_resolution, gen.img_channels))
+    c = None if cv is None else jnp.asarray(cv[0])
+    static_deg = None if deg is None else deg.static()
+    call = compile_batch_fn(_invert_program, devices, (gen, sp, lossf, encoder, c, static_deg), optimizer=opt,
+                            steps=int(steps), restarts=int(restarts), start_center=start == "center",
+                            early_stop=early_stop, max_reseeds=int(max_reseeds), restart_shards=devices.restart_shards,
+                            lane_group=group, layout=layout)
     manifest = {
         "model": gen.fingerprint(),
         "space": space if isinstance(space, str) else repr(space),
@@ -736,6 +791,8 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
         manifest["class_idx"] = int(class_idx)
     if gen.truncation_psi != 1.0:
         manifest["truncation_psi"] = gen.truncation_psi
+    if deg is not None:  # likewise; shared masks by content (per-image ones are read per image, like the images)
+        manifest["degradation"] = {"spec": deg.spec(), "arrays": tree_fingerprint(static_deg)}
     probe = jax.eval_shape(lambda g, s, cc: s.to_input(g, s.init(jax.random.PRNGKey(0), g, 1, c=cc)), gen, sp,
                            c if c is None else c[None])
     latent_bytes = sum(int(np.prod(x.shape)) * 4 for x in jax.tree_util.tree_leaves(probe)) * 2 + 4096
@@ -745,8 +802,14 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
     def write(w: ItemWriter, ref: ImageRef, host: dict, row: int, target: np.ndarray) -> dict[str, Any]:
         if host["failed"][row]:
             raise ItemFlagged(f"loss is NaN/inf after {max_reseeds} reseeds")
-        w.write("target.png", png_bytes(target))
-        w.write("proj.png", png_bytes(host["images"][row]))
+        if deg is None:
+            w.write("target.png", png_bytes(target))
+            w.write("proj.png", png_bytes(host["images"][row]))
+        else:
+            w.write("target.png", png_bytes(np.asarray(target).reshape(-1)[:int(np.prod(obs_shape))]
+                                            .reshape(obs_shape)))
+            w.write("proj.png", png_bytes(host["observed"][row]))
+            w.write("restored.png", png_bytes(host["images"][row]))
         lat = flatten_tree(jax.tree_util.tree_map(lambda a: a[row][None], host["latents"]))
         w.write("latent.npz", npz_bytes(lat))
         if ws_key in host["inputs"]:
@@ -756,10 +819,10 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
         return {"psnr": f(host["psnr"][row]), "ssim": f(host["ssim"][row]), "loss": f(host["losses"][row]),
                 "best_restart": best, "steps": int(host["done"][row, best]), "reseeds": int(host["attempts"][row])}
 
-    return JobSpec(kind="invert", manifest=manifest, item_shape=shape, load=load,
+    return JobSpec(kind="invert", manifest=manifest, item_shape=item_shape, load=load_item,
                    compute=lambda x, ids: call(x, ids, int(seed)), write=write,
                    columns=["psnr", "ssim", "loss", "best_restart", "steps", "reseeds"],
-                   bytes_per_image=2 * png_max + latent_bytes, batch_size=bs)
+                   bytes_per_image=(2 if deg is None else 3) * png_max + latent_bytes, batch_size=bs)
 
 
 # ---------------------------------------------------------------------------------------------------------
