@@ -165,7 +165,9 @@ class Invert:
                             "spaces with ws), DIR/metrics.csv, DIR/errors.csv; a rerun resumes")
         p.add_argument("--model", default=DEFAULT_MODEL,
                        help="'default' (the embedded DCGAN face GAN), a converted directory or an official file")
-        p.add_argument("--space", default=None, help="z | w | w+ | s | p | pn (default: z for z-only models, else w)")
+        p.add_argument("--space", default=None,
+                       help="z | w | w+ | s | p | pn | mgan:N@L (N codes composed after block L, DCGAN) (default: z "
+                            "for z-only models, else w)")
         p.add_argument("--noise", action="store_true",
                        help="also optimise the per-layer noise maps (StyleGAN spaces; add noise=1e5 to --loss)")
         p.add_argument("--sphere", action="store_true", help="Z space on the sqrt(z_dim) hypersphere (PULSE)")

@@ -260,8 +260,7 @@ def _lane_value(gen: Generator, space: Space, loss: Loss, prep: tuple, latent: A
                 c: jax.Array | None = None, degradation: Degradation | None = None,
                 daux: Any = None) -> tuple[jax.Array, tuple]:
     # With a degradation every term compares D(G(z)) with the observation (restoration by inversion).
-    inp = space.to_input(gen, latent)
-    img = gen.render(inp if c is None else {**inp, "c": c})
+    img = space.render(gen, latent, c)
     obs = img if degradation is None else degradation(img, daux)
     vals = tuple(t(obs, p, latent, space)[0] for t, p in zip(loss.terms, prep, strict=True))
     total = sum(w * v for w, v in zip(loss.weights, vals, strict=True))

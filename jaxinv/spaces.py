@@ -165,6 +165,12 @@ class Space:
     def to_input(self, gen: Generator, latent: Latent) -> dict[str, Any]:
         raise NotImplementedError
 
+    def render(self, gen: Generator, latent: Latent, c: Any = None) -> jax.Array:
+        """The image of a latent (c: the fixed class of conditional generators). Spaces that run the generator
+        in pieces (`jaxinv.mgan`) override it."""
+        inp = self.to_input(gen, latent)
+        return gen.render(inp if c is None else {**inp, "c": c})
+
     def prior(self, latent: Latent) -> jax.Array:
         raise NotImplementedError
 
@@ -478,6 +484,10 @@ def make_space(space: str | Space, **options: Any) -> Space:
     """A space from its name (z, w, w+, s, p, pn) and options (e.g. noise=True, sphere=True)."""
     if isinstance(space, Space):
         return dataclasses.replace(space, **options) if options else space
+    if str(space).strip().lower().startswith("mgan"):  # mgan:N@L, the multi-code prior (jaxinv.mgan)
+        from jaxinv.mgan import parse
+
+        return make_space(parse(space), **options)
     key = str(space).lower().replace("_", "").replace("plus", "+")
     if key not in SPACES:
         raise ConfigError(f"--space {space!r}: unknown latent space (choose from {', '.join(SPACES)})")
@@ -491,6 +501,9 @@ def make_space(space: str | Space, **options: Any) -> Space:
 
 def check_space(space: Space, gen: Generator) -> None:
     """One-line ConfigError when a space does not apply to a generator."""
+    if hasattr(space, "check"):  # spaces with their own generator requirements (mgan)
+        space.check(gen)
+        return
     if not isinstance(space, ZSpace) and not gen.has_w:
         raise ConfigError(f"--space {space.name}: the {gen.family} generator has only a Z space")
     if isinstance(space, ZSpace) and space.embedding and gen.family != "biggan":
