@@ -8,11 +8,12 @@ _configure_cpu_convs()
 from jaxinv.errors import CheckpointError, ConfigError, ImageError, JaxinvError  # noqa: E402
 
 
-def load(path):
-    """Load a model: a directory written by `python -m weights_convert`, or an official checkpoint file."""
-    from jaxinv.checkpoint import load as _load
+def load(path_or_name):
+    """Load a model: "default" (the embedded DCGAN), a directory written by `jaxinv convert` /
+    `python -m weights_convert`, or an official checkpoint file. The one way in; see `jaxinv.checkpoint`."""
+    from jaxinv.checkpoint import load as _load  # on first use: `import jaxinv` stays free of jax
 
-    return _load(path)
+    return _load(path_or_name)
 
 
 __all__ = ["CheckpointError", "ConfigError", "ImageError", "JaxinvError", "load"]

@@ -63,7 +63,7 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
     except OSError as e:
         import warnings
 
-        warnings.warn(f"--xla-cache {path}: not usable ({e.strerror or e}); compiling without a cache",
+        warnings.warn(f"compilation cache {path}: not usable ({e.strerror or e}); compiling without a cache",
                       stacklevel=2)
         return None
     jax.config.update("jax_compilation_cache_dir", str(path))
@@ -88,14 +88,14 @@ class ProcessInfo:
         return self.num_processes > 1
 
 
-def _int_opt(value: Any, env: str, flag: str) -> int | None:
+def _int_opt(value: Any, env: str, name: str) -> int | None:
     raw = value if value is not None else os.environ.get(env)
     if raw is None or raw == "":
         return None
     try:
         return int(raw)
     except (TypeError, ValueError):
-        raise ConfigError(f"{flag} / ${env}: expected an integer, got {raw!r}") from None
+        raise ConfigError(f"{name} / ${env}: expected an integer, got {raw!r}") from None
 
 
 def process_info(coordinator: str | None = None, num_processes: int | None = None,
@@ -103,18 +103,18 @@ def process_info(coordinator: str | None = None, num_processes: int | None = Non
     """The multi-host settings from arguments, falling back to JAXINV_COORDINATOR / JAXINV_NUM_PROCESSES /
     JAXINV_PROCESS_ID. One process (no coordinator) when none is given."""
     coord = coordinator or os.environ.get("JAXINV_COORDINATOR") or None
-    n = _int_opt(num_processes, "JAXINV_NUM_PROCESSES", "--num-processes")
-    pid = _int_opt(process_id, "JAXINV_PROCESS_ID", "--process-id")
+    n = _int_opt(num_processes, "JAXINV_NUM_PROCESSES", "num_processes")
+    pid = _int_opt(process_id, "JAXINV_PROCESS_ID", "process_id")
     if n is None or n == 1:
         if pid not in (None, 0):
-            raise ConfigError(f"--process-id {pid}: needs --num-processes > 1")
+            raise ConfigError(f"process_id={pid}: needs num_processes > 1")
         return ProcessInfo(0, 1, coord)
     if n < 1:
-        raise ConfigError(f"--num-processes {n}: must be >= 1")
+        raise ConfigError(f"num_processes={n}: must be >= 1")
     if coord is None:
-        raise ConfigError(f"--num-processes {n}: needs --coordinator HOST:PORT (or $JAXINV_COORDINATOR)")
+        raise ConfigError(f"num_processes={n}: needs coordinator='HOST:PORT' (or $JAXINV_COORDINATOR)")
     if pid is None or not 0 <= pid < n:
-        raise ConfigError(f"--process-id {pid}: needs an id in [0, {n}) with --num-processes {n}")
+        raise ConfigError(f"process_id={pid}: needs an id in [0, {n}) with num_processes={n}")
     return ProcessInfo(pid, n, coord)
 
 
@@ -127,7 +127,7 @@ def init_distributed(info: ProcessInfo, timeout_s: int = 300) -> ProcessInfo:
         jax.distributed.initialize(coordinator_address=info.coordinator, num_processes=info.num_processes,
                                    process_id=info.process_id, initialization_timeout=timeout_s)
     except Exception as e:  # noqa: BLE001 - reported to the user as one line
-        raise ConfigError(f"--coordinator {info.coordinator}: jax.distributed.initialize failed for process "
+        raise ConfigError(f"coordinator={info.coordinator!r}: jax.distributed.initialize failed for process "
                           f"{info.process_id}/{info.num_processes} ({type(e).__name__}: {e})") from None
     return info
 
@@ -163,11 +163,11 @@ class Devices:
         devs = jax.local_devices()
         if count is not None:
             if not 1 <= count <= len(devs):
-                raise ConfigError(f"--devices {count}: this process sees {len(devs)} device(s)")
+                raise ConfigError(f"devices={count}: this process sees {len(devs)} device(s)")
             devs = devs[:count]
         k = int(restart_shards or 1)
         if k < 1 or len(devs) % k:
-            raise ConfigError(f"--restart-shards {k}: must divide the number of devices ({len(devs)})")
+            raise ConfigError(f"restart_shards={k}: must divide the number of devices ({len(devs)})")
         return cls(Mesh(np.asarray(devs).reshape(len(devs) // k, k), ("batch", "restart")))
 
     @property

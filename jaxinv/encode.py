@@ -1,6 +1,6 @@
 """Learning-based inversion: e4e / pSp encoders as batched forward passes, and their codes as optimisation starts.
 
-    pair = load_encoder("e4e_ffhq_encode.pt")            # official .pt, or a `weights_convert.encoders` folder
+    pair = load_encoder("e4e_ffhq_encode.pt")            # official .pt, or a `python -m weights_convert` folder
     out = encode_images(pair, x256)                      # codes [N, n_styles, 512], images, images_256
     jaxinv.invert(pair.decoder, targets, space="w+", init_latents=encoder_start(pair, targets, ...))
 
@@ -18,7 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinv.checkpoint import load, load_models
 from jaxinv.errors import CheckpointError, ConfigError
+from jaxinv.generators import Generator
 from jaxinv.images import Preprocess
 from jaxinv.models import Model
 from jaxinv.models import encoders as enc
@@ -89,75 +91,31 @@ class EncoderPair:
 def load_model_or_pair(spec: str | Path) -> tuple[Model, EncoderPair | None]:
     """A generator, or an e4e / pSp checkpoint's decoder with its pair: `jaxinv invert --model` accepts both.
     A torch file is read once whichever it holds."""
-    from jaxinv.checkpoint import load
-
-    path = Path(spec)
-    pair = None
-    if path.is_dir() and (path / "encoder").is_dir():
-        pair = load_encoder(path)
-    elif path.is_file():
-        from weights_convert.torch_formats import detect_format, load_torch
-
-        fmt = detect_format(path)
-        if fmt in ("torch_zip", "torch_legacy"):
-            from weights_convert.encoders import is_encoder_checkpoint
-            from weights_convert.source import source_from_torch
-
-            obj = load_torch(path)
-            if not is_encoder_checkpoint(obj):
-                from jaxinv.models import from_source
-
-                return from_source(source_from_torch(path, fmt, obj)), None
-            pair = _pair_from_checkpoint(path, obj)
-    if pair is None:
-        model = load(path)
-        if model.family not in ENCODER_FAMILIES:
-            return model, None
-        pair = EncoderPair(model, None, str(path))  # a converted encoder folder alone: no decoder
+    models = load_models(spec)
+    if models[0].family not in ENCODER_FAMILIES:
+        return models[0], None
+    pair = _checked_pair(Path(spec), models[0], models[1] if len(models) > 1 else None)
     if pair.decoder is None:
-        raise ConfigError(f"{path}: an e4e / pSp encoder without a decoder (generator) to invert into")
+        raise ConfigError(f"{spec}: an e4e / pSp encoder without a decoder (generator) to invert into")
     return pair.decoder, pair
 
 
 def load_encoder(path: str | Path, decoder: str | Path | None = None) -> EncoderPair:
-    """An official e4e / pSp `.pt` (read without torch), a folder written by `python -m weights_convert.encoders`
+    """An official e4e / pSp `.pt` (read without torch), a folder written by `python -m weights_convert`
     (`encoder/` + `decoder/`), or a converted encoder folder. `decoder` overrides the checkpoint's decoder."""
-    from jaxinv.checkpoint import load
-
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file or directory")
-    if path.is_dir():
-        if (path / "encoder").is_dir():
-            encoder = load(path / "encoder")
-            dec = load(path / "decoder") if (path / "decoder").is_dir() and decoder is None else None
-        else:
-            encoder, dec = load(path), None
-        pair = EncoderPair(encoder, dec, str(path))
-    else:
-        from weights_convert.torch_formats import load_torch
+    models = load_models(path, decoder=decoder is None)
+    if models[0].family not in ENCODER_FAMILIES:
+        raise CheckpointError(f"{path}: not an e4e / pSp encoder (model family {models[0].family!r})")
+    dec = load(decoder) if decoder is not None else models[1] if len(models) > 1 else None
+    return _checked_pair(path, models[0], dec)
 
-        pair = _pair_from_checkpoint(path, load_torch(path), with_decoder=decoder is None)
-    if pair.encoder.family not in ENCODER_FAMILIES:
-        raise CheckpointError(f"{path}: not an e4e / pSp encoder (model family {pair.encoder.family!r})")
-    if decoder is not None:
-        pair = EncoderPair(pair.encoder, load(decoder), str(path))
-    if pair.decoder is not None:
-        from jaxinv.generators import Generator
 
-        if (why := pair.net.code_mismatch(Generator.from_model(pair.decoder))) is not None:
-            raise CheckpointError(f"{path}: {why}")
+def _checked_pair(path: Path, encoder: Model, decoder: Model | None) -> EncoderPair:
+    pair = EncoderPair(encoder, decoder, str(path))
+    if decoder is not None and (why := pair.net.code_mismatch(Generator.from_model(decoder))) is not None:
+        raise CheckpointError(f"{path}: {why}")
     return pair
-
-
-def _pair_from_checkpoint(path: Path, obj: Any, with_decoder: bool = True) -> EncoderPair:
-    """An already-read official e4e / pSp checkpoint object -> EncoderPair (decoder None if absent/unwanted)."""
-    from jaxinv.models import from_source
-    from weights_convert.encoders import split_checkpoint
-
-    enc_src, dec_src = split_checkpoint(path, obj)
-    dec = from_source(dec_src) if with_decoder and dec_src.state_dict else None
-    return EncoderPair(from_source(enc_src), dec, str(path))
 
 
 def _forward(net: Encoder, gen: Any, x: jax.Array) -> dict[str, jax.Array]:
@@ -176,8 +134,6 @@ _forward_jit = jax.jit(_forward)
 def encode_images(pair: EncoderPair, images: Any) -> dict[str, np.ndarray]:
     """Images [N, 256, 256, C] in [-1, 1] (see `EncoderPair.preprocess`) -> codes [N, n_styles, 512] and, with a
     decoder, images [N, R, R, 3] (decoder resolution) and images_256 (face_pool)."""
-    from jaxinv.generators import Generator
-
     x = jnp.asarray(images, jnp.float32)
     want = (ENCODER_SIZE, ENCODER_SIZE, int(pair.encoder.cfg.input_nc))
     if x.ndim != 4 or x.shape[1:] != want:
@@ -220,7 +176,6 @@ def encode_spec(pair: EncoderPair, load: Any, *, batch_size: int = 8, devices: A
     proj_256 against the input."""
     from jaxinv import jobs
     from jaxinv.distributed import Devices
-    from jaxinv.generators import Generator
 
     devices = devices or Devices.local()
     bs = devices.global_batch(batch_size)

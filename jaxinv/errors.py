@@ -1,12 +1,11 @@
-"""Error types. Every message is one line naming the file (or option) and the problem."""
+"""Error types. Every message is one line naming the file (or option) and the problem.
 
+`JaxinvError` and `CheckpointError` are defined beside the readers (`weights_convert.errors`), which must not
+import jaxinv; they are the same classes here."""
 
-class JaxinvError(Exception):
-    """Base class for user-facing errors (CLI prints `str(err)` and exits non-zero)."""
+from weights_convert.errors import CheckpointError, JaxinvError
 
-
-class CheckpointError(JaxinvError):
-    """A checkpoint file is missing, truncated, of an unknown format, or not allow-listed."""
+__all__ = ["CheckpointError", "ConfigError", "ImageError", "JaxinvError"]
 
 
 class ImageError(JaxinvError):

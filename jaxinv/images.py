@@ -57,7 +57,7 @@ class Preprocess:
         if self.crop is not None:
             x0, y0, x1, y1 = self.crop
             if not (0 <= x0 < x1 and 0 <= y0 < y1):
-                raise ConfigError(f"--crop {x0},{y0},{x1},{y1}: need 0 <= x0 < x1 and 0 <= y0 < y1")
+                raise ConfigError(f"crop=({x0}, {y0}, {x1}, {y1}): need 0 <= x0 < x1 and 0 <= y0 < y1")
         if self.channels not in (1, 3):
             raise ConfigError(f"preprocess: channels must be 1 or 3, got {self.channels}")
         if self.resample not in _FILTERS:
@@ -78,7 +78,7 @@ def parse_crop(spec: str | None, resolution: int, channels: int = 3,
     if spec in PRESETS:
         p = PRESETS[spec]
         if p["resolution"] != resolution:
-            raise ConfigError(f"--crop {spec}: preset is for {p['resolution']}px generators, this one is "
+            raise ConfigError(f"crop={spec!r}: preset is for {p['resolution']}px generators, this one is "
                               f"{resolution}px")
         return Preprocess(channels=channels, **p)
     try:
@@ -86,7 +86,7 @@ def parse_crop(spec: str | None, resolution: int, channels: int = 3,
     except ValueError:
         box = ()
     if len(box) != 4:
-        raise ConfigError(f"--crop {spec!r}: expected x0,y0,x1,y1 (integers) or one of: none, {', '.join(PRESETS)}")
+        raise ConfigError(f"crop={spec!r}: expected x0,y0,x1,y1 (integers) or one of: none, {', '.join(PRESETS)}")
     return Preprocess(resolution, resize_to=resize_to, crop=box, channels=channels)  # type: ignore[arg-type]
 
 

@@ -163,8 +163,8 @@ def make_optimizer(optimizer: str | Adam | LBFGS, **options: Any) -> Adam | LBFG
         return optimizer
     cls = OPTIMIZERS.get(str(optimizer).lower().replace("-", ""))
     if cls is None:
-        raise ConfigError(f"--optimizer {optimizer!r}: unknown (choose from {', '.join(OPTIMIZERS)})")
+        raise ConfigError(f"optimizer={optimizer!r}: unknown (choose from {', '.join(OPTIMIZERS)})")
     try:
         return cls(**options)
     except TypeError as e:
-        raise ConfigError(f"--optimizer {optimizer}: bad option ({e})") from None
+        raise ConfigError(f"optimizer={optimizer!r}: bad option ({e})") from None

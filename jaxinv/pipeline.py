@@ -70,7 +70,7 @@ def iter_images(paths: Iterable[str | os.PathLike], exts: frozenset[str] = IMAGE
         elif p.exists() or p.is_symlink():
             yield ImageRef(p.name, p)
         else:
-            raise ConfigError(f"--images {p}: no such file or directory")
+            raise ConfigError(f"paths={str(p)!r}: no such file or directory")
 
 
 def list_images(paths: Sequence[str | os.PathLike], exts: frozenset[str] = IMAGE_EXTS) -> list[ImageRef]:
@@ -79,10 +79,10 @@ def list_images(paths: Sequence[str | os.PathLike], exts: frozenset[str] = IMAGE
     refs = sorted(iter_images(paths, exts), key=lambda r: r.key)
     for a, b in zip(refs, refs[1:], strict=False):
         if a.key == b.key:
-            raise ConfigError(f"--images: {a.path} and {b.path} have the same name {a.key!r} inside the job "
+            raise ConfigError(f"paths: {a.path} and {b.path} have the same name {a.key!r} inside the job "
                               "(rename one or run them as separate jobs)")
     if not refs:
-        raise ConfigError(f"--images {' '.join(map(str, paths))}: no image files found")
+        raise ConfigError(f"paths={[str(p) for p in paths]}: no image files found")
     return refs
 
 
@@ -136,7 +136,7 @@ class BatchStream:
                  item_shape: tuple[int, ...], workers: int | None = None, prefetch: int = 2,
                  dtype: np.dtype = np.float32):
         if batch_size < 1:
-            raise ConfigError(f"--batch {batch_size}: must be >= 1")
+            raise ConfigError(f"batch_size={batch_size}: must be >= 1")
         self.batch_size = int(batch_size)
         self.item_shape = tuple(item_shape)
         self.dtype = np.dtype(dtype)

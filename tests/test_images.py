@@ -79,7 +79,7 @@ def test_non_square_centre_crop_and_explicit_crop(tmp_path, rgb):
     with pytest.raises(ImageError, match=r"r\.png: crop box 10,0,60,20 lies outside the 50x40 image"):
         images.load_image(tmp_path / "r.png", images.parse_crop("10,0,60,20", 20))
     for bad in ("1,2,3", "a,b,c,d", "5,5,2,9"):
-        with pytest.raises(ConfigError, match="--crop"):
+        with pytest.raises(ConfigError, match="crop="):
             images.parse_crop(bad, 64)
     with pytest.raises(ConfigError, match="preset is for 64px"):
         images.parse_crop("dcgan-faces", 128)

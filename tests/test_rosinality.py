@@ -17,6 +17,7 @@ from jaxinv.models import rosinality as ros
 from jaxinv.parity import rosinality as handler
 from jaxinv.parity.core import assert_parity, load_case
 from tests.conftest import GOLDEN, require
+from weights_convert.rosinality import source_from_checkpoint as read_rosinality_pt
 from weights_convert.source import Source, read_golden_npz, read_source
 
 CASE = "rosinality_r64_cm1"
@@ -166,14 +167,14 @@ def test_missing_and_unexpected_names_are_listed():
 
 def test_source_from_checkpoint_layouts():
     _, sd = _manifest_state_dict("rosinality_256_cm1")
-    src = ros.source_from_checkpoint("c.pt", {"g_ema": sd, "latent_avg": np.ones(512, np.float32)}, {"x": 1})
+    src = read_rosinality_pt("c.pt", {"g_ema": sd, "latent_avg": np.ones(512, np.float32)}, {"x": 1})
     cfg, params = ros.from_source(src)
     assert params["latent_avg"].shape == (512,) and src.provenance["latent_avg"] is True
     args = argparse.Namespace(arch="swagan", size=256, latent=512, n_mlp=8, channel_multiplier=1)
     with pytest.raises(CheckpointError, match="c.pt: rosinality arch 'swagan' is not supported"):
-        ros.source_from_checkpoint("c.pt", {"g_ema": sd, "args": args}, {})
+        read_rosinality_pt("c.pt", {"g_ema": sd, "args": args}, {})
     with pytest.raises(CheckpointError, match="c.pt: 'g_ema' is list"):
-        ros.source_from_checkpoint("c.pt", {"g_ema": []}, {})
+        read_rosinality_pt("c.pt", {"g_ema": []}, {})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,41 +4,27 @@ Layout (golden PICKLE_FORMAT.md section 3): ``state_dict`` keys ``encoder.*`` (I
 (a rosinality ``Generator(size, 512, 8, channel_multiplier=2)``); ``opts`` = ``vars(training options)``;
 ``latent_avg`` ``[n_styles, 512]`` when trained with ``start_from_latent_avg``. Read without torch.
 
-``python -m weights_convert.encoders CKPT OUT_DIR`` writes ``OUT_DIR/encoder`` and ``OUT_DIR/decoder``
+``python -m weights_convert CKPT OUT_DIR`` writes ``OUT_DIR/encoder`` and ``OUT_DIR/decoder``
 (two converted model directories, each loadable with ``jaxinv.load``).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from jaxinv.errors import CheckpointError, JaxinvError
-from weights_convert.source import Source, check_tensors, malformed_checkpoint
+from weights_convert.base import Source, check_tensors, is_options, malformed_checkpoint, options, provenance
+from weights_convert.errors import CheckpointError
+from weights_convert.rosinality import generator_init
+from weights_convert.torch_formats import load_torch
 
 # Options whose presence tells the two repos apart when encoder_type alone does not.
 _E4E_ONLY_OPTS = ("stylegan_size", "progressive_steps", "delta_norm", "w_discriminator_lambda")
 _E4E_HEADS = ("Encoder4Editing", "SingleStyleCodeEncoder")
 _PSP_HEADS = ("BackboneEncoderUsingLastLayerIntoW", "BackboneEncoderUsingLastLayerIntoWPlus")
-
-
-def _jsonable(v: Any) -> Any:
-    if v is None or isinstance(v, bool | int | float | str):
-        return v
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, np.ndarray) and v.size <= 16:
-        return v.tolist()
-    return repr(v)
 
 
 def _split(path: Path, state_dict: dict) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -101,10 +87,9 @@ def split_checkpoint(path: str | Path, obj: Any) -> tuple[Source, Source]:
     if raw_opts is None:
         raise CheckpointError(f"{path}: e4e/pSp checkpoint without 'opts' (the training options)")
     # a dict (vars(opts)), the reader's argparse.Namespace stand-in, or (built in code) a real Namespace
-    if not hasattr(raw_opts, "items") and not hasattr(raw_opts, "__dict__"):
+    if not is_options(raw_opts):
         raise CheckpointError(f"{path}: e4e/pSp 'opts' is a {type(raw_opts).__name__}, expected a dict of options")
-    opts = {str(k): _jsonable(v) for k, v in (raw_opts.items() if hasattr(raw_opts, "items") else
-                                               vars(raw_opts).items())}
+    opts = options(raw_opts)
     head = opts.get("encoder_type")
     if head is not None and not isinstance(head, str):
         raise CheckpointError(f"{path}: opts.encoder_type={head!r} is not a class name")
@@ -115,11 +100,9 @@ def split_checkpoint(path: str | Path, obj: Any) -> tuple[Source, Source]:
     head = opts.get("encoder_type") or ("Encoder4Editing" if family == "e4e" else "GradualStyleEncoder")
 
     latent_avg = obj.get("latent_avg")
-    provenance = {"source": str(path.resolve()), "format": "torch_zip", "repo": family}
-    if path.is_file():
-        from weights_convert.torch_formats import sha256_file
-
-        provenance["sha256"] = sha256_file(path)
+    # split_checkpoint also serves objects built in code (tests): no file to hash then
+    prov = (provenance(path, "torch_zip", repo=family) if path.is_file() else
+            {"source": str(path.resolve()), "format": "torch_zip", "repo": family})
     if latent_avg is not None:
         if not isinstance(latent_avg, np.ndarray):
             raise CheckpointError(f"{path}: latent_avg is {type(latent_avg).__name__}, expected a tensor")
@@ -133,13 +116,10 @@ def split_checkpoint(path: str | Path, obj: Any) -> tuple[Source, Source]:
     enc_init.update(encoder_type=head, n_styles=n_styles)
     if family == "psp" and opts.get("learn_in_w") is None:
         enc_init["learn_in_w"] = False  # the pSp inference scripts' default
-    encoder = Source(family, enc_init, enc_sd, dict(provenance, part="encoder"))
+    encoder = Source(family, enc_init, enc_sd, dict(prov, part="encoder"))
 
-    from jaxinv.models import rosinality
-
-    dec_init = {"family": rosinality.FAMILY, "class_name": rosinality.CLASS_NAME,
-                "init_kwargs": {"size": size, "style_dim": 512, "n_mlp": 8, "channel_multiplier": 2}}
-    dec_prov = dict(provenance, part="decoder")
+    dec_init = generator_init(size=size, style_dim=512, n_mlp=8, channel_multiplier=2)
+    dec_prov = dict(prov, part="decoder")
     if latent_avg is not None:
         # The generator's mean w, repeated per style during training: usable as the truncation centre.
         rows = latent_avg.reshape(-1, latent_avg.shape[-1])
@@ -156,8 +136,6 @@ def read_encoder_checkpoint(path: str | Path) -> tuple[Source, Source]:
     Encoder: family ``"e4e"`` / ``"psp"``, init = opts + ``encoder_type`` + ``n_styles``, state_dict = ``encoder.*``
     names stripped (+ ``latent_avg``). Decoder: family ``"rosinality"`` with the Generator constructor arguments.
     """
-    from weights_convert.torch_formats import load_torch
-
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file")
@@ -167,30 +145,3 @@ def read_encoder_checkpoint(path: str | Path) -> tuple[Source, Source]:
         check_tensors(path, encoder.state_dict, "encoder state_dict")
         check_tensors(path, decoder.state_dict, "decoder state_dict")
     return encoder, decoder
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m weights_convert.encoders",
-                                 description="Convert an official e4e / pSp checkpoint (.pt) into two jaxinv model "
-                                 "directories, OUT_DIR/encoder and OUT_DIR/decoder (no torch needed).")
-    ap.add_argument("src", help="e4e / pSp checkpoint (.pt)")
-    ap.add_argument("out_dir", help="output directory")
-    ap.add_argument("--overwrite", action="store_true", help="replace existing converted models")
-    args = ap.parse_args(argv)
-    from jaxinv.checkpoint import save
-    from jaxinv.models import from_source
-
-    try:
-        enc, dec = read_encoder_checkpoint(args.src)
-        out = Path(args.out_dir)
-        for name, src in (("encoder", enc), ("decoder", dec)):
-            save(from_source(src), out / name, overwrite=args.overwrite)
-    except JaxinvError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"{args.src} -> {out}/encoder ({enc.family}), {out}/decoder (rosinality)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

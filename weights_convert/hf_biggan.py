@@ -9,7 +9,6 @@ The config can also be given explicitly (`config=` dict or JSON path).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -17,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from jaxinv.errors import CheckpointError
+from weights_convert.base import Source
+from weights_convert.errors import CheckpointError
+from weights_convert.torch_formats import load_torch, sha256_file
 
 WEIGHTS_NAME = "pytorch_model.bin"
 CONFIG_NAME = "config.json"
@@ -80,8 +81,6 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
 def _load_state_dict(path: Path, loaded: Any = None) -> tuple[dict[str, np.ndarray], str]:
     if path.suffix == ".npz" and loaded is None:
         return _load_npz(path), "golden_npz"
-    from weights_convert.torch_formats import load_torch
-
     fmt = "torch_zip" if zipfile.is_zipfile(path) else "torch_legacy"
     obj = load_torch(path) if loaded is None else loaded
     if not isinstance(obj, dict) or not obj:
@@ -92,22 +91,12 @@ def _load_state_dict(path: Path, loaded: Any = None) -> tuple[dict[str, np.ndarr
     return dict(obj), fmt
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def read_biggan(path: str | Path, config: dict | str | Path | None = None, loaded: Any = None) -> Any:
+def read_biggan(path: str | Path, config: dict | str | Path | None = None, loaded: Any = None) -> Source:
     """Read a HF BigGAN checkpoint (folder, .bin or golden .npz) into a `Source(family='biggan')`.
 
     `config`: the BigGANConfig dict or a JSON path; default: the config.json found next to the weights.
     `loaded`: what `load_torch(path)` already returned for a torch file (skips reading it twice).
     """
-    from weights_convert.source import Source
-
     path = Path(path)
     weights, config_file = _resolve(path)
     if config is None:
@@ -123,7 +112,7 @@ def read_biggan(path: str | Path, config: dict | str | Path | None = None, loade
     state_dict, fmt = _load_state_dict(weights, loaded)
     if _STATE_MARKER not in state_dict:
         raise CheckpointError(f"{weights}: not a BigGAN state_dict (no '{_STATE_MARKER}')")
-    provenance = {"source": str(weights.resolve()), "sha256": _sha256(weights), "format": fmt,
+    provenance = {"source": str(weights.resolve()), "sha256": sha256_file(weights), "format": fmt,
                   "reader": "weights_convert.hf_biggan",
                   "config": str(config_file.resolve()) if config_file is not None else "given"}
     return Source(family="biggan", init=init, state_dict=state_dict, provenance=provenance)

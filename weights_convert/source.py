@@ -1,8 +1,7 @@
-"""One entry point that reads any supported official checkpoint into a `Source`.
+"""One entry point that reads any supported official checkpoint into `Source`s (`weights_convert.base`).
 
-A `Source` is the official state_dict (official names and layouts, numpy) plus the constructor
-information the official code would need; the family modules in `jaxinv.models` turn it into
-Flax params. Formats are detected from the file's bytes, never from pickled code.
+Formats are detected from the file's bytes, never from pickled code. `jaxinv.load` is the way in for users; this
+module imports nothing from jaxinv.
 """
 
 from __future__ import annotations
@@ -10,18 +9,21 @@ from __future__ import annotations
 import json
 import numbers
 import re
-import struct
-import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from jaxinv.errors import CheckpointError
+from weights_convert.base import Source, check_tensors, malformed_checkpoint, provenance
+from weights_convert.encoders import is_encoder_checkpoint, split_checkpoint
+from weights_convert.errors import CheckpointError
+from weights_convert.hf_biggan import read_biggan
+from weights_convert.rosinality import source_from_checkpoint as _read_rosinality
 from weights_convert.tf_pickles import from_snapshot, is_tf_snapshot
+from weights_convert.torch_formats import PersistentObj, detect_format, load_nvlabs_pickle, load_torch
+
+__all__ = ["Source", "check_tensors", "family_from_init", "malformed_checkpoint", "read_golden_npz", "read_source",
+           "read_sources", "source_from_torch"]
 
 # init_kwargs.json "family" / "class_name" of the golden cases -> our family key.
 _GOLDEN_FAMILIES = {
@@ -33,14 +35,6 @@ _GOLDEN_FAMILIES = {
 }
 
 
-@dataclass
-class Source:
-    family: str  # key of jaxinv.models.FAMILIES
-    init: dict[str, Any]  # constructor information, JSON-able
-    state_dict: dict[str, np.ndarray]  # official names and layouts
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-
 def family_from_init(init: dict[str, Any]) -> str | None:
     """Family key from a golden `<case>.init_kwargs.json` (or a Source.init that carries its fields)."""
     cls = init.get("class_name", "")
@@ -49,12 +43,6 @@ def family_from_init(init: dict[str, Any]) -> str | None:
     if cls.startswith("training.networks_stylegan2") or cls == "training.networks.Generator":
         return "stylegan2"
     return _GOLDEN_FAMILIES.get(init.get("family", ""))
-
-
-def _provenance(path: Path, fmt: str, **extra: Any) -> dict[str, Any]:
-    from weights_convert.torch_formats import sha256_file
-
-    return {"source": str(path.resolve()), "sha256": sha256_file(path), "format": fmt, **extra}
 
 
 def read_golden_npz(weights_path: str | Path, init_path: str | Path | None = None) -> Source:
@@ -78,7 +66,7 @@ def read_golden_npz(weights_path: str | Path, init_path: str | Path | None = Non
             sd = {k: z[k] for k in z.files}
     except Exception as e:  # zipfile / ValueError on corrupt data
         raise CheckpointError(f"{weights_path}: not a readable npz file ({type(e).__name__}: {e})") from None
-    return Source(family, init, sd, _provenance(weights_path, "golden_npz", init_kwargs=str(init_path)))
+    return Source(family, init, sd, provenance(weights_path, "golden_npz", init_kwargs=str(init_path)))
 
 
 def _submodule(path: Path, net: Any, dotted: str) -> Any:
@@ -114,12 +102,10 @@ def _sg2_resolved(path: Path, net: Any) -> dict[str, Any]:
 
 
 def _read_nvlabs(path: Path) -> Source:
-    from weights_convert.torch_formats import PersistentObj, load_nvlabs_pickle
-
     data = load_nvlabs_pickle(path)
     if is_tf_snapshot(data):
         family, init, sd = from_snapshot(path, data)
-        return Source(family, init, sd, _provenance(path, "tf_pkl", network="Gs"))
+        return Source(family, init, sd, provenance(path, "tf_pkl", network="Gs"))
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: NVlabs pickle top level is {type(data).__name__}, expected a dict")
     net = data.get("G_ema")
@@ -137,111 +123,86 @@ def _read_nvlabs(path: Path) -> Source:
     family = "stylegan3" if "synthesis.input.freqs" in sd or sg3 else "stylegan2"
     if family == "stylegan2":
         init["resolved"] = _sg2_resolved(path, net)
-    return Source(family, init, sd, _provenance(path, "nvlabs_pkl", network="G_ema"))
+    return Source(family, init, sd, provenance(path, "nvlabs_pkl", network="G_ema"))
 
 
 def source_from_torch(path: Path, fmt: str, obj: Any = None) -> Source:
     """The Source of a torch.save file (`obj`: its already-read top-level object, else read here)."""
-    from weights_convert.torch_formats import load_torch
+    return _sources_from_torch(path, fmt, obj)[0]
 
+
+def _sources_from_torch(path: Path, fmt: str, obj: Any = None) -> tuple[Source, ...]:
     obj = load_torch(path) if obj is None else obj
     with malformed_checkpoint(path):
-        src = _source_from_torch_object(path, fmt, obj)
-        check_tensors(path, src.state_dict)
-    return src
+        srcs = _sources_from_torch_object(path, fmt, obj)
+        for src in srcs:
+            check_tensors(path, src.state_dict)
+    return srcs
 
 
-def _source_from_torch_object(path: Path, fmt: str, obj: Any) -> Source:
+def _sources_from_torch_object(path: Path, fmt: str, obj: Any) -> tuple[Source, ...]:
     if isinstance(obj, dict) and "g_ema" in obj:
-        from jaxinv.models import rosinality
-
-        return rosinality.source_from_checkpoint(path, obj, _provenance(path, fmt, key="g_ema"))
+        return (_read_rosinality(path, obj, provenance(path, fmt, key="g_ema")),)
     if isinstance(obj, dict) and "netG_state_dict" in obj:
         sd = {k: np.asarray(v) for k, v in obj["netG_state_dict"].items()}
-        return Source("dcgan", {"class_name": "Generator"}, sd, _provenance(path, fmt, key="netG_state_dict"))
-    from weights_convert.encoders import is_encoder_checkpoint, split_checkpoint
-
+        return (Source("dcgan", {"class_name": "Generator"}, sd, provenance(path, fmt, key="netG_state_dict")),)
     if is_encoder_checkpoint(obj):
-        return split_checkpoint(path, obj)[0]
+        encoder, decoder = split_checkpoint(path, obj)
+        return (encoder, decoder) if decoder.state_dict else (encoder,)  # an encoder saved without its decoder
     if isinstance(obj, dict) and any(k.startswith("generator.") for k in obj):
-        from weights_convert.hf_biggan import read_biggan
-
-        return read_biggan(path, loaded=obj)
+        return (read_biggan(path, loaded=obj),)
     keys = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
     raise CheckpointError(f"{path}: torch file with an unknown layout (top level: {keys})")
 
 
-# What interpreting a parseable but malformed file may raise before a check of ours names the problem.
-_MALFORMED = (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, ZeroDivisionError,
-              RecursionError, MemoryError, EOFError, struct.error, zipfile.BadZipFile, UnicodeError)
-
-
-@contextmanager
-def malformed_checkpoint(path: str | Path) -> Iterator[None]:
-    """Turn any failure of interpreting an untrusted file into one CheckpointError line naming it."""
+def _read_dcgan_npz(path: Path) -> Source:
+    """An npz of the official DCGAN state_dict (e.g. the realdata netG.npz)."""
     try:
-        yield
-    except CheckpointError:
-        raise
-    except _MALFORMED as e:
-        detail = " ".join(str(e).split())[:300]
-        raise CheckpointError(f"{path}: malformed checkpoint ({type(e).__name__}: {detail})") from None
-
-
-def check_tensors(path: str | Path, state_dict: Any, what: str = "state_dict") -> dict[str, np.ndarray]:
-    """A state_dict of numeric tensors: floating point (BatchNorm step counters: integer), string names."""
-    if not isinstance(state_dict, dict):
-        raise CheckpointError(f"{path}: {what} is a {type(state_dict).__name__}, expected a state_dict")
-    for name, value in state_dict.items():
-        if not isinstance(name, str):
-            raise CheckpointError(f"{path}: {what} has a non-string tensor name {name!r}")
-        if not isinstance(value, np.ndarray):
-            raise CheckpointError(f"{path}: {what}[{name!r}] is a {type(value).__name__}, expected a tensor")
-        if name.endswith("num_batches_tracked"):
-            ok = value.dtype.kind in "iuf"
-        else:  # bfloat16 / float8 come from ml_dtypes (numpy kind 'V')
-            ok = value.dtype.kind == "f" or value.dtype.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2")
-        if not ok:
-            raise CheckpointError(f"{path}: {what}[{name!r}] has dtype {value.dtype}, expected floating point")
-    return state_dict
+        with np.load(path, allow_pickle=False) as data:
+            sd = {k: data[k] for k in data.files}
+    except Exception as e:  # zipfile / ValueError on corrupt data
+        raise CheckpointError(f"{path}: not a readable npz file ({type(e).__name__}: {e})") from None
+    return Source("dcgan", {"class_name": "Generator"}, sd, provenance(path, "npz"))
 
 
 def read_source(path: str | Path) -> Source:
-    """Read an official checkpoint (NVlabs .pkl, torch .pt/.bin, HF BigGAN folder, golden npz).
+    """Read an official checkpoint (NVlabs .pkl, torch .pt/.bin, HF BigGAN folder, golden npz); of an e4e / pSp
+    checkpoint, the encoder.
 
     Every problem with the file raises one `CheckpointError` line that names it."""
+    return read_sources(path)[0]
+
+
+def read_sources(path: str | Path) -> tuple[Source, ...]:
+    """Every network of an official checkpoint, read once: one Source, or (encoder, decoder) of an e4e / pSp
+    checkpoint that holds its decoder."""
     path = Path(path)
     with malformed_checkpoint(path):
-        src = _read_source(path)
-        check_tensors(path, src.state_dict)
-    return src
+        srcs = _read_sources(path)
+        for src in srcs:
+            check_tensors(path, src.state_dict)
+    return srcs
 
 
-def _read_source(path: Path) -> Source:
+def _read_sources(path: Path) -> tuple[Source, ...]:
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or directory")
     if path.is_dir():
         if (path / "pytorch_model.bin").exists():
-            from weights_convert.hf_biggan import read_biggan
-
-            return read_biggan(path)
+            return (read_biggan(path),)
         raise CheckpointError(
             f"{path}: directory without a known checkpoint (expected pytorch_model.bin + config.json)")
-    from weights_convert.torch_formats import detect_format
-
     fmt = detect_format(path)
     if fmt == "npz":
         if path.name.endswith(".weights.npz"):
-            return read_golden_npz(path)
+            return (read_golden_npz(path),)
         with np.load(path, allow_pickle=False) as z:
             names = set(z.files)
         if "main.0.weight" in names:
-            from jaxinv.models import dcgan
-
-            return dcgan.source_from_npz(path)
+            return (_read_dcgan_npz(path),)
         raise CheckpointError(f"{path}: npz file of unknown layout (expected <case>.weights.npz or a DCGAN netG.npz)")
     if fmt == "nvlabs_pkl":
-        return _read_nvlabs(path)
+        return (_read_nvlabs(path),)
     if fmt in ("torch_zip", "torch_legacy"):
-        return source_from_torch(path, fmt)
+        return _sources_from_torch(path, fmt)
     raise CheckpointError(f"{path}: unsupported checkpoint format {fmt!r}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxinv.errors import CheckpointError
+from weights_convert.errors import CheckpointError
 
 _STATE_KEYS = ("version", "name", "static_kwargs", "build_func_name", "variables")  # + components (not PGGAN)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxinv.errors import CheckpointError
+from weights_convert.errors import CheckpointError
 from weights_convert.tf_pickles import TFNetwork, is_tf_snapshot
 
 __all__ = [

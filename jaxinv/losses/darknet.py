@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinv.errors import CheckpointError
-from jaxinv.losses import _tfjs
+from weights_convert import tfjs as _tfjs
 
 __all__ = [
     "Layer",

@@ -32,6 +32,8 @@ import numpy as np
 
 from jaxinv import ops, winograd
 from jaxinv.errors import CheckpointError
+from weights_convert.torch_formats import load_torch
+from weights_convert.torchscript import is_torchscript_archive, load_torchscript
 
 __all__ = [
     "CONV_INDICES",
@@ -239,15 +241,9 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 return {k: z[k] for k in z.files}
         except (OSError, ValueError) as e:
             raise CheckpointError(f"{path}: cannot read npz ({e})") from None
-    from jaxinv.losses import _torchscript
-
-    if _torchscript.is_torchscript_archive(path):  # e.g. the NVlabs vgg16.pt
-        obj = _torchscript.load_torchscript(path)
+    if is_torchscript_archive(path):  # e.g. the NVlabs vgg16.pt
+        obj = load_torchscript(path)
     else:
-        try:
-            from weights_convert.torch_formats import load_torch
-        except ImportError as e:  # the torch.save reader lives in weights_convert
-            raise CheckpointError(f"{path}: torch file reader unavailable ({e})") from None
         obj = load_torch(path)
     out: dict[str, np.ndarray] = {}
     _flatten_state(obj, "", out)

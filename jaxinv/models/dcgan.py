@@ -24,7 +24,6 @@ import json
 from dataclasses import dataclass
 from functools import partial
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -191,19 +190,6 @@ def load_default():
     return Model("dcgan", cfg, params, {"source": f"jaxinv:assets/{DEFAULT_ASSET}/netG.npz",
                                         "sha256": prov["files"]["netG.npz"]["sha256"], "format": "npz",
                                         "origin": prov["origin"], "license": prov["license"]})
-
-
-def source_from_npz(path):
-    """`weights_convert.source.Source` from an npz of the official state_dict (e.g. realdata netG.npz)."""
-    from weights_convert.source import Source, _provenance
-
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            sd = {k: data[k] for k in data.files}
-    except Exception as e:  # zipfile / ValueError on corrupt data
-        raise CheckpointError(f"{path}: not a readable npz file ({type(e).__name__}: {e})") from None
-    return Source("dcgan", {"class_name": "Generator"}, sd, _provenance(path, "npz"))
 
 
 def default_provenance() -> dict:

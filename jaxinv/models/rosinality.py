@@ -24,7 +24,6 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -34,8 +33,6 @@ import numpy as np
 from jaxinv import ops
 from jaxinv.errors import CheckpointError, ConfigError
 
-FAMILY = "rosinality/stylegan2-pytorch"
-CLASS_NAME = "model.Generator"
 _UP = 2  # every upsampling layer of the official Generator doubles the resolution
 
 # ---------------------------------------------------------------------------------------------
@@ -258,7 +255,8 @@ def config_from_source(init: dict[str, Any], state_dict: dict[str, np.ndarray], 
     """Config from the weights (size, style_dim, n_mlp, channel table, blur kernel), checked against ``init``.
 
     ``init`` is a golden ``init_kwargs.json`` (``init_kwargs`` + ``channels_override``) or what
-    :func:`source_from_checkpoint` records (``init_kwargs`` from train.py ``args``; empty otherwise).
+    `weights_convert.rosinality.source_from_checkpoint` records (``init_kwargs`` from train.py ``args``;
+    empty otherwise).
     """
     kw = dict(init.get("init_kwargs") or {})
     mlp = sorted(int(m.group(1)) for k in state_dict if (m := re.fullmatch(r"style\.(\d+)\.weight", k)))
@@ -296,61 +294,6 @@ def from_source(src: Any) -> tuple[Config, dict]:
         raise CheckpointError(f"{where}: expected a rosinality source, got family {src.family!r}")
     cfg = config_from_source(src.init, src.state_dict, where)
     return cfg, params_from_state_dict(cfg, src.state_dict, where)
-
-
-def _jsonable(v: Any) -> Any:
-    if v is None or isinstance(v, bool | int | float | str):
-        return v
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, np.generic | np.ndarray) and np.ndim(v) == 0:
-        return v.item()
-    return str(v)
-
-
-def source_from_checkpoint(path: str | Path, obj: dict, provenance: dict[str, Any]):
-    """A rosinality ``.pt`` dict holding ``g_ema``: train.py checkpoint (g, d, g_ema, optimisers, args,
-    ada_aug_p) or convert_weight.py output (g_ema, latent_avg[, g, d]) -> Source.
-
-    ``latent_avg`` (if present) travels as an extra state_dict entry that `from_source` keeps in
-    ``params["latent_avg"]``; train.py ``args`` give the constructor arguments, checked against the weights.
-    """
-    from weights_convert.source import Source
-
-    g_ema = obj.get("g_ema")
-    if not isinstance(g_ema, dict) or not g_ema:
-        raise CheckpointError(f"{path}: 'g_ema' is {type(g_ema).__name__}, expected a state_dict")
-    sd: dict[str, np.ndarray] = {}
-    for k, v in g_ema.items():
-        if not isinstance(v, np.ndarray):
-            raise CheckpointError(f"{path}: g_ema[{k!r}] is {type(v).__name__}, expected a tensor")
-        sd[str(k)] = v
-    prov = dict(provenance)
-    if obj.get("latent_avg") is not None:
-        avg = obj["latent_avg"]
-        if not isinstance(avg, np.ndarray):
-            raise CheckpointError(f"{path}: latent_avg is {type(avg).__name__}, expected a tensor")
-        sd["latent_avg"] = np.asarray(avg, np.float32)
-        prov["latent_avg"] = True
-    init: dict[str, Any] = {"family": FAMILY, "class_name": CLASS_NAME, "init_kwargs": {}}
-    args = obj.get("args")
-    if args is not None:
-        # a dict, the reader's argparse.Namespace stand-in, or (built in code) a real Namespace
-        if not hasattr(args, "items") and not hasattr(args, "__dict__"):
-            raise CheckpointError(f"{path}: 'args' is a {type(args).__name__}, expected train.py's argparse.Namespace")
-        args = {str(k): _jsonable(v) for k, v in (args.items() if hasattr(args, "items") else vars(args).items())}
-        arch = args.get("arch", "stylegan2")
-        if arch != "stylegan2":
-            raise CheckpointError(f"{path}: rosinality arch {arch!r} is not supported (only 'stylegan2')")
-        init["args"] = args
-        # train.py builds Generator(args.size, args.latent, args.n_mlp, channel_multiplier=args.channel_multiplier).
-        for ours, theirs in (("size", "size"), ("style_dim", "latent"), ("n_mlp", "n_mlp"),
-                             ("channel_multiplier", "channel_multiplier")):
-            if args.get(theirs) is not None:
-                init["init_kwargs"][ours] = args[theirs]
-    return Source("rosinality", init, sd, prov)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxinv.errors import CheckpointError
+from weights_convert.errors import CheckpointError
 
 __all__ = ["read_weights_manifest", "read_json", "nest"]
 

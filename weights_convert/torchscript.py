@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxinv.errors import CheckpointError
+from weights_convert.errors import CheckpointError
 
 __all__ = ["is_torchscript_archive", "ScriptObject", "load_torchscript"]
 
