@@ -7,7 +7,8 @@
 Operators (applied left to right, images NHWC in [-1, 1]):
 
     mask    x * m, m [H, W] in [0, 1] (1 = observed, 0 = missing; soft values allowed): inpainting. Shared
-            by every image, or one per image (`Mask(masks, per_image=True)`, masks [N, H, W]).
+            by every image, or one per image (`Mask(masks, per_image=True)`, masks [N, H, W]). Specs:
+            mask:FILE, mask:DIR (one file per image, by name), mask:center:S (a central S x S hole).
     down:F  downsampling by an integer factor F with a stated kernel (super-resolution): `bicubic` (default;
             Keys a = -0.5 with its support stretched by F, i.e. antialiased, exactly pillow's
             `Image.resize(..., BICUBIC)`) or `area` (mean of each F x F block, pillow's BOX). Both are one
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -346,15 +348,16 @@ def mask_for(folder: str | Path, key: str) -> Path:
 def parse(spec: str | Degradation | None, resolution: int, channels: int = 3,
           preprocess: Any = None) -> Degradation | None:
     """A Degradation from a spec: ops joined by '+', each `mask:FILE`, `mask:DIR` (one mask per image, matched
-    by name: `mask_for`), `down:F[:bicubic|area]`, `gray`, `noise:SIGMA`. `resolution`, `channels`: the
-    generator's images (masks are read at the resolution where they act; `preprocess` aligns them with the
-    images, see `load_mask`). None / '' / 'none' -> None."""
+    by name: `mask_for`), `mask:center:S` (a central S x S hole), `down:F[:bicubic|area]`, `gray`,
+    `noise:SIGMA`. `resolution`, `channels`: the generator's images (masks are read at the resolution where they
+    act; `preprocess` aligns them with the images, see `load_mask`). None / '' / 'none' -> None."""
     if spec is None or isinstance(spec, Degradation):
         return spec
     text = str(spec).strip()
     if text.lower() in ("", "none"):
         return None
     ops: list[Op] = []
+    op: Op
     shape = (int(resolution), int(resolution), int(channels))
     for part in text.split("+"):
         name, _, arg = part.strip().partition(":")
@@ -364,8 +367,16 @@ def parse(spec: str | Degradation | None, resolution: int, channels: int = 3,
                 if not arg:
                     raise ConfigError("mask needs a file or folder (mask:FILE or mask:DIR)")
                 p = Path(arg)
-                if p.is_dir():
-                    op: Op = Mask(None, per_image=True, source=arg, preprocess=preprocess)
+                hole = re.fullmatch(r"center:(\d+)", arg)
+                if hole:  # a generated pattern: a central S x S hole
+                    size, r = int(hole.group(1)), shape[0]
+                    if not 0 < size < r:
+                        raise ConfigError(f"mask:{arg}: the hole must be 1..{r - 1} pixels wide")
+                    m = np.ones((r, r), np.float32)
+                    m[(r - size) // 2:(r + size) // 2, (r - size) // 2:(r + size) // 2] = 0
+                    op = Mask(m, source=arg)
+                elif p.is_dir():
+                    op = Mask(None, per_image=True, source=arg, preprocess=preprocess)
                 elif p.is_file():
                     op = Mask(load_mask(p, shape[0], preprocess), source=arg)
                 else:

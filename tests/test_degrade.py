@@ -57,6 +57,9 @@ def test_mask_gray_noise_and_composition_match_numpy():
     deg = D.Degradation((D.Down(2, "area"), D.Mask(m[:8, :8])))
     y = RNG.uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(deg.target(jnp.asarray(y))), y * m[None, :8, :8, None], atol=0)
+    hole = np.ones((16, 16), np.float32)
+    hole[6:10, 6:10] = 0
+    np.testing.assert_array_equal(D.parse("mask:center:4", 16).ops[0].mask, hole)
     pre = D.Degradation((D.Mask(m), D.Down(2, "area")))  # a mask before the resampling: y as given
     np.testing.assert_array_equal(np.asarray(pre.target(jnp.asarray(y))), y)
 
