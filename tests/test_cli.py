@@ -124,7 +124,7 @@ def test_missing_inputs_and_bad_outputs(tmp_path, capsys):
     assert cli.main(["invert", "--images", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "no such file or directory" in capsys.readouterr().err
     assert cli.main(["sample", "--out", str(tmp_path / "x.jpg")]) == 2
-    assert "expected a .png" in capsys.readouterr().err
+    assert "expected a folder or a .png file name" in capsys.readouterr().err
 
 
 def test_registry_and_help():
