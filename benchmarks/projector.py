@@ -173,7 +173,7 @@ def numpy_generator_files(init_kwargs: dict, out_dir: Path, seed: int = 0) -> tu
     cfg = stylegan2.config_from_init(init)
     rng = np.random.default_rng(seed)
     sd = {}
-    for name, (_, _, shape) in stylegan2.param_table(cfg).items():
+    for name, shape in ((e.name, e.shape) for e in stylegan2.param_table(cfg)):
         if name.endswith("affine.bias"):
             a = np.ones(shape)
         elif name.endswith("noise_strength"):

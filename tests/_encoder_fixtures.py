@@ -43,7 +43,7 @@ def small_decoder_state_dict(size: int, channels: tuple[int, ...], seed: int = 0
     cfg = ros.Config(size=size, style_dim=512, n_mlp=8, channels=channels)
     rng = np.random.default_rng(seed)
     sd = {}
-    for name, (_, _, shape) in ros.param_table(cfg).items():
+    for name, shape in ((e.name, e.shape) for e in ros.param_table(cfg)):
         a = rng.standard_normal(shape).astype(np.float32)
         if name.startswith("style.") and name.endswith(".weight"):
             a = a / cfg.lr_mlp  # EqualLinear(lr_mul) stores randn / lr_mul

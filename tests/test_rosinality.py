@@ -123,7 +123,7 @@ def test_channel_table_from_weight_shapes(manifest):
     assert set(ros.state_dict_names(cfg)) == set(sd)
     assert sum(x.size for x in jax.tree_util.tree_leaves(params)) == sum(
         v.size for k, v in sd.items() if not k.endswith(".kernel"))  # every value kept, blur kernels in cfg
-    for name, (path, _, shape) in ros.param_table(cfg).items():
+    for name, path, shape in ((e.name, e.path, e.shape) for e in ros.param_table(cfg)):
         leaf = params
         for k in path:
             leaf = leaf[k]
@@ -189,7 +189,7 @@ def _small_model(seed=3):
     cfg0 = ros.Config(size=SMALL["size"], style_dim=SMALL["style_dim"], n_mlp=SMALL["n_mlp"],
                       channels=SMALL["channels"], blur_kernel=ros._as_tuple2d(ros.make_kernel(SMALL["taps"])))
     sd = {}
-    for name, (_, _, shape) in ros.param_table(cfg0).items():
+    for name, shape in ((e.name, e.shape) for e in ros.param_table(cfg0)):
         sd[name] = rng.standard_normal(shape).astype(np.float32)
         if name.endswith("modulation.bias"):
             sd[name] += 1

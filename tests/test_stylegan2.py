@@ -145,5 +145,5 @@ def test_full_size_manifest_names_and_shapes(manifest):
     cfg = sg2.config_from_init({"class_name": cls, "init_kwargs": m["init_kwargs"]})
     table = sg2.param_table(cfg)
     assert set(sg2.state_dict_names(cfg)) == set(shapes)
-    for name, (_, _, shape) in table.items():
-        assert shapes[name] == shape, name
+    for e in table:
+        assert shapes[e.name] == e.shape, e.name

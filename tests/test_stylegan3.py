@@ -211,7 +211,7 @@ def test_manifest_names_and_shapes(name):
     cfg = sg3.Config.from_init_kwargs(manifest["init_kwargs"])
     assert cfg.num_ws == manifest["num_ws"]
     assert list(cfg.layer_names) == [layer["name"] for layer in manifest["layer_names"]]
-    table = sg3.name_table(cfg)
+    table = sg3.param_table(cfg)
     assert [(e.name, list(e.shape)) for e in table] == [(e["name"], e["shape"]) for e in manifest["state_dict"]]
     n_params = sum(int(np.prod(e.shape)) for e in table if e.name.split(".")[-1] not in BUFFERS)
     assert n_params == manifest["param_count"]
@@ -244,7 +244,7 @@ def test_from_source_reports_missing_extra_and_bad_names():
         sg3.from_source(Source("stylegan3", init, sd, {"source": "x.pkl"}))
     sd = _manifest_state_dict(manifest)
     sd["mapping.fc0.weight"] = np.zeros((512, 513), np.float32)
-    with pytest.raises(CheckpointError, match=r"mapping.fc0.weight has shape \[512, 513\]"):
+    with pytest.raises(CheckpointError, match=r"mapping.fc0.weight has shape \(512, 513\)"):
         sg3.from_source(Source("stylegan3", init, sd, {"source": "x.pkl"}))
     bad = {**init, "init_kwargs": {**manifest["init_kwargs"], "architecture": "skip"}}
     with pytest.raises(CheckpointError, match="unknown Generator kwarg 'architecture'"):

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from weights_convert.errors import CheckpointError
 
-__all__ = ["read_weights_manifest", "read_json", "nest"]
+__all__ = ["read_weights_manifest", "read_json"]
 
 _DTYPES = {"float32": np.float32, "int32": np.int32, "uint8": np.uint8, "bool": np.bool_}
 _QDTYPES = {"uint8": np.uint8, "uint16": np.uint16}
@@ -82,15 +81,3 @@ def read_weights_manifest(manifest: list, base_dir: str | os.PathLike, src: str)
         if pos != len(buf):
             raise CheckpointError(f"{src}: {len(buf) - pos} unused bytes after the tensors of group {paths}")
     return out
-
-
-def nest(flat: Mapping[str, np.ndarray], sep: str = "/") -> dict:
-    """`{"a/b/c": x}` -> `{"a": {"b": {"c": x}}}`."""
-    root: dict = {}
-    for name, v in flat.items():
-        node = root
-        parts = name.split(sep)
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = v
-    return root

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinv.errors import CheckpointError
+from jaxinv.state_dict import Entry, fill
 from weights_convert import tfjs as _tfjs
 
 __all__ = [
@@ -143,16 +144,9 @@ def load_darknet(path: str | os.PathLike) -> tuple[Config, dict]:
         raise CheckpointError(f"{path}: not a TF.js layers model (needs modelTopology and weightsManifest)")
     cfg, expected = _parse_layers(model["modelTopology"], path)
     flat = _tfjs.read_weights_manifest(model["weightsManifest"], os.path.dirname(path), src=path)
-    names = {f"{layer}/{w}": shape for layer, w, shape in expected}
-    missing = [n for n in names if n not in flat]
-    extra = [n for n in flat if n not in names]
-    if missing or extra:
-        raise CheckpointError(f"{path}: weights mismatch: missing {missing}, unexpected {extra}")
-    for n, shape in names.items():
-        if tuple(flat[n].shape) != shape:
-            raise CheckpointError(f"{path}: {n}: expected shape {shape}, got {tuple(flat[n].shape)}")
-    params = _tfjs.nest({n: np.asarray(flat[n], np.float32) for n in names})
-    return cfg, params
+    names = [(f"{layer}/{w}", shape) for layer, w, shape in expected]
+    table = [Entry(n, tuple(shape), tuple(n.split("/"))) for n, shape in names]
+    return cfg, fill(table, flat, path, what="Darknet TF.js weights")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinv.errors import CheckpointError
+from jaxinv.state_dict import Entry, fill
 from weights_convert import tfjs as _tfjs
 
 __all__ = [
@@ -79,15 +79,8 @@ def _expected_shapes() -> dict[str, tuple[int, ...]]:
 
 def face_id_params_from_weights(weights: Mapping[str, np.ndarray], src: str = "weights") -> dict:
     """Shape-check a flat TF.js `name -> array` map and nest it into params."""
-    expected = _expected_shapes()
-    missing = [n for n in expected if n not in weights]
-    extra = [n for n in weights if n not in expected]
-    if missing or extra:
-        raise CheckpointError(f"{src}: face-ID weights mismatch: missing {missing}, unexpected {extra}")
-    for n, shp in expected.items():
-        if tuple(weights[n].shape) != shp:
-            raise CheckpointError(f"{src}: {n}: expected shape {shp}, got {tuple(weights[n].shape)}")
-    return _tfjs.nest({n: np.asarray(weights[n], np.float32) for n in expected})
+    table = [Entry(n, tuple(shape), tuple(n.split("/"))) for n, shape in _expected_shapes().items()]
+    return fill(table, weights, src, what="face-ID TF.js weights")
 
 
 def load_face_id(path: str | os.PathLike) -> dict:

@@ -32,6 +32,7 @@ import numpy as np
 
 from jaxinv import ops, winograd
 from jaxinv.errors import CheckpointError
+from jaxinv.state_dict import Entry, conv_hwio, fill
 from weights_convert.torch_formats import load_torch
 from weights_convert.torchscript import is_torchscript_archive, load_torchscript
 
@@ -156,33 +157,13 @@ def _relu_names() -> dict[int, str]:
 # Loaders
 
 
-def _check_conv(name: str, w: np.ndarray, b: np.ndarray, cin: int, cout: int, src: str) -> dict:
-    w = np.asarray(w)
-    b = np.asarray(b)
-    if w.shape != (cout, cin, 3, 3) or b.shape != (cout,):
-        raise CheckpointError(
-            f"{src}: {name}: expected weight {(cout, cin, 3, 3)} and bias {(cout,)}, "
-            f"got {tuple(w.shape)} and {tuple(b.shape)}"
-        )
-    return {
-        "weight": np.ascontiguousarray(w.astype(np.float32).transpose(2, 3, 1, 0)),
-        "bias": b.astype(np.float32),
-    }
-
-
 def _convert(state_dict: Mapping[str, Any], names: Sequence[tuple[str, str]], src: str,
              allowed_extra: Sequence[str]) -> dict:
-    required = [n for pair in names for n in pair]
-    missing = [n for n in required if n not in state_dict]
-    if missing:
-        raise CheckpointError(f"{src}: missing VGG16 tensors {missing}")
-    extra = [k for k in state_dict if k not in required and not k.startswith(tuple(allowed_extra))]
-    if extra:
-        raise CheckpointError(f"{src}: unexpected tensors for a VGG16 checkpoint: {extra}")
-    features = {}
+    table = []
     for (wn, bn), idx, (cin, cout) in zip(names, CONV_INDICES, CONV_CHANNELS, strict=True):
-        features[str(idx)] = _check_conv(wn, state_dict[wn], state_dict[bn], cin, cout, src)
-    return {"features": features}
+        table += [Entry(wn, (cout, cin, 3, 3), ("features", str(idx), "weight"), conv_hwio),
+                  Entry(bn, (cout,), ("features", str(idx), "bias"))]
+    return fill(table, state_dict, src, what="VGG16 state_dict", ignore=lambda k: k.startswith(tuple(allowed_extra)))
 
 
 def vgg16_params_from_torchvision(state_dict: Mapping[str, Any], src: str = "state_dict") -> dict:

@@ -30,6 +30,7 @@ import numpy as np
 
 from jaxinv import ops
 from jaxinv.errors import CheckpointError, ConfigError
+from jaxinv.state_dict import Entry, as_is, conv_hwio, fill, linear_t
 
 Params = dict[str, Any]
 
@@ -297,48 +298,48 @@ def one_hot(labels: Any, num_classes: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------
 # Conversion from the official state_dict (declarative table)
 
-# kind -> how official tensors map to one param leaf.
-#   "sn_dense": <stem>.weight_orig [out, in] (+ _u [out], _v [in]) -> weight/sigma transposed to [in, out]
-#   "sn_conv":  <stem>.weight_orig [out, in, kh, kw] (+ _u, _v)    -> weight/sigma as HWIO
-#   "dense":    <stem> [out, in]                                   -> transposed [in, out]
-#   "copy":     <stem> as stored
-
-
-@dataclasses.dataclass(frozen=True)
-class _Entry:
-    target: tuple[str, ...]     # path in the params pytree
-    stem: str                   # official state_dict name (without _orig/_u/_v for spectral-normed tensors)
-    kind: str
-    shape: tuple[int, ...]      # official shape of the (orig) weight
+# Layout fixes (also applied to shapes by param_shapes). Spectral-normed weights: <stem>.weight_orig goes to the
+# param leaf (laid out, then divided by sigma), <stem>.weight_u / weight_v are checked and give sigma.
+_AS_IS, _DENSE, _CONV = as_is, linear_t, conv_hwio
+_ORIG = ".weight_orig"
 
 
 def _sn_names(stem: str) -> tuple[str, str, str]:
-    return stem + ".weight_orig", stem + ".weight_u", stem + ".weight_v"
+    return stem + _ORIG, stem + ".weight_u", stem + ".weight_v"
 
 
-def param_table(cfg: Config) -> list[_Entry]:
-    """Every param leaf with its official source name, layout fix and official shape."""
+def param_table(cfg: Config) -> list[Entry]:
+    """Every official state_dict name with its official shape, param path and layout fix."""
     ch, cond = cfg.channel_width, cfg.cond_dim
-    t: list[_Entry] = [
-        _Entry(("embeddings", "weight"), "embeddings.weight", "dense", (cfg.z_dim, cfg.num_classes)),
-        _Entry(("generator", "gen_z", "weight"), "generator.gen_z", "sn_dense", (4 * 4 * 16 * ch, cond)),
-        _Entry(("generator", "gen_z", "bias"), "generator.gen_z.bias", "copy", (4 * 4 * 16 * ch,)),
-    ]
+    t: list[Entry] = []
+
+    def copy(path: tuple[str, ...], name: str, shape: tuple[int, ...], fix: Any = _AS_IS) -> None:
+        t.append(Entry(name, shape, path, fix))
+
+    def sn(path: tuple[str, ...], stem: str, shape: tuple[int, ...]) -> None:
+        orig, u, v = _sn_names(stem)
+        t.append(Entry(orig, shape, path, _DENSE if len(shape) == 2 else _CONV))
+        t.append(Entry(u, (shape[0],), None))
+        t.append(Entry(v, (int(np.prod(shape[1:])),), None))
+
+    copy(("embeddings", "weight"), "embeddings.weight", (cfg.z_dim, cfg.num_classes), _DENSE)
+    sn(("generator", "gen_z", "weight"), "generator.gen_z", (4 * 4 * 16 * ch, cond))
+    copy(("generator", "gen_z", "bias"), "generator.gen_z.bias", (4 * 4 * 16 * ch,))
 
     def bn(path: tuple[str, ...], stem: str, c: int, conditional: bool) -> None:
-        t.append(_Entry(path + ("running_means",), stem + ".running_means", "copy", (cfg.n_stats, c)))
-        t.append(_Entry(path + ("running_vars",), stem + ".running_vars", "copy", (cfg.n_stats, c)))
+        copy(path + ("running_means",), stem + ".running_means", (cfg.n_stats, c))
+        copy(path + ("running_vars",), stem + ".running_vars", (cfg.n_stats, c))
         if conditional:
-            t.append(_Entry(path + ("scale", "weight"), stem + ".scale", "sn_dense", (c, cond)))
-            t.append(_Entry(path + ("offset", "weight"), stem + ".offset", "sn_dense", (c, cond)))
+            sn(path + ("scale", "weight"), stem + ".scale", (c, cond))
+            sn(path + ("offset", "weight"), stem + ".offset", (c, cond))
         else:
-            t.append(_Entry(path + ("weight",), stem + ".weight", "copy", (c,)))
-            t.append(_Entry(path + ("bias",), stem + ".bias", "copy", (c,)))
+            copy(path + ("weight",), stem + ".weight", (c,))
+            copy(path + ("bias",), stem + ".bias", (c,))
 
     def conv(path: tuple[str, ...], stem: str, cin: int, cout: int, k: int, bias: bool = True) -> None:
-        t.append(_Entry(path + ("weight",), stem, "sn_conv", (cout, cin, k, k)))
+        sn(path + ("weight",), stem, (cout, cin, k, k))
         if bias:
-            t.append(_Entry(path + ("bias",), stem + ".bias", "copy", (cout,)))
+            copy(path + ("bias",), stem + ".bias", (cout,))
 
     for block, (_, in_mult, out_mult) in enumerate(cfg.layers):
         cin, cout = ch * in_mult, ch * out_mult
@@ -349,7 +350,7 @@ def param_table(cfg: Config) -> list[_Entry]:
             conv(path + ("snconv1x1_phi",), stem + ".snconv1x1_phi", cin, cin // 8, 1, bias=False)
             conv(path + ("snconv1x1_g",), stem + ".snconv1x1_g", cin, cin // 2, 1, bias=False)
             conv(path + ("snconv1x1_o_conv",), stem + ".snconv1x1_o_conv", cin // 2, cin, 1, bias=False)
-            t.append(_Entry(path + ("gamma",), stem + ".gamma", "copy", (1,)))
+            copy(path + ("gamma",), stem + ".gamma", (1,))
         k = str(cfg.module_index(block))
         path, stem = ("generator", "layers", k), f"generator.layers.{k}"
         mid = cin // 4
@@ -364,78 +365,45 @@ def param_table(cfg: Config) -> list[_Entry]:
 
 def state_dict_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
     """Official state_dict names and shapes for this config (what a checkpoint must contain)."""
-    out: dict[str, tuple[int, ...]] = {}
-    for e in param_table(cfg):
-        if e.kind.startswith("sn_"):
-            orig, u, v = _sn_names(e.stem)
-            out[orig] = e.shape
-            out[u] = (e.shape[0],)
-            out[v] = (int(np.prod(e.shape[1:])),)
-        else:
-            out[e.stem] = e.shape
-    return out
+    return {e.name: e.shape for e in param_table(cfg)}
 
 
 def spectral_norm_modules(cfg: Config) -> list[str]:
     """Official names of the spectral-normed modules (e.g. 'generator.layers.0.conv_0')."""
-    return [e.stem for e in param_table(cfg) if e.kind.startswith("sn_")]
-
-
-def _target_shape(e: _Entry) -> tuple[int, ...]:
-    if e.kind in ("sn_dense", "dense"):
-        return (e.shape[1], e.shape[0])
-    if e.kind == "sn_conv":
-        o, i, kh, kw = e.shape
-        return (kh, kw, i, o)
-    return e.shape
+    return [e.name[: -len(_ORIG)] for e in param_table(cfg) if e.name.endswith(_ORIG)]
 
 
 def param_shapes(cfg: Config) -> Params:
     """The params pytree as jax.ShapeDtypeStruct leaves (for eval_shape / allocation checks)."""
     out: Params = {}
     for e in param_table(cfg):
+        if e.path is None:
+            continue
         node = out
-        for key in e.target[:-1]:
+        for key in e.path[:-1]:
             node = node.setdefault(key, {})
-        node[e.target[-1]] = jax.ShapeDtypeStruct(_target_shape(e), jnp.float32)
+        node[e.path[-1]] = jax.ShapeDtypeStruct(jax.eval_shape(e.fix, jax.ShapeDtypeStruct(e.shape, jnp.float32)).shape,
+                                                jnp.float32)
     return out
 
 
 def convert_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], source: str = "state_dict") -> Params:
     """Official state_dict -> params pytree; names and shapes checked, spectral norm applied."""
-    expected = state_dict_shapes(cfg)
-    missing = [k for k in expected if k not in state_dict]
-    extra = [k for k in state_dict if k not in expected]
-    if missing or extra:
-        raise CheckpointError(f"{source}: BigGAN state_dict does not match the config: "
-                              f"missing {missing[:20]}{' ...' if len(missing) > 20 else ''} ({len(missing)}), "
-                              f"unexpected {extra[:20]}{' ...' if len(extra) > 20 else ''} ({len(extra)})")
-    bad = [f"{k} {tuple(np.shape(state_dict[k]))} != {s}" for k, s in expected.items()
-           if tuple(np.shape(state_dict[k])) != s]
-    if bad:
-        raise CheckpointError(f"{source}: BigGAN tensors with wrong shapes: {'; '.join(bad[:10])}"
-                              f"{' ...' if len(bad) > 10 else ''}")
-    params: Params = {}
-    for e in param_table(cfg):
-        if e.kind.startswith("sn_"):
-            orig, u, v = (np.asarray(state_dict[n], np.float32) for n in _sn_names(e.stem))
-            sigma = spectral_sigma(orig, u, v)
-            if not np.isfinite(sigma) or sigma == 0:
-                raise CheckpointError(f"{source}: spectral norm of {e.stem} is {sigma} (bad weight_u/weight_v)")
-            w = orig / sigma
-            value = w.T if e.kind == "sn_dense" else w.transpose(2, 3, 1, 0)
-        elif e.kind == "dense":
-            value = np.asarray(state_dict[e.stem], np.float32).T
-        else:
-            value = np.asarray(state_dict[e.stem], np.float32)
-        value = np.ascontiguousarray(value)
-        if value.shape != _target_shape(e):  # table self-check
-            raise CheckpointError(f"{source}: {e.stem} converted to {value.shape}, expected {_target_shape(e)}")
+    table = param_table(cfg)
+    params = fill(table, state_dict, source, what="BigGAN state_dict")
+    for e in table:
+        if not e.name.endswith(_ORIG):
+            continue
+        stem = e.name[: -len(_ORIG)]
+        orig, u, v = (np.asarray(state_dict[n], np.float32) for n in _sn_names(stem))
+        sigma = spectral_sigma(orig, u, v)
+        if not np.isfinite(sigma) or sigma == 0:
+            raise CheckpointError(f"{source}: spectral norm of {stem} is {sigma} (bad weight_u/weight_v)")
         node = params
-        for key in e.target[:-1]:
-            node = node.setdefault(key, {})
-        node[e.target[-1]] = jnp.asarray(value)
-    return params
+        for key in e.path[:-1]:
+            node = node[key]
+        node[e.path[-1]] = np.asarray(node[e.path[-1]], np.float32) / sigma  # the official weight_orig / sigma
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(np.array(a, np.float32, order="C")), params)
 
 
 def from_source(src: Any) -> tuple[Config, Params]:

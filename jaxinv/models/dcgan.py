@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinv.errors import CheckpointError
+from jaxinv.state_dict import Entry, fill
 
 KERNEL = 4  # every transposed conv of the official module is 4x4
 BN_EPS = 1e-5  # torch.nn.BatchNorm2d default
@@ -64,6 +65,11 @@ def _bn_index(layer: int) -> int:
     return 3 * layer + 1
 
 
+def _flip_hwio(w: np.ndarray) -> np.ndarray:
+    """torch ConvTranspose2d [in, out, kh, kw] -> the flipped HWIO kernel of the equivalent stride-1 conv."""
+    return w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)
+
+
 def from_source(src: Any) -> tuple[Config, dict]:
     """Build (Config, params) from an official DCGAN state_dict (`src.state_dict` or a plain dict)."""
     sd = src.state_dict if hasattr(src, "state_dict") else src
@@ -83,28 +89,17 @@ def from_source(src: Any) -> tuple[Config, dict]:
                                   f"gives {shapes[i - 1][1]}")
     cfg = Config(z_dim=shapes[0][0], channels=tuple(s[1] for s in shapes[:-1]), img_channels=shapes[-1][1])
 
-    expected = {f"main.{_conv_index(i)}.weight" for i in range(num_layers)}
     bn_fields = ("weight", "bias", "running_mean", "running_var")
-    for i in range(num_layers - 1):
-        expected |= {f"main.{_bn_index(i)}.{f}" for f in bn_fields}
+    table = [Entry(f"main.{_conv_index(i)}.weight", shapes[i], ("main", str(_conv_index(i)), "weight"), _flip_hwio)
+             for i in range(num_layers)]
+    # BatchNorms are folded into scale / shift below (four tensors per param): checked here, not stored
+    table += [Entry(f"main.{_bn_index(i)}.{f}", (cfg.channels[i],), None) for i in range(num_layers - 1)
+              for f in bn_fields]
     optional = {f"main.{_bn_index(i)}.num_batches_tracked" for i in range(num_layers - 1)}
-    missing = sorted(expected - set(sd))
-    unexpected = sorted(set(sd) - expected - optional)
-    if missing or unexpected:
-        raise CheckpointError(f"{where}: DCGAN state_dict mismatch: missing {missing}, unexpected {unexpected}")
-
-    params: dict = {"main": {}}
-    for i in range(num_layers):
-        w = np.asarray(sd[f"main.{_conv_index(i)}.weight"], dtype=np.float32)  # [in, out, kh, kw]
-        params["main"][str(_conv_index(i))] = {
-            "weight": jnp.asarray(np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)))}
+    params = fill(table, sd, where, what="DCGAN state_dict", ignore=optional)
     for i in range(num_layers - 1):
         p = f"main.{_bn_index(i)}"
-        c = cfg.channels[i]
         vals = {f: np.asarray(sd[f"{p}.{f}"], dtype=np.float64) for f in bn_fields}
-        for f, v in vals.items():
-            if v.shape != (c,):
-                raise CheckpointError(f"{where}: {p}.{f} has shape {v.shape}, expected ({c},)")
         scale = vals["weight"] / np.sqrt(vals["running_var"] + BN_EPS)
         shift = vals["bias"] - vals["running_mean"] * scale
         params["main"][str(_bn_index(i))] = {"scale": jnp.asarray(scale, jnp.float32),

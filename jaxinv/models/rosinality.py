@@ -32,6 +32,7 @@ import numpy as np
 
 from jaxinv import ops
 from jaxinv.errors import CheckpointError, ConfigError
+from jaxinv.state_dict import Entry, as_is, conv_hwio, fill, linear_t
 
 _UP = 2  # every upsampling layer of the official Generator doubles the resolution
 
@@ -156,40 +157,39 @@ def _as_tuple2d(a: np.ndarray) -> tuple[tuple[float, ...], ...]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Converter: official state_dict name -> (param path, layout fix, official shape)
+# Converter: official state_dict names -> params (`jaxinv.state_dict.fill`)
 
-_T = lambda a: np.ascontiguousarray(np.asarray(a, np.float32).T)  # Linear [out, in] -> [in, out]
-_MOD_HWIO = lambda a: np.ascontiguousarray(np.asarray(a, np.float32)[0].transpose(2, 3, 1, 0))  # [1,O,I,k,k]
-_SCALAR = lambda a: np.asarray(a, np.float32).reshape(())
-_VEC = lambda a: np.asarray(a, np.float32).reshape(-1)
-_NCHW1_HWC = lambda a: np.ascontiguousarray(np.asarray(a, np.float32)[0].transpose(1, 2, 0))
-_PLANE = lambda a: np.ascontiguousarray(np.asarray(a, np.float32)[0, 0])
-_F32 = lambda a: np.asarray(a, np.float32)
+_T, _F32 = linear_t, as_is
+_MOD_HWIO = lambda a: conv_hwio(a[0])  # noqa: E731  [1, O, I, k, k] -> HWIO
+_SCALAR = lambda a: a.reshape(())  # noqa: E731
+_VEC = lambda a: a.reshape(-1)  # noqa: E731
+_NCHW1_HWC = lambda a: a[0].transpose(1, 2, 0)  # noqa: E731
+_PLANE = lambda a: a[0, 0]  # noqa: E731
 
-Table = dict[str, tuple[tuple[str, ...], Callable, tuple[int, ...]]]
+def param_table(cfg: Config) -> list[Entry]:
+    """Every official ``g_ema`` parameter / noise buffer: name, official shape, param path, layout change."""
+    t: list[Entry] = []
 
+    def add(name: str, fix: Callable, shape: tuple[int, ...]) -> None:
+        t.append(Entry(name, shape, tuple(name.split(".")), fix))
 
-def param_table(cfg: Config) -> Table:
-    """Every official ``g_ema`` parameter / noise buffer name -> (param path, transform, official shape)."""
-    t: Table = {}
     d = cfg.style_dim
     for i in range(1, cfg.n_mlp + 1):  # style.0 is the PixelNorm
-        t[f"style.{i}.weight"] = (("style", str(i), "weight"), _T, (d, d))
-        t[f"style.{i}.bias"] = (("style", str(i), "bias"), _F32, (d,))
-    t["input.input"] = (("input", "input"), _NCHW1_HWC, (1, cfg.channel(4), 4, 4))
+        add(f"style.{i}.weight", _T, (d, d))
+        add(f"style.{i}.bias", _F32, (d,))
+    add("input.input", _NCHW1_HWC, (1, cfg.channel(4), 4, 4))
     for name, kind, _, c_in, c_out, _res in cfg.layers:
-        path = tuple(name.split("."))
         k = 1 if kind == "rgb" else 3
-        t[f"{name}.conv.weight"] = (path + ("conv", "weight"), _MOD_HWIO, (1, c_out, c_in, k, k))
-        t[f"{name}.conv.modulation.weight"] = (path + ("conv", "modulation", "weight"), _T, (c_in, d))
-        t[f"{name}.conv.modulation.bias"] = (path + ("conv", "modulation", "bias"), _F32, (c_in,))
+        add(f"{name}.conv.weight", _MOD_HWIO, (1, c_out, c_in, k, k))
+        add(f"{name}.conv.modulation.weight", _T, (c_in, d))
+        add(f"{name}.conv.modulation.bias", _F32, (c_in,))
         if kind == "rgb":
-            t[f"{name}.bias"] = (path + ("bias",), _VEC, (1, 3, 1, 1))
+            add(f"{name}.bias", _VEC, (1, 3, 1, 1))
         else:
-            t[f"{name}.noise.weight"] = (path + ("noise", "weight"), _SCALAR, (1,))
-            t[f"{name}.activate.bias"] = (path + ("activate", "bias"), _F32, (c_out,))
+            add(f"{name}.noise.weight", _SCALAR, (1,))
+            add(f"{name}.activate.bias", _F32, (c_out,))
     for j, (_, res) in enumerate(cfg.noise_layers):
-        t[f"noises.noise_{j}"] = (("noises", f"noise_{j}"), _PLANE, (1, 1, res, res))
+        add(f"noises.noise_{j}", _PLANE, (1, 1, res, res))
     return t
 
 
@@ -206,43 +206,24 @@ def kernel_buffer_names(cfg: Config) -> list[str]:
 
 def state_dict_names(cfg: Config) -> list[str]:
     """Official ``g_ema`` state_dict names this config expects."""
-    return list(param_table(cfg)) + kernel_buffer_names(cfg)
+    return [e.name for e in param_table(cfg)] + kernel_buffer_names(cfg)
 
 
 def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where: str = "checkpoint") -> dict:
     """Convert a ``g_ema`` state_dict (plus an optional ``latent_avg`` entry); every name and shape checked."""
-    table = param_table(cfg)
-    kernels = kernel_buffer_names(cfg)
-    expected = set(table) | set(kernels) | {"latent_avg"}
-    missing = [k for k in list(table) + kernels if k not in state_dict]
-    extra = sorted(set(state_dict) - expected)
-    if missing or extra:
-        raise CheckpointError(f"{where}: rosinality state_dict does not match the config (size {cfg.size}): "
-                              f"missing {_short(missing)}, unexpected {_short(extra)}")
-    params: dict = {}
-    for name, (path, fix, shape) in table.items():
-        value = np.asarray(state_dict[name])
-        if tuple(value.shape) != shape:
-            raise CheckpointError(f"{where}: {name} has shape {tuple(value.shape)}, expected {shape}")
-        node = params
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = fix(value)
     stored = cfg.filter * _UP**2
-    for name in kernels:
-        k = np.asarray(state_dict[name], np.float32)
-        if k.shape != stored.shape or not np.array_equal(k, stored):
-            raise CheckpointError(f"{where}: {name} differs from the other blur kernels / blur_kernel of the config")
+    kernels = [Entry(name, stored.shape, None) for name in kernel_buffer_names(cfg)]  # folded into cfg
+    params = fill(param_table(cfg) + kernels, state_dict, where, what=f"rosinality state_dict (size {cfg.size})",
+                  ignore={"latent_avg"})
+    for e in kernels:
+        if not np.array_equal(np.asarray(state_dict[e.name], np.float32), stored):
+            raise CheckpointError(f"{where}: {e.name} differs from the other blur kernels / blur_kernel of the config")
     if "latent_avg" in state_dict:
         avg = np.asarray(state_dict["latent_avg"], np.float32)
         if avg.size != cfg.style_dim or avg.ndim > 2:
             raise CheckpointError(f"{where}: latent_avg has shape {avg.shape}, expected ({cfg.style_dim},)")
         params["latent_avg"] = avg.reshape(cfg.style_dim)
     return params
-
-
-def _short(names: Sequence[str], n: int = 8) -> str:
-    return f"{list(names[:n])}{'...' if len(names) > n else ''}"
 
 
 def _need(sd: dict, name: str, where: str) -> np.ndarray:
@@ -515,7 +496,7 @@ def generate(cfg: Config, params: dict, zs: Sequence[jax.Array], truncation: flo
 def random_params(cfg: Config, seed: int = 0) -> dict:
     """Random params of the right shapes (full-size sanity checks, benchmarks): unit-normal weights."""
     rng = np.random.default_rng(seed)
-    sd = {name: rng.standard_normal(shape).astype(np.float32) for name, (_, _, shape) in param_table(cfg).items()}
+    sd = {e.name: rng.standard_normal(e.shape).astype(np.float32) for e in param_table(cfg)}
     for name in sd:
         if name.endswith("modulation.bias"):
             sd[name] = np.ones_like(sd[name])  # bias_init=1 as the official

@@ -19,6 +19,7 @@ import numpy as np
 
 from jaxinv import ops
 from jaxinv.errors import CheckpointError, ConfigError
+from jaxinv.state_dict import Entry, as_is, conv_hwio, fill, linear_t
 
 # ---------------------------------------------------------------------------------------------
 # Static config
@@ -158,64 +159,48 @@ def config_from_init(init: dict[str, Any], state_dict: dict[str, np.ndarray] | N
 # ---------------------------------------------------------------------------------------------
 # Converter: official state_dict name -> (param path, layout fix)
 
-_T = lambda a: np.ascontiguousarray(np.asarray(a, np.float32).T)  # Linear [out, in] -> [in, out]
-_HWIO = lambda a: np.ascontiguousarray(np.asarray(a, np.float32).transpose(2, 3, 1, 0))  # OIHW -> HWIO
-_CHW_HWC = lambda a: np.ascontiguousarray(np.asarray(a, np.float32).transpose(1, 2, 0))
-_F32 = lambda a: np.asarray(a, np.float32)
+_T, _HWIO, _F32 = linear_t, conv_hwio, as_is
+_CHW_HWC = lambda a: a.transpose(1, 2, 0)  # noqa: E731
 
 
-def param_table(cfg: Config) -> dict[str, tuple[tuple[str, ...], Callable, tuple[int, ...]]]:
-    """Every official state_dict name -> (param path, transform, official shape)."""
-    t: dict[str, tuple[tuple[str, ...], Callable, tuple[int, ...]]] = {}
+def param_table(cfg: Config) -> list[Entry]:
+    """Every official state_dict parameter: name, official shape, param path, layout change."""
+    t: list[Entry] = []
+
+    def add(name: str, fix: Callable, shape: tuple[int, ...]) -> None:
+        t.append(Entry(name, shape, tuple(name.split(".")), fix))
+
     embed = cfg.embed_features or cfg.w_dim
     layer = cfg.layer_features or cfg.w_dim
     feats = [cfg.z_dim + (embed if cfg.c_dim else 0)] + [layer] * (cfg.mapping_layers - 1) + [cfg.w_dim]
     if cfg.c_dim:
-        t["mapping.embed.weight"] = (("mapping", "embed", "weight"), _T, (embed, cfg.c_dim))
-        t["mapping.embed.bias"] = (("mapping", "embed", "bias"), _F32, (embed,))
+        add("mapping.embed.weight", _T, (embed, cfg.c_dim))
+        add("mapping.embed.bias", _F32, (embed,))
     for i in range(cfg.mapping_layers):
-        t[f"mapping.fc{i}.weight"] = (("mapping", f"fc{i}", "weight"), _T, (feats[i + 1], feats[i]))
-        t[f"mapping.fc{i}.bias"] = (("mapping", f"fc{i}", "bias"), _F32, (feats[i + 1],))
-    t["mapping.w_avg"] = (("mapping", "w_avg"), _F32, (cfg.w_dim,))
+        add(f"mapping.fc{i}.weight", _T, (feats[i + 1], feats[i]))
+        add(f"mapping.fc{i}.bias", _F32, (feats[i + 1],))
+    add("mapping.w_avg", _F32, (cfg.w_dim,))
     for res, name, _, c_in, c_out in cfg.layers:
         p = f"synthesis.b{res}.{name}"
-        path = ("synthesis", f"b{res}", name)
         k = 1 if name == "torgb" else 3
-        t[f"{p}.weight"] = (path + ("weight",), _HWIO, (c_out, c_in, k, k))
-        t[f"{p}.bias"] = (path + ("bias",), _F32, (c_out,))
-        t[f"{p}.affine.weight"] = (path + ("affine", "weight"), _T, (c_in, cfg.w_dim))
-        t[f"{p}.affine.bias"] = (path + ("affine", "bias"), _F32, (c_in,))
+        add(f"{p}.weight", _HWIO, (c_out, c_in, k, k))
+        add(f"{p}.bias", _F32, (c_out,))
+        add(f"{p}.affine.weight", _T, (c_in, cfg.w_dim))
+        add(f"{p}.affine.bias", _F32, (c_in,))
         if name != "torgb" and cfg.use_noise:
-            t[f"{p}.noise_const"] = (path + ("noise_const",), _F32, (res, res))
-            t[f"{p}.noise_strength"] = (path + ("noise_strength",), _F32, ())
-    t["synthesis.b4.const"] = (("synthesis", "b4", "const"), _CHW_HWC, (cfg.channels(4), 4, 4))
+            add(f"{p}.noise_const", _F32, (res, res))
+            add(f"{p}.noise_strength", _F32, ())
+    add("synthesis.b4.const", _CHW_HWC, (cfg.channels(4), 4, 4))
     if cfg.architecture == "resnet":
         for res in cfg.block_resolutions[1:]:
-            t[f"synthesis.b{res}.skip.weight"] = (("synthesis", f"b{res}", "skip", "weight"), _HWIO,
-                                                  (cfg.channels(res), cfg.channels(res // 2), 1, 1))
+            add(f"synthesis.b{res}.skip.weight", _HWIO, (cfg.channels(res), cfg.channels(res // 2), 1, 1))
     return t
 
 
 def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where: str = "checkpoint") -> dict:
     """Convert an official state_dict; every target filled and shape-checked, extras reported."""
-    table = param_table(cfg)
-    ignored = {k for k in state_dict if k.endswith("resample_filter")}  # folded into cfg
-    missing = [k for k in table if k not in state_dict]
-    extra = sorted(set(state_dict) - set(table) - ignored)
-    if missing or extra:
-        raise CheckpointError(f"{where}: StyleGAN2 state_dict does not match the config: "
-                              f"missing {missing[:6]}{'...' if len(missing) > 6 else ''}, "
-                              f"unexpected {extra[:6]}{'...' if len(extra) > 6 else ''}")
-    params: dict = {}
-    for name, (path, fix, shape) in table.items():
-        value = np.asarray(state_dict[name])
-        if tuple(value.shape) != shape:
-            raise CheckpointError(f"{where}: {name} has shape {tuple(value.shape)}, expected {shape}")
-        node = params
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = fix(value)
-    return params
+    return fill(param_table(cfg), state_dict, where, what="StyleGAN2 state_dict",
+                ignore=lambda k: k.endswith("resample_filter"))  # folded into cfg
 
 
 def from_source(src) -> tuple[Config, dict]:
@@ -225,7 +210,7 @@ def from_source(src) -> tuple[Config, dict]:
 
 def state_dict_names(cfg: Config) -> list[str]:
     """Official state_dict names this config expects (param table plus resample_filter buffers)."""
-    names = list(param_table(cfg))
+    names = [e.name for e in param_table(cfg)]
     for res in cfg.block_resolutions:
         names.append(f"synthesis.b{res}.resample_filter")
         names += [f"synthesis.b{res}.{n}.resample_filter" for r, n, *_ in cfg.layers if r == res and n != "torgb"]
@@ -377,7 +362,7 @@ def random_params(cfg: Config, seed: int = 0) -> dict:
     """Random params of the right shapes (full-size sanity checks, benchmarks): unit normal weights."""
     rng = np.random.default_rng(seed)
     sd = {}
-    for name, (_, _, shape) in param_table(cfg).items():
+    for name, shape in ((e.name, e.shape) for e in param_table(cfg)):
         sd[name] = rng.standard_normal(shape).astype(np.float32)
         if name.endswith("affine.bias"):
             sd[name] = np.ones(shape, np.float32)

@@ -26,6 +26,7 @@ from jax import lax
 from jaxinv import ops
 from jaxinv.errors import CheckpointError, ConfigError
 from jaxinv.models import stylegan2
+from jaxinv.state_dict import Entry, as_is, conv_hwio, fill, linear_t
 
 # ---------------------------------------------------------------------------------------------
 # Filter design (numpy, build time)
@@ -435,51 +436,40 @@ def generate(cfg: Config, params: Mapping[str, Any], z: jax.Array, c: jax.Array 
 # ---------------------------------------------------------------------------------------------
 # Checkpoint conversion (declarative name table)
 
-# Layout fixes from the official (torch) layout to ours.
-_LAYOUTS = {
-    "as_is": lambda a: a,
-    "dense": lambda a: a.T,                        # [out, in] -> [in, out]
-    "conv": lambda a: a.transpose(2, 3, 1, 0),     # OIHW -> HWIO
-}
+# Layout fixes from the official (torch) layout to ours; also applied to shapes (param_shapes).
+_AS_IS, _DENSE, _CONV = as_is, linear_t, conv_hwio
 
 
-@dataclasses.dataclass(frozen=True)
-class _Entry:
-    name: str                          # official state_dict name
-    shape: tuple[int, ...]             # official shape
-    path: tuple[str, ...] | None       # params path; None = design constant (checked, not stored)
-    layout: str = "as_is"
+def _dense(prefix: str, path: tuple[str, ...], n_in: int, n_out: int) -> list[Entry]:
+    return [Entry(f"{prefix}.weight", (n_out, n_in), (*path, "weight"), _DENSE),
+            Entry(f"{prefix}.bias", (n_out,), (*path, "bias"), _AS_IS)]
 
 
-def _dense(prefix: str, path: tuple[str, ...], n_in: int, n_out: int) -> list[_Entry]:
-    return [_Entry(f"{prefix}.weight", (n_out, n_in), (*path, "weight"), "dense"),
-            _Entry(f"{prefix}.bias", (n_out,), (*path, "bias"))]
-
-
-def name_table(cfg: Config) -> list[_Entry]:
-    """Every name of the official ``Generator.state_dict()`` with its shape and where it goes."""
+def param_table(cfg: Config) -> list[Entry]:
+    """Every name of the official ``Generator.state_dict()`` with its shape and where it goes (filters: checked
+    against the design, not stored)."""
     spec = cfg.input_spec
     entries = [
-        _Entry("synthesis.input.weight", (spec.channels, spec.channels), ("synthesis", "input", "weight"), "dense"),
-        _Entry("synthesis.input.transform", (3, 3), ("synthesis", "input", "transform")),
-        _Entry("synthesis.input.freqs", (spec.channels, 2), ("synthesis", "input", "freqs")),
-        _Entry("synthesis.input.phases", (spec.channels,), ("synthesis", "input", "phases")),
+        Entry("synthesis.input.weight", (spec.channels, spec.channels), ("synthesis", "input", "weight"), _DENSE),
+        Entry("synthesis.input.transform", (3, 3), ("synthesis", "input", "transform"), _AS_IS),
+        Entry("synthesis.input.freqs", (spec.channels, 2), ("synthesis", "input", "freqs"), _AS_IS),
+        Entry("synthesis.input.phases", (spec.channels,), ("synthesis", "input", "phases"), _AS_IS),
         *_dense("synthesis.input.affine", ("synthesis", "input", "affine"), cfg.w_dim, 4),
     ]
     for layer in cfg.layers:
         pre, path = f"synthesis.{layer.name}", ("synthesis", layer.name)
         k = layer.conv_kernel
         entries += [
-            _Entry(f"{pre}.weight", (layer.out_channels, layer.in_channels, k, k), (*path, "weight"), "conv"),
-            _Entry(f"{pre}.bias", (layer.out_channels,), (*path, "bias")),
-            _Entry(f"{pre}.magnitude_ema", (), (*path, "magnitude_ema")),
+            Entry(f"{pre}.weight", (layer.out_channels, layer.in_channels, k, k), (*path, "weight"), _CONV),
+            Entry(f"{pre}.bias", (layer.out_channels,), (*path, "bias"), _AS_IS),
+            Entry(f"{pre}.magnitude_ema", (), (*path, "magnitude_ema"), _AS_IS),
         ]
         for kind in ("up_filter", "down_filter"):
             f = getattr(layer, kind)
             if f is not None:
-                entries.append(_Entry(f"{pre}.{kind}", f.shape, None))
+                entries.append(Entry(f"{pre}.{kind}", f.shape, None))
         entries += _dense(f"{pre}.affine", (*path, "affine"), cfg.w_dim, layer.in_channels)
-    entries.append(_Entry("mapping.w_avg", (cfg.w_dim,), ("mapping", "w_avg")))
+    entries.append(Entry("mapping.w_avg", (cfg.w_dim,), ("mapping", "w_avg"), _AS_IS))
     if cfg.c_dim > 0:
         entries += _dense("mapping.embed", ("mapping", "embed"), cfg.c_dim, cfg.w_dim)
     features = [cfg.z_dim + (cfg.w_dim if cfg.c_dim > 0 else 0)] + [cfg.w_dim] * cfg.mapping_layers
@@ -496,10 +486,10 @@ def _design_constant(cfg: Config, name: str) -> np.ndarray:
 def param_shapes(cfg: Config) -> dict[str, Any]:
     """The params pytree as ``jax.ShapeDtypeStruct`` leaves (our layouts), without allocating."""
     tree: dict[str, Any] = {}
-    for e in name_table(cfg):
+    for e in param_table(cfg):
         if e.path is None:
             continue
-        shape = jax.eval_shape(_LAYOUTS[e.layout], jax.ShapeDtypeStruct(e.shape, jnp.float32)).shape
+        shape = jax.eval_shape(e.fix, jax.ShapeDtypeStruct(e.shape, jnp.float32)).shape
         node = tree
         for key in e.path[:-1]:
             node = node.setdefault(key, {})
@@ -517,28 +507,14 @@ def from_source(src: Any) -> tuple[Config, dict[str, Any]]:
         cfg = Config.from_init_kwargs(src.init)
     except ConfigError as err:
         raise CheckpointError(f"{where}: {err}") from None
-    state = dict(src.state_dict)
-    table = name_table(cfg)
-    expected = {e.name for e in table}
-    missing = [e.name for e in table if e.name not in state]
-    extra = [name for name in state if name not in expected]
-    if missing or extra:
-        raise CheckpointError(f"{where}: stylegan3 state_dict does not match its init kwargs: "
-                              f"missing {missing or 'none'}; unexpected {extra or 'none'}")
-    params: dict[str, Any] = {}
+    table = param_table(cfg)
+    params = fill(table, src.state_dict, where, what="stylegan3 state_dict")
     for e in table:
-        value = np.asarray(state[e.name])
-        if tuple(value.shape) != e.shape:
-            raise CheckpointError(f"{where}: {e.name} has shape {list(value.shape)}, expected {list(e.shape)}")
         if e.path is None:
             designed = _design_constant(cfg, e.name)
-            err = float(np.abs(value.astype(np.float64) - designed).max())
+            err = float(np.abs(np.asarray(src.state_dict[e.name], np.float64) - designed).max())
             if err > 1e-6 * float(np.abs(designed).max()):
                 raise CheckpointError(f"{where}: {e.name} differs from the filter designed from the init kwargs "
                                       f"(max abs diff {err:.3g})")
-            continue
-        node = params
-        for key in e.path[:-1]:
-            node = node.setdefault(key, {})
-        node[e.path[-1]] = jnp.asarray(np.array(_LAYOUTS[e.layout](value), dtype=np.float32, order="C"))
+    params = jax.tree_util.tree_map(lambda a: jnp.asarray(np.array(a, dtype=np.float32, order="C")), params)
     return cfg, params
