@@ -134,3 +134,12 @@ def test_state_dict_errors_name_the_problem(shared_state_dict):
     bad["main.3.weight"] = np.zeros((256, 256, 4, 4), np.float32)
     with pytest.raises(CheckpointError, match="main.3.weight takes 256 channels"):
         dcgan.from_source(bad)
+
+
+def test_load_default_by_name():
+    """jaxinv.load("default") is the CLI's --model default: the embedded DCGAN."""
+    import jaxinv
+
+    a, b = jaxinv.load("default"), dcgan.load_default()
+    assert a.family == b.family == "dcgan" and a.cfg == b.cfg
+    assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True))

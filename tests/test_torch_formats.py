@@ -615,6 +615,14 @@ def test_no_torch_import_in_packages():
     assert offenders == []
 
 
+def test_readers_import_nothing_from_jaxinv():
+    """weights_convert is the floor under jaxinv: its readers never import jaxinv (only `jaxinv convert` builds)."""
+    pattern = re.compile(r"^\s*(import\s+jaxinv\b|from\s+jaxinv(\.\w+)*\s+import\b)", re.M)
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "weights_convert").rglob("*.py")
+                 if pattern.search(p.read_text())]
+    assert offenders == []
+
+
 def test_readers_work_with_torch_blocked():
     code = (
         "import sys; sys.modules['torch'] = None\n"
