@@ -34,6 +34,7 @@ from jaxinv.degrade import Degradation
 from jaxinv.degrade import parse as _parse_degradation
 from jaxinv.errors import ConfigError, ImageError
 from jaxinv.generators import Generator
+from jaxinv.mgan import parse as _parse_mgan
 from jaxinv.optim import LBFGS, Adam, Objective, make_optimizer
 from jaxinv.spaces import Space, ZSpace, check_space, make_space
 
@@ -429,6 +430,12 @@ def check_images(images: Any, gen: Generator, names: Sequence[str] | None = None
     return x
 
 
+def space_from_spec(space: str | Space, options: dict[str, Any] | None = None) -> Space:
+    """A latent space from its name (`spaces.SPACES`, or `mgan:N@L`: the multi-code prior) and options."""
+    parsed = _parse_mgan(space) if isinstance(space, str) else None
+    return make_space(space if parsed is None else parsed, **(options or {}))
+
+
 def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "mse",
            optimizer: str | Adam | LBFGS = "adam", steps: int = 400, restarts: int = 1, seed: int = 0,
            image_indices: Sequence[int] | None = None, start: str | None = None, batch_size: int | None = None,
@@ -461,7 +468,7 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
     `Mask(masks, per_image=True)` with masks [N, H, W]. A noise model weighs mse as its likelihood.
     """
     gen = Generator.from_model(model, truncation_psi)
-    sp = make_space(space, **(space_options or {}))
+    sp = space_from_spec(space, space_options)
     check_space(sp, gen)
     sp = sp.prepare(gen)
     lossf = make_loss(loss, resources)

@@ -718,12 +718,12 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
     the observation (masked as the loss sees it)."""
     from jaxinv import degrade
     from jaxinv.generators import Generator
-    from jaxinv.invert import class_vectors, likelihood_loss, make_loss, resolve_lane_group
+    from jaxinv.invert import class_vectors, likelihood_loss, make_loss, resolve_lane_group, space_from_spec
     from jaxinv.optim import make_optimizer
-    from jaxinv.spaces import ZSpace, check_space, make_space
+    from jaxinv.spaces import ZSpace, check_space
 
     gen = Generator.from_model(model, truncation_psi)
-    sp = make_space(space, **(space_options or {}))
+    sp = space_from_spec(space, space_options)
     check_space(sp, gen)
     cv = class_vectors(gen, 1, class_idx=class_idx)
     sp = sp.prepare(gen)

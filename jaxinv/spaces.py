@@ -481,13 +481,10 @@ SPACES: dict[str, type[Space]] = {"z": ZSpace, "w": WSpace, "w+": WPlusSpace, "s
 
 
 def make_space(space: str | Space, **options: Any) -> Space:
-    """A space from its name (z, w, w+, s, p, pn) and options (e.g. noise=True, sphere=True)."""
+    """A space from its name (z, w, w+, s, p, pn) and options (e.g. noise=True, sphere=True); `mgan:N@L` is
+    read one floor up (`jaxinv.invert.space_from_spec`)."""
     if isinstance(space, Space):
         return dataclasses.replace(space, **options) if options else space
-    if str(space).strip().lower().startswith("mgan"):  # mgan:N@L, the multi-code prior (jaxinv.mgan)
-        from jaxinv.mgan import parse
-
-        return make_space(parse(space), **options)
     key = str(space).lower().replace("_", "").replace("plus", "+")
     if key not in SPACES:
         raise ConfigError(f"--space {space!r}: unknown latent space (choose from {', '.join(SPACES)})")

@@ -8,10 +8,9 @@ import pytest
 
 from jaxinv.errors import ConfigError
 from jaxinv.generators import Generator
-from jaxinv.invert import invert
+from jaxinv.invert import invert, space_from_spec
 from jaxinv.mgan import MGanSpace
 from jaxinv.models import dcgan
-from jaxinv.spaces import make_space
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +23,12 @@ def test_split_forward_and_composition(model):
     z = jax.random.normal(jax.random.PRNGKey(0), (2, 100))
     ref = np.asarray(dcgan.generate(model.cfg, model.params, z))
     for layer in range(1, model.cfg.num_layers):
-        sp = make_space(f"mgan:1@{layer}")
+        sp = space_from_spec(f"mgan:1@{layer}")
         c = model.cfg.channels[layer - 1]
         got = sp.render(gen, {"z": z[:, None], "alpha": jnp.ones((2, 1, c))})
         np.testing.assert_array_equal(np.asarray(got), ref)
     # two codes with importance (1, 0) per channel: the first code's image; (0.5, 0.5): features averaged
-    sp = make_space("mgan:2@2")
+    sp = space_from_spec("mgan:2@2")
     z2 = jax.random.normal(jax.random.PRNGKey(1), (2, 2, 100))
     alpha = jnp.stack([jnp.ones((2, 256)), jnp.zeros((2, 256))], axis=1)
     np.testing.assert_allclose(np.asarray(sp.render(gen, {"z": z2, "alpha": alpha})),
