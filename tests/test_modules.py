@@ -16,7 +16,7 @@ from tests.conftest import GOLDEN, require
 # official file -> official state_dict names of the same weights (the golden npz), minus what is folded into
 # the config (resample filters) or into other params
 CASES = {
-    "sg2ada_r64_skip": ("containers/sg2ada_r64_skip.pkl", "sg2ada_r64_skip.weights.npz"),
+    "sg2ada_r32_resnet_clamp": ("containers/sg2ada_r32_resnet_clamp.pkl", "sg2ada_r32_resnet_clamp.weights.npz"),
     "stylegan1_r32": ("containers/stylegan1_r32.pkl", None),
     "pggan_r32": ("containers/pggan_r32.pkl", None),
 }
