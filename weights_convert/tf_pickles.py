@@ -68,10 +68,6 @@ def is_tf_snapshot(obj: Any) -> bool:
     return isinstance(obj, tuple) and len(obj) == 3 and all(isinstance(n, TFNetwork) for n in obj)
 
 
-# TF build functions of Gs that are recognised but not converted
-_UNSUPPORTED: dict[str, str] = {}
-
-
 def _stylegan2_kwargs(path: Any, kw: dict[str, Any]) -> dict[str, Any]:
     """NVlabs `Generator` kwargs from G_main's static_kwargs (defaults of the TF build function)."""
     known: set[str] = set()
@@ -190,9 +186,6 @@ def from_snapshot(path: Any, snapshot: tuple) -> tuple[str, dict[str, Any], dict
 def stylegan2_from_variables(path: Any, func: str, static_kwargs: dict[str, Any],
                              tf: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The same from Gs's build function name, static_kwargs and variables ('mapping/...', 'synthesis/...')."""
-    if func in _UNSUPPORTED:
-        raise CheckpointError(f"{path}: TensorFlow-era {_UNSUPPORTED[func]} pickle: this family is not supported "
-                              "yet")
     if func != "G_main":
         raise CheckpointError(f"{path}: TensorFlow-era pickle whose Gs is built by {func!r}: not a known generator")
     kwargs = _stylegan2_kwargs(path, static_kwargs)
