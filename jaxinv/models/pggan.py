@@ -30,8 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinv import ops
 from jaxinv.errors import CheckpointError
-from jaxinv.models.progressive import check_variables, grow, upscale2d
+from jaxinv.models.progressive import check_variables, conv2d_same, grow, to_rgb, upscale2d
 
 FAMILY = "pggan"
 # G_paper's defaults for kwargs a pickle may not store
@@ -150,13 +151,8 @@ def from_source(src: Any) -> tuple[Config, dict]:
 # ---------------------------------------------------------------------------------------------------------
 # Forward
 
-_DN = ("NHWC", "HWIO", "NHWC")
-
-
 def _pixel_norm(cfg: Config, x: jax.Array, force: bool = False) -> jax.Array:
-    if not (cfg.use_pixelnorm or force):
-        return x
-    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + cfg.pixelnorm_epsilon)
+    return ops.normalize_2nd_moment(x, eps=cfg.pixelnorm_epsilon) if (cfg.use_pixelnorm or force) else x
 
 
 def _act(cfg: Config, x: jax.Array) -> jax.Array:
@@ -164,13 +160,11 @@ def _act(cfg: Config, x: jax.Array) -> jax.Array:
 
 
 def _conv3x3(x: jax.Array, p: dict) -> jax.Array:
-    y = jax.lax.conv_general_dilated(x, p["weight"], (1, 1), "SAME", dimension_numbers=_DN)
-    return y + p["bias"]
+    return conv2d_same(x, p["weight"]) + p["bias"]
 
 
 def _torgb(params: dict, x: jax.Array, lod: int) -> jax.Array:
-    p = params[f"ToRGB_lod{lod}"]
-    return jnp.einsum("bhwc,co->bhwo", x, p["weight"]) + p["bias"]
+    return to_rgb(params[f"ToRGB_lod{lod}"], x)
 
 
 def generate(cfg: Config, params: dict, z: jax.Array, c: jax.Array | None = None, lod: float = 0.0,

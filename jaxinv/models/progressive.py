@@ -1,5 +1,5 @@
 """What the progressive-growing TF generators share (PGGAN `G_paper`, StyleGAN `G_style`): the variable check
-of their TF tables, nearest 2x upscaling and the lod blend of the ToRGB levels."""
+of their TF tables, the 'SAME' conv, ToRGB, nearest 2x upscaling and the lod blend of the ToRGB levels."""
 
 from __future__ import annotations
 
@@ -25,6 +25,19 @@ def check_variables(table: dict[str, tuple[int, ...]], tf: dict[str, np.ndarray]
         if float(np.asarray(tf[name])) != 0.0:
             raise CheckpointError(f"{where}: {name} = {float(np.asarray(tf[name]))}: a snapshot taken while "
                                   "growing (the engine renders the final resolution, lod 0)")
+
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def conv2d_same(x: jax.Array, w: jax.Array) -> jax.Array:
+    """The TF graphs' stride-1 'SAME' conv2d, NHWC / HWIO."""
+    return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=_DN)
+
+
+def to_rgb(layer: dict, x: jax.Array) -> jax.Array:
+    """A ToRGB_lod{L} layer: 1x1 conv (weight [C, img_channels], wscale folded in) + bias, linear."""
+    return jnp.einsum("bhwc,co->bhwo", x, layer["weight"]) + layer["bias"]
 
 
 def upscale2d(x: jax.Array, factor: int = 2) -> jax.Array:

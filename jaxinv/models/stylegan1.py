@@ -28,8 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinv import ops
 from jaxinv.errors import CheckpointError, ConfigError
-from jaxinv.models.progressive import check_variables, grow, upscale2d
+from jaxinv.models.progressive import check_variables, conv2d_same, grow, to_rgb, upscale2d
 
 FAMILY = "stylegan1"
 _MAPPING_DEFAULTS = {"latent_size": 512, "label_size": 0, "dlatent_size": 512, "dlatent_broadcast": None,
@@ -199,16 +200,12 @@ def _lrelu(x: jax.Array) -> jax.Array:
     return jnp.maximum(x, x * 0.2)
 
 
-def _pixel_norm(x: jax.Array) -> jax.Array:
-    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + 1e-8)
-
-
 def mapping(cfg: Config, params: dict, z: jax.Array, c: jax.Array | None = None, truncation_psi: float = 1.0,
             truncation_cutoff: int | None = DEFAULT_TRUNCATION_CUTOFF) -> jax.Array:
     """z [B, z_dim] -> ws [B, num_ws, w_dim], truncated towards dlatent_avg on layers < truncation_cutoff."""
     if c is not None:
         raise ConfigError("StyleGAN (v1): conditional generators are not supported")
-    x = _pixel_norm(jnp.asarray(z, jnp.float32))
+    x = ops.normalize_2nd_moment(jnp.asarray(z, jnp.float32))  # pixel norm, eps 1e-8
     for i in range(cfg.mapping_layers):
         d = params["mapping"][f"Dense{i}"]
         x = _lrelu(x @ d["weight"] + d["bias"])
@@ -233,10 +230,6 @@ def affine_styles(cfg: Config, params: dict, ws: jax.Array) -> dict[str, jax.Arr
 styles = affine_styles  # the family interface's name (synthesis takes a `styles` argument)
 
 
-def _conv(x: jax.Array, w: jax.Array) -> jax.Array:
-    return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=_DN)
-
-
 def _blur(x: jax.Array) -> jax.Array:
     c = x.shape[-1]
     k = jnp.asarray(np.tile(_BLUR[:, :, None, None], (1, 1, 1, c)), x.dtype)
@@ -244,8 +237,7 @@ def _blur(x: jax.Array) -> jax.Array:
 
 
 def _torgb(params: dict, x: jax.Array, lod: int) -> jax.Array:
-    p = params["synthesis"][f"ToRGB_lod{lod}"]
-    return jnp.einsum("bhwc,co->bhwo", x, p["weight"]) + p["bias"]
+    return to_rgb(params["synthesis"][f"ToRGB_lod{lod}"], x)
 
 
 def synthesis(cfg: Config, params: dict, ws: jax.Array | None = None, *, styles: dict | None = None,
@@ -283,12 +275,12 @@ def synthesis(cfg: Config, params: dict, ws: jax.Array | None = None, *, styles:
         return x
 
     x = epilogue(jnp.broadcast_to(sp["4x4.Const"]["const"][None], (batch, 4, 4, cfg.channels[0])), "4x4.Const")
-    x = epilogue(_conv(x, sp["4x4.Conv"]["weight"]), "4x4.Conv")
+    x = epilogue(conv2d_same(x, sp["4x4.Conv"]["weight"]), "4x4.Conv")
     top = len(cfg.channels) - 1
     img = _torgb(params, x, top)
     for i in range(1, len(cfg.channels)):
         r = f"{4 * 2**i}x{4 * 2**i}"
-        x = epilogue(_blur(_conv(upscale2d(x), sp[f"{r}.Conv0_up"]["weight"])), f"{r}.Conv0_up")
-        x = epilogue(_conv(x, sp[f"{r}.Conv1"]["weight"]), f"{r}.Conv1")
+        x = epilogue(_blur(conv2d_same(upscale2d(x), sp[f"{r}.Conv0_up"]["weight"])), f"{r}.Conv0_up")
+        x = epilogue(conv2d_same(x, sp[f"{r}.Conv1"]["weight"]), f"{r}.Conv1")
         img = grow(img, partial(_torgb, params, x, top - i), lod, top - i)
     return (img, outs) if return_layers else img
