@@ -29,8 +29,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from jaxinv.errors import CheckpointError
+from jaxinv.models.nn import bind, param
 from jaxinv.state_dict import Entry, fill
 
 KERNEL = 4  # every transposed conv of the official module is 4x4
@@ -145,22 +147,65 @@ def _conv_transpose_bwd(stride, padding, res, dy):
 conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 
 
+class ConvTranspose2d(nnx.Module):
+    """torch ConvTranspose2d(in, out, 4, stride, padding, bias=False); `weight` [4, 4, in, out], flipped HWIO."""
+
+    def __init__(self, cin: int, cout: int, stride: int, padding: int) -> None:
+        self.weight = param(KERNEL, KERNEL, cin, cout)
+        self.stride, self.padding = stride, padding
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """[B, H, W, in] -> [B, 2H, 2W, out] (stride 2, padding 1)."""
+        return conv_transpose(x, self.weight[...], self.stride, self.padding)
+
+    def from_vector(self, z: jax.Array) -> jax.Array:
+        """[B, in] as a 1x1 input (stride 1, padding 0) -> [B, 4, 4, out]: a matmul with the unflipped kernel."""
+        return jnp.einsum("bi,yxio->byxo", z, self.weight[...][::-1, ::-1])
+
+
+class BatchNorm2d(nnx.Module):
+    """Eval-mode torch BatchNorm2d, folded at conversion into `scale`, `shift` [C]."""
+
+    def __init__(self, channels: int) -> None:
+        self.scale = param(channels)
+        self.shift = param(channels)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x * self.scale[...] + self.shift[...]
+
+
+class Generator(nnx.Module):
+    """The official `main` Sequential: main.{3i} ConvTranspose2d, main.{3i+1} BatchNorm2d (then ReLU), tanh."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        chans = (cfg.z_dim, *cfg.channels, cfg.img_channels)
+        layers: dict[str, nnx.Module] = {}
+        for i in range(cfg.num_layers):
+            layers[str(_conv_index(i))] = ConvTranspose2d(chans[i], chans[i + 1], 1 if i == 0 else 2,
+                                                          0 if i == 0 else 1)
+            if i < cfg.num_layers - 1:
+                layers[str(_bn_index(i))] = BatchNorm2d(chans[i + 1])
+        self.main = nnx.Dict(layers)
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        """z [B, z_dim] -> images [B, R, R, img_channels] in [-1, 1]."""
+        cfg = self.cfg
+        z = jnp.asarray(z, jnp.float32)
+        if z.ndim != 2 or z.shape[1] != cfg.z_dim:
+            raise ValueError(f"dcgan.generate: z must be [B, {cfg.z_dim}], got {z.shape}")
+        x = self.main["0"].from_vector(z)
+        for i in range(cfg.num_layers):
+            if i > 0:
+                x = self.main[str(_conv_index(i))](x)
+            if i < cfg.num_layers - 1:
+                x = jax.nn.relu(self.main[str(_bn_index(i))](x))
+        return jnp.tanh(x)
+
+
 def generate(cfg: Config, params: dict, z: jax.Array) -> jax.Array:
     """z [B, z_dim] -> images [B, R, R, img_channels] in [-1, 1] (eval-mode BatchNorm)."""
-    z = jnp.asarray(z, jnp.float32)
-    if z.ndim != 2 or z.shape[1] != cfg.z_dim:
-        raise ValueError(f"dcgan.generate: z must be [B, {cfg.z_dim}], got {z.shape}")
-    # Layer 0 on a 1x1 input is a matmul: out[y, x, o] = sum_i z_i * W[i, o, y, x] (unflipped kernel).
-    w0 = params["main"]["0"]["weight"]  # [4, 4, in, out], flipped
-    x = jnp.einsum("bi,yxio->byxo", z, w0[::-1, ::-1])
-    for i in range(1, cfg.num_layers + 1):
-        if i > 1:
-            wi = params["main"][str(_conv_index(i - 1))]["weight"]
-            x = conv_transpose(x, wi, stride=2, padding=1)
-        if i < cfg.num_layers:
-            bn = params["main"][str(_bn_index(i - 1))]
-            x = jax.nn.relu(x * bn["scale"] + bn["shift"])
-    return jnp.tanh(x)
+    return bind(Generator, cfg, params)(z)
 
 
 def _asset_dir(name: str = DEFAULT_ASSET):
