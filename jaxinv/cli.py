@@ -52,8 +52,12 @@ def load_model_and_encoder(spec: str | None) -> tuple[Any, Any]:
     return load_model_or_pair(DEFAULT_MODEL if spec is None else spec)
 
 
+_QUIET = False  # --quiet: errors only
+
+
 def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    if not _QUIET:
+        print(msg, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -416,12 +420,23 @@ def _write_grid(out: Path, recon: str) -> None:
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxinv", description="Compiled, batched GAN inversion in JAX.")
+    parser.add_argument("--version", action="version", version=f"jaxinv {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (target, help_) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
         if name == command:
             _target(target).add_arguments(sp)
+            sp.add_argument("--quiet", action="store_true", help="print errors only (no log, no progress bar)")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jaxinv")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 # Library errors name API arguments; the command line reports its own flags for them.
@@ -432,6 +447,11 @@ _FLAGS.update({"overwrite=True": "--overwrite", "paths=": "--images ", "batch_si
                "optimizer=": "--optimizer ", "devices=": "--devices ", "restart_shards=": "--restart-shards ",
                "num_processes=": "--num-processes ", "num_processes": "--num-processes", "process_id=": "--process-id ",
                "process_id": "--process-id", "coordinator=": "--coordinator "})
+# (methods: invert, spaces, losses, jobs, edit)
+_FLAGS.update({"loss=": "--loss ", "steps=": "--steps ", "restarts=": "--restarts ", "space=": "--space ",
+               "out_dir=": "--out ", "max_reseeds=": "--max-reseeds ", "init from encoder": "--init encoder",
+               "resources['lpips']": "--lpips-weights FILE", "resources['id']": "--id-weights DIR",
+               "direction=": "--direction ", "layers=": "--layers "})
 _FLAG_RE = re.compile(r"\b(" + "|".join(re.escape(k) for k in _FLAGS) + r")")
 
 
@@ -458,10 +478,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    global _QUIET
+    _QUIET = bool(getattr(args, "quiet", False))
+    if _QUIET and hasattr(args, "no_progress"):
+        args.no_progress = True
+    out = Path(args.out) if isinstance(getattr(args, "out", None), str) else None
+    out_existed = out is None or out.exists()
     try:
         return int(_target(COMMANDS[args.command][0]).run(args) or 0)
     except JaxinvError as e:
         print(f"jaxinv: error: {flag_words(str(e))}", file=sys.stderr)
+        if not out_existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a failed start leaves no empty output folder behind
         return 2
     except KeyboardInterrupt:
         print("jaxinv: interrupted", file=sys.stderr)

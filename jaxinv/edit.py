@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinv.encode import load_model_or_pair
 from jaxinv.errors import ConfigError, ImageError
 from jaxinv.generators import Generator, render_jit
 
@@ -103,7 +104,7 @@ class Directions:
 
     def direction(self, k: int) -> np.ndarray:
         if not 0 <= k < len(self.vectors):
-            raise ConfigError(f"--direction {self.method}:{k}: index out of range (0..{len(self.vectors) - 1})")
+            raise ConfigError(f"direction='{self.method}:{k}': index out of range (0..{len(self.vectors) - 1})")
         return (self.vectors[k] * self.scales[k]).astype(np.float32)
 
     def save(self, path: str | Path) -> Path:
@@ -125,7 +126,7 @@ def _layer_range(model: Any, layers: tuple[int, int] | None) -> tuple[int, int]:
     num_ws = _generator(model).num_ws
     a, b = layers if layers is not None else (0, num_ws)
     if not 0 <= a < b <= num_ws:
-        raise ConfigError(f"--layers {a}:{b}: need 0 <= a < b <= num_ws = {num_ws}")
+        raise ConfigError(f"layers=({a}, {b}): need 0 <= a < b <= num_ws = {num_ws}")
     return int(a), int(b)
 
 
@@ -134,7 +135,7 @@ def sefa(model: Any, num_directions: int | None = None, layers: tuple[int, int] 
     a, b = _layer_range(model, layers)
     names = [n for n, i in style_layers(model) if a <= i < b]
     if not names:
-        raise ConfigError(f"--layers {a}:{b}: no styled conv layer in that ws range")
+        raise ConfigError(f"layers=({a}, {b}): no styled conv layer in that ws range")
     mats = style_affines(model, names)
     weight = np.concatenate([mats[n] for n in names], axis=1).astype(np.float64)  # [w_dim, sum C]
     weight = weight / np.maximum(np.linalg.norm(weight, axis=0, keepdims=True), 1e-12)
@@ -179,12 +180,12 @@ def directions(model: Any, spec: str, layers: tuple[int, int] | None = None,
     try:
         k = int(k)
     except ValueError:
-        raise ConfigError(f"--direction {spec!r}: expected sefa:K or ganspace:K with an integer K") from None
+        raise ConfigError(f"direction={spec!r}: expected sefa:K or ganspace:K with an integer K") from None
     if method == "sefa":
         return sefa(model, layers=layers), k
     if method == "ganspace":
         return ganspace(model, num_samples=num_samples), k
-    raise ConfigError(f"--direction {spec!r}: unknown method {method!r} (sefa, ganspace)")
+    raise ConfigError(f"direction={spec!r}: unknown method {method!r} (sefa, ganspace)")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -349,10 +350,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jaxinv.cli import load_model
-
     t0 = time.perf_counter()
-    model = load_model(args.model)
+    model = load_model_or_pair(args.model)[0]
     _generator(model)
     layers = _parse_layers(args.layers)
     if layers is not None:

@@ -105,7 +105,7 @@ def list_images(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[
         elif p.exists() or p.is_symlink():
             out.append(p)
         else:
-            raise ConfigError(f"--images {p}: no such file or directory")
+            raise ConfigError(f"paths={p}: no such file or directory")
     return sorted(out)
 
 

@@ -194,15 +194,14 @@ def make_loss(loss: str | Loss | Sequence[tuple[float, Term | Callable]] | Term,
             try:
                 weight = float(w) if w else 1.0
             except ValueError:
-                raise ConfigError(f"--loss {loss!r}: weight of {name!r} is not a number ({w!r})") from None
+                raise ConfigError(f"loss={loss!r}: weight of {name!r} is not a number ({w!r})") from None
             if name not in TERMS:
-                raise ConfigError(f"--loss {loss!r}: unknown term {name!r} (choose from {', '.join(TERMS)})")
+                raise ConfigError(f"loss={loss!r}: unknown term {name!r} (choose from {', '.join(TERMS)})")
             cls = TERMS[name]
             if cls in (LPIPS, Identity):
                 key = "lpips" if cls is LPIPS else "id"
                 if resources.get(key) is None:
-                    flag = "--lpips-weights" if key == "lpips" else "--id-weights"
-                    raise ConfigError(f"--loss {name}: needs network weights ({flag} PATH)")
+                    raise ConfigError(f"loss={name!r}: needs network weights (resources[{key!r}])")
                 pairs.append((weight, cls(params=resources[key])))
             else:
                 pairs.append((weight, cls()))
@@ -213,7 +212,7 @@ def make_loss(loss: str | Loss | Sequence[tuple[float, Term | Callable]] | Term,
             w, t = item
             pairs.append((float(w), t if isinstance(t, Term) else Fn(fn=t)))
     if not pairs:
-        raise ConfigError("--loss: no loss terms given")
+        raise ConfigError("loss='': no loss terms given")
     return Loss(tuple(t for _, t in pairs), tuple(w for w, _ in pairs))
 
 
@@ -474,7 +473,7 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
     lossf = make_loss(loss, resources)
     opt = make_optimizer(optimizer)
     if int(steps) < 1 or int(restarts) < 1:
-        raise ConfigError(f"--steps {steps} / --restarts {restarts}: both must be >= 1")
+        raise ConfigError(f"steps={steps} / restarts={restarts}: both must be >= 1")
     start = start or ("random" if isinstance(sp, ZSpace) else "center")
     if start not in ("center", "random"):
         raise ConfigError(f"start={start!r}: expected 'center' or 'random'")

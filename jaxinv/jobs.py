@@ -205,14 +205,14 @@ def check_writable(out_dir: Path) -> None:
             os.fsync(f.fileno())
         probe.unlink(missing_ok=True)  # another process's start-up clean-up may have taken it already
     except OSError as e:
-        raise ConfigError(f"--out {out_dir}: not writable ({e.strerror or type(e).__name__})") from None
+        raise ConfigError(f"out_dir={out_dir}: not writable ({e.strerror or type(e).__name__})") from None
 
 
 def check_free_space(out_dir: Path, needed_bytes: int) -> None:
     """Refuse to start when DIR's file system has less free space than the expected outputs."""
     free = shutil.disk_usage(out_dir).free
     if needed_bytes > free:
-        raise ConfigError(f"--out {out_dir}: {free / 2**20:.1f} MiB free, the job needs about "
+        raise ConfigError(f"out_dir={out_dir}: {free / 2**20:.1f} MiB free, the job needs about "
                           f"{needed_bytes / 2**20:.1f} MiB for its outputs")
 
 
@@ -223,10 +223,10 @@ def check_manifest(out_dir: Path, manifest: dict, write: bool = True) -> None:
         try:
             old = json.loads(path.read_text())
         except (OSError, ValueError) as e:
-            raise ConfigError(f"--out {out_dir}: unreadable {MANIFEST} ({e}); use a new --out") from None
+            raise ConfigError(f"out_dir={out_dir}: unreadable {MANIFEST} ({e}); use a new out_dir") from None
         if old != manifest:
             diffs = _diff(old, manifest)
-            raise ConfigError(f"--out {out_dir}: holds a different job ({'; '.join(diffs[:4])}); use a new --out "
+            raise ConfigError(f"out_dir={out_dir}: holds a different job ({'; '.join(diffs[:4])}); use a new out_dir "
                               "or the original options")
         return
     if write:
@@ -730,9 +730,9 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
     lossf = make_loss(loss, resources)
     opt = make_optimizer(optimizer)
     if int(steps) < 1 or int(restarts) < 1:
-        raise ConfigError(f"--steps {steps} / --restarts {restarts}: both must be >= 1")
+        raise ConfigError(f"steps={steps} / restarts={restarts}: both must be >= 1")
     if int(max_reseeds) < 0:
-        raise ConfigError(f"--max-reseeds {max_reseeds}: must be >= 0")
+        raise ConfigError(f"max_reseeds={max_reseeds}: must be >= 0")
     start = start or ("random" if isinstance(sp, ZSpace) else "center")
     if start not in ("center", "random"):
         raise ConfigError(f"start={start!r}: expected 'center' or 'random'")
@@ -740,12 +740,12 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
     group = resolve_lane_group(lane_group, gen)
     bs = devices.global_batch(batch_size, multiple=group or 1)
     if int(restarts) % devices.restart_shards:
-        raise ConfigError(f"--restarts {restarts}: must be a multiple of --restart-shards {devices.restart_shards}")
+        raise ConfigError(f"restarts={restarts}: must be a multiple of restart_shards={devices.restart_shards}")
     if encoder is not None:
         if (why := encoder.code_mismatch(gen)) is not None:
-            raise ConfigError(f"--init encoder: {why}")
+            raise ConfigError(f"init from encoder: {why}")
         if encoder.cfg.input_nc != gen.img_channels:
-            raise ConfigError(f"--init encoder: the encoder reads {encoder.cfg.input_nc}-channel images, the "
+            raise ConfigError(f"init from encoder: the encoder reads {encoder.cfg.input_nc}-channel images, the "
                               f"generator makes {gen.img_channels}-channel ones")
         # Fails now, with a one-line error, for spaces that cannot hold W+ codes.
         jax.eval_shape(lambda g, s: s.from_ws(g, jnp.zeros((1, g.num_ws, g.w_dim))), gen, sp)
@@ -755,7 +755,7 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
     if deg is not None:
         obs_shape = deg.out_shape(shape)
         if encoder is not None and obs_shape != shape:
-            raise ConfigError(f"--init encoder: the encoder reads {shape[0]}x{shape[1]} images, degradation="
+            raise ConfigError(f"init from encoder: the encoder reads {shape[0]}x{shape[1]} images, degradation="
                               f"{deg.spec()!r} observes {obs_shape[0]}x{obs_shape[1]} ones")
         lossf = likelihood_loss(lossf, deg)
         item_shape = obs_shape

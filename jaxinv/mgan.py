@@ -64,13 +64,13 @@ class MGanSpace(Space):
 
     def __post_init__(self) -> None:
         if self.codes < 1 or self.layer < 1:
-            raise ConfigError(f"--space mgan:{self.codes}@{self.layer}: N and L must be >= 1")
+            raise ConfigError(f"space='mgan:{self.codes}@{self.layer}': N and L must be >= 1")
 
     def check(self, gen: Generator) -> None:
         if gen.family != "dcgan":
-            raise ConfigError(f"--space mgan: the {gen.family} generator is not supported yet (DCGAN only)")
+            raise ConfigError(f"space='mgan': the {gen.family} generator is not supported yet (DCGAN only)")
         if not 1 <= self.layer < gen.cfg.num_layers:
-            raise ConfigError(f"--space mgan:{self.codes}@{self.layer}: L must be in 1..{gen.cfg.num_layers - 1} "
+            raise ConfigError(f"space='mgan:{self.codes}@{self.layer}': L must be in 1..{gen.cfg.num_layers - 1} "
                               f"for this DCGAN ({gen.cfg.num_layers} blocks)")
 
     def init(self, key, gen, n, center=False, c=None):
@@ -112,6 +112,6 @@ def parse(spec: str) -> MGanSpace | None:
         return None
     m = _SPEC.match(text)
     if not m:
-        raise ConfigError(f"--space {spec!r}: expected mgan:N@L (N codes composed after generator block L, "
+        raise ConfigError(f"space={spec!r}: expected mgan:N@L (N codes composed after generator block L, "
                           "e.g. mgan:16@2)")
     return MGanSpace(int(m.group(1)), int(m.group(2)))

@@ -487,7 +487,7 @@ def make_space(space: str | Space, **options: Any) -> Space:
         return dataclasses.replace(space, **options) if options else space
     key = str(space).lower().replace("_", "").replace("plus", "+")
     if key not in SPACES:
-        raise ConfigError(f"--space {space!r}: unknown latent space (choose from {', '.join(SPACES)})")
+        raise ConfigError(f"space={space!r}: unknown latent space (choose from {', '.join(SPACES)})")
     cls = SPACES[key]
     names = {f.name for f in dataclasses.fields(cls)}
     bad = sorted(set(options) - names)
@@ -502,7 +502,7 @@ def check_space(space: Space, gen: Generator) -> None:
         space.check(gen)
         return
     if not isinstance(space, ZSpace) and not gen.has_w:
-        raise ConfigError(f"--space {space.name}: the {gen.family} generator has only a Z space")
+        raise ConfigError(f"space={space.name!r}: the {gen.family} generator has only a Z space")
     if isinstance(space, ZSpace) and space.embedding and gen.family != "biggan":
         raise ConfigError(f"space 'z' with embedding=True: the {gen.family} generator has no class embedding "
                           "(BigGAN only)")

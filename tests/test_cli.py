@@ -118,6 +118,7 @@ def test_user_errors_one_line(tmp_path, capsys, extra, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     assert err[-1].startswith("jaxinv: error: ") and message in err[-1], err
+    assert not (tmp_path / "o").exists()  # a failed start leaves no empty output folder
 
 
 def test_missing_inputs_and_bad_outputs(tmp_path, capsys):
@@ -125,6 +126,14 @@ def test_missing_inputs_and_bad_outputs(tmp_path, capsys):
     assert "no such file or directory" in capsys.readouterr().err
     assert cli.main(["sample", "--out", str(tmp_path / "x.jpg")]) == 2
     assert "expected a folder or a .png file name" in capsys.readouterr().err
+
+
+def test_version_and_quiet(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("jaxinv ")
+    assert cli.main(["sample", "--n", "1", "--out", str(tmp_path / "s"), "--quiet"]) == 0
+    assert capsys.readouterr().err == "" and (tmp_path / "s").is_dir()
 
 
 def test_registry_and_help():

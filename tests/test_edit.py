@@ -113,7 +113,7 @@ def test_errors(sg2):
 
     with pytest.raises(ConfigError, match="W space"):
         edit.sefa(dcgan.load_default())
-    with pytest.raises(ConfigError, match="--layers"):
+    with pytest.raises(ConfigError, match=r"layers=\(3, 99\)"):
         edit.sefa(sg2, layers=(3, 99))
     with pytest.raises(ConfigError, match="unknown method"):
         edit.directions(sg2, "pca:0")

@@ -132,7 +132,7 @@ def test_loss_specs_and_terms(model, faces):
     assert loss.weights == (1.0, 0.5, 1e-3) and loss.names == ["mse", "l1", "prior"]
     assert make_loss([(2.0, MSE()), (1.0, MSE())]).names == ["mse", "mse_1"]
     for bad, msg in (("foo=1", "unknown term"), ("mse=x", "not a number"), ("", "no loss terms"),
-                     ("lpips=1", "--lpips-weights"), ("id=0.1", "--id-weights")):
+                     ("lpips=1", r"resources\['lpips'\]"), ("id=0.1", r"resources\['id'\]")):
         with pytest.raises(ConfigError, match=msg):
             make_loss(bad)
     # A plain function term and the regularisers: values reported per term at the best restart.
@@ -170,7 +170,7 @@ def test_bad_inputs(model, faces):
         invert(model, bad, steps=1)
     with pytest.raises(ConfigError, match="only a Z space"):
         invert(model, faces[:1], space="w", steps=1)
-    with pytest.raises(ConfigError, match="--steps 0"):
+    with pytest.raises(ConfigError, match="steps=0"):
         invert(model, faces[:1], steps=0)
     with pytest.raises(ConfigError, match="unknown"):
         invert(model, faces[:1], optimizer="sgd", steps=1)
@@ -200,3 +200,14 @@ def test_trajectory_recording(model, faces):
     np.testing.assert_allclose(rec.history, plain.history, rtol=1e-5)
     with pytest.raises(ConfigError, match="record_every"):
         invert(model, faces[:1], steps=5, record_every=3)
+
+
+def test_library_errors_speak_api_names_and_the_cli_its_flags():
+    from jaxinv.cli import flag_words
+
+    for bad, api, flag in (("lpips=1", "resources['lpips']", "--lpips-weights FILE"),
+                           ("foo=1", "loss='foo=1'", "--loss 'foo=1'")):
+        with pytest.raises(ConfigError) as e:
+            make_loss(bad)
+        assert api in str(e.value) and "--" not in str(e.value)
+        assert flag in flag_words(str(e.value))
