@@ -11,6 +11,7 @@ import pytest
 
 from jaxinv.errors import CheckpointError, ConfigError
 from jaxinv.models import biggan
+from jaxinv.models.nn import bind, shapes
 from jaxinv.parity.core import assert_parity
 from tests.conftest import GOLDEN, ROOT, require
 from weights_convert.hf_biggan import looks_like_biggan, read_biggan
@@ -73,6 +74,14 @@ def test_params_hold_normalised_weights(golden):
                   w.transpose(2, 3, 1, 0))
 
 
+def test_module_tree_declares_the_converted_params(golden):
+    # BigGAN(cfg) declares exactly the dict convert_state_dict writes (same paths, shapes, float32).
+    case, _, cfg, params, _, _ = golden
+    got = jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), params)
+    want = jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), shapes(biggan.BigGAN, cfg))
+    assert got == want, f"{case}: params differ from the BigGAN module tree"
+
+
 def test_bn_interpolation_index(golden):
     case, _, cfg, _, _, meta = golden
     for t, ref in meta["bn_stat_interpolation"].items():
@@ -84,14 +93,15 @@ def test_bn_interpolation_values(golden):
     # t = 0.456 -> 22.8: coef 0.8 weights the LOWER row (official quirk), computed in float32.
     case, _, cfg, params, _, _ = golden
     p = params["generator"]["layers"]["0"]["bn_0"]
-    mean, var = biggan._bn_stats(p, 0.456, cfg.n_stats)
+    bn = bind(biggan.BigGAN, cfg, params).generator.layers["0"].bn_0
+    mean, var = bn.stats(0.456)
     m = np.asarray(p["running_means"], np.float64)
     ref = m[22] * 0.8000000000000007 + m[23] * (1 - 0.8000000000000007)
     err = float(np.abs(np.asarray(mean) - ref).max())
     assert err <= 1e-6, f"{case} interpolated mean: max abs err {err:.2e}"
-    mean1, _ = biggan._bn_stats(p, 1.0, cfg.n_stats)
+    mean1, _ = bn.stats(1.0)
     assert np.array_equal(np.asarray(mean1), np.asarray(p["running_means"][cfg.n_stats - 1]))
-    mean04, _ = biggan._bn_stats(p, 0.4, cfg.n_stats)
+    mean04, _ = bn.stats(0.4)
     assert np.array_equal(np.asarray(mean04), np.asarray(p["running_means"][20]))
 
 

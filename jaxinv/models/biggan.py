@@ -4,6 +4,11 @@ Layout: NHWC activations, HWIO conv weights, [in, out] dense weights. Spectral n
 time from the stored `weight_orig`, `weight_u`, `weight_v` (eval mode does no power iteration), so params hold
 the normalised weights `W / sigma`.
 
+The model is the NNX module tree `BigGAN` (embeddings: SNLinear; generator: `Generator` with gen_z, layers.<k>
+= `GenBlock` (bn_0..bn_3 `BigGANBatchNorm`, conv_0..conv_3 `SNConv2d`) or `SelfAttn`, bn, conv_to_rgb), which
+mirrors the official one; the free functions `embed`, `cond_vector`, `generator`, `generate` bind it to params.
+Trained weights are `nnx.Param`s, the BN statistics `Buffer`s.
+
 Params pytree (names follow the official modules; `layers` keyed by the official ModuleList index):
     embeddings.weight                                  [num_classes, z_dim]
     generator.gen_z.{weight [2*z_dim, 4*4*16*ch], bias}
@@ -27,9 +32,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from jaxinv import ops
 from jaxinv.errors import CheckpointError, ConfigError
+from jaxinv.models.nn import bind, buffer, param, shapes
 from jaxinv.state_dict import Entry, as_is, conv_hwio, fill, linear_t
 
 Params = dict[str, Any]
@@ -166,113 +173,219 @@ def bn_stat_interpolation(truncation: float, n_stats: int) -> tuple[int, float]:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Forward (pure functions; cfg and truncation static)
-
-
-def _dense(x: jax.Array, weight: jax.Array, bias: jax.Array | None = None) -> jax.Array:
-    y = jnp.matmul(x, weight, precision=_HIGHEST)
-    return y if bias is None else y + bias
-
-
-def _conv(x: jax.Array, weight: jax.Array, bias: jax.Array | None = None) -> jax.Array:
-    """Stride-1 'same' conv, NHWC x HWIO; 1x1 convs as a matmul."""
-    kh, kw = weight.shape[:2]
-    if kh == 1 and kw == 1:
-        return _dense(x, weight[0, 0], bias)
-    y = ops.conv2d(x, weight, padding=(kh // 2, kw // 2))
-    return y if bias is None else y + bias
+# Modules (the official hierarchy; cfg and truncation static). Activations NHWC.
 
 
 def _upsample2x(x: jax.Array) -> jax.Array:
-    """Nearest-neighbour x2 (F.interpolate(scale_factor=2, mode='nearest'))."""
+    """Nearest-neighbour x2 (F.interpolate(scale_factor=2, mode='nearest')): [B, H, W, C] -> [B, 2H, 2W, C]."""
     b, h, w, c = x.shape
     x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c))
     return x.reshape(b, 2 * h, 2 * w, c)
 
 
 def _maxpool2x(x: jax.Array) -> jax.Array:
+    """F.max_pool2d(x, 2, 2): [B, H, W, C] -> [B, H/2, W/2, C]."""
     b, h, w, c = x.shape
     return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
-def _bn_stats(p: Params, truncation: float, n_stats: int) -> tuple[jax.Array, jax.Array]:
-    start, coef = bn_stat_interpolation(truncation, n_stats)
-    means, variances = p["running_means"], p["running_vars"]
-    if coef != 0.0:
-        # Same float32 roundings as the official: each row times a (float32-cast) Python float.
-        return (means[start] * coef + means[start + 1] * (1.0 - coef),
-                variances[start] * coef + variances[start + 1] * (1.0 - coef))
-    return means[start], variances[start]
+class SNLinear(nnx.Module):
+    """Official `snlinear` / `nn.Linear`: `weight` [in, out] (spectral norm folded in at conversion), `bias` [out]
+    when `bias`. [..., in] -> [..., out]."""
+
+    def __init__(self, cin: int, cout: int, bias: bool = True) -> None:
+        self.weight = param(cin, cout)
+        self.bias = param(cout) if bias else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = jnp.matmul(x, self.weight[...], precision=_HIGHEST)
+        return y if self.bias is None else y + self.bias[...]
 
 
-def conditional_bn(cfg: Config, p: Params, x: jax.Array, cond_vector: jax.Array, truncation: float) -> jax.Array:
-    """(x - mean)/sqrt(var + eps) * (1 + scale(cond)) + offset(cond), stats picked by truncation."""
-    mean, var = _bn_stats(p, truncation, cfg.n_stats)
-    weight = 1.0 + _dense(cond_vector, p["scale"]["weight"])
-    bias = _dense(cond_vector, p["offset"]["weight"])
-    x = (x - mean) / jnp.sqrt(var + cfg.eps)
-    return x * weight[:, None, None, :] + bias[:, None, None, :]
+class SNConv2d(nnx.Module):
+    """Official `snconv2d` (stride 1, 'same' padding): `weight` [k, k, in, out] HWIO (spectral norm folded in),
+    `bias` [out] when `bias`. [B, H, W, in] -> [B, H, W, out]; 1x1 convs run as a matmul."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, bias: bool = True) -> None:
+        self.weight = param(kernel, kernel, cin, cout)
+        self.bias = param(cout) if bias else None
+        self.kernel = kernel
+
+    def __call__(self, x: jax.Array, out_channels: int | None = None) -> jax.Array:
+        """`out_channels`: keep only the first ones (the weight is sliced, not the output)."""
+        w = self.weight[...] if out_channels is None else self.weight[..., :out_channels]
+        b = None if self.bias is None else (self.bias[...] if out_channels is None else self.bias[:out_channels])
+        if self.kernel == 1:
+            y = jnp.matmul(x, w[0, 0], precision=_HIGHEST)
+        else:
+            y = ops.conv2d(x, w, padding=(self.kernel // 2, self.kernel // 2))
+        return y if b is None else y + b
 
 
-def gen_block(cfg: Config, p: Params, x: jax.Array, cond_vector: jax.Array, truncation: float,
-              up_sample: bool) -> jax.Array:
-    """BigGAN-deep bottleneck residual block."""
-    x0 = x
-    x = _conv(jax.nn.relu(conditional_bn(cfg, p["bn_0"], x, cond_vector, truncation)),
-              p["conv_0"]["weight"], p["conv_0"]["bias"])
-    x = jax.nn.relu(conditional_bn(cfg, p["bn_1"], x, cond_vector, truncation))
-    if up_sample:
-        x = _upsample2x(x)
-    x = _conv(x, p["conv_1"]["weight"], p["conv_1"]["bias"])
-    x = _conv(jax.nn.relu(conditional_bn(cfg, p["bn_2"], x, cond_vector, truncation)),
-              p["conv_2"]["weight"], p["conv_2"]["bias"])
-    x = _conv(jax.nn.relu(conditional_bn(cfg, p["bn_3"], x, cond_vector, truncation)),
-              p["conv_3"]["weight"], p["conv_3"]["bias"])
-    out_ch = p["conv_3"]["weight"].shape[-1]
-    if out_ch != x0.shape[-1]:
-        x0 = x0[..., : x0.shape[-1] // 2]  # the official drops the second half of the channels
-    if up_sample:
-        x0 = _upsample2x(x0)
-    return x + x0
+class BigGANBatchNorm(nnx.Module):
+    """Official `BigGANBatchNorm` in eval mode, statistics picked (and interpolated) by the static truncation.
+
+    Buffers `running_means`, `running_vars` [n_stats, C]. Conditional: `scale`, `offset` = SNLinear(2*z_dim, C,
+    no bias), out = norm(x) * (1 + scale(cond)) + offset(cond); else params `weight`, `bias` [C].
+    [B, H, W, C] (+ cond [B, 2*z_dim]) -> [B, H, W, C].
+    """
+
+    def __init__(self, cfg: Config, channels: int, conditional: bool) -> None:
+        self.running_means = buffer(cfg.n_stats, channels)
+        self.running_vars = buffer(cfg.n_stats, channels)
+        if conditional:
+            self.scale = SNLinear(cfg.cond_dim, channels, bias=False)
+            self.offset = SNLinear(cfg.cond_dim, channels, bias=False)
+        else:
+            self.weight = param(channels)
+            self.bias = param(channels)
+        self.conditional, self.n_stats, self.eps = conditional, cfg.n_stats, cfg.eps
+
+    def stats(self, truncation: float) -> tuple[jax.Array, jax.Array]:
+        """(mean, var) [C] for this truncation (see `bn_stat_interpolation`)."""
+        start, coef = bn_stat_interpolation(truncation, self.n_stats)
+        means, variances = self.running_means[...], self.running_vars[...]
+        if coef != 0.0:
+            # Same float32 roundings as the official: each row times a (float32-cast) Python float.
+            return (means[start] * coef + means[start + 1] * (1.0 - coef),
+                    variances[start] * coef + variances[start + 1] * (1.0 - coef))
+        return means[start], variances[start]
+
+    def __call__(self, x: jax.Array, truncation: float, cond_vector: jax.Array | None = None) -> jax.Array:
+        mean, var = self.stats(truncation)
+        if not self.conditional:
+            return (x - mean) / jnp.sqrt(var + self.eps) * self.weight[...] + self.bias[...]
+        weight = 1.0 + self.scale(cond_vector)
+        bias = self.offset(cond_vector)
+        x = (x - mean) / jnp.sqrt(var + self.eps)
+        return x * weight[:, None, None, :] + bias[:, None, None, :]
 
 
-def self_attention(p: Params, x: jax.Array) -> jax.Array:
-    """SAGAN attention: keys/values max-pooled 2x2, softmax over the pooled positions."""
-    b, h, w, c = x.shape
-    theta = _conv(x, p["snconv1x1_theta"]["weight"]).reshape(b, h * w, c // 8)
-    phi = _maxpool2x(_conv(x, p["snconv1x1_phi"]["weight"])).reshape(b, h * w // 4, c // 8)
-    g = _maxpool2x(_conv(x, p["snconv1x1_g"]["weight"])).reshape(b, h * w // 4, c // 2)
-    attn = jax.nn.softmax(jnp.einsum("bqc,bkc->bqk", theta, phi, precision=_HIGHEST), axis=-1)
-    attn_g = jnp.einsum("bqk,bkc->bqc", attn, g, precision=_HIGHEST).reshape(b, h, w, c // 2)
-    return x + p["gamma"] * _conv(attn_g, p["snconv1x1_o_conv"]["weight"])
+class GenBlock(nnx.Module):
+    """Official BigGAN-deep bottleneck residual `GenBlock(in, out, up_sample)`, mid = in // 4:
+    bn_0 conv_0 (1x1 in->mid), bn_1 [up x2] conv_1 (3x3), bn_2 conv_2 (3x3), bn_3 conv_3 (1x1 mid->out), each
+    conv after ReLU(bn); skip: first `out` channels of x [up x2]. [B, H, W, in] -> [B, H*(2 if up), W*(..), out].
+    """
+
+    def __init__(self, cfg: Config, cin: int, cout: int, up_sample: bool) -> None:
+        mid = cin // 4
+        self.bn_0 = BigGANBatchNorm(cfg, cin, conditional=True)
+        self.conv_0 = SNConv2d(cin, mid, 1)
+        self.bn_1 = BigGANBatchNorm(cfg, mid, conditional=True)
+        self.conv_1 = SNConv2d(mid, mid, 3)
+        self.bn_2 = BigGANBatchNorm(cfg, mid, conditional=True)
+        self.conv_2 = SNConv2d(mid, mid, 3)
+        self.bn_3 = BigGANBatchNorm(cfg, mid, conditional=True)
+        self.conv_3 = SNConv2d(mid, cout, 1)
+        self.up_sample, self.drop_channels = up_sample, cin != cout
+
+    def __call__(self, x: jax.Array, cond_vector: jax.Array, truncation: float) -> jax.Array:
+        x0 = x
+        x = self.conv_0(jax.nn.relu(self.bn_0(x, truncation, cond_vector)))
+        x = jax.nn.relu(self.bn_1(x, truncation, cond_vector))
+        if self.up_sample:
+            x = _upsample2x(x)
+        x = self.conv_1(x)
+        x = self.conv_2(jax.nn.relu(self.bn_2(x, truncation, cond_vector)))
+        x = self.conv_3(jax.nn.relu(self.bn_3(x, truncation, cond_vector)))
+        if self.drop_channels:
+            x0 = x0[..., : x0.shape[-1] // 2]  # the official drops the second half of the channels
+        if self.up_sample:
+            x0 = _upsample2x(x0)
+        return x + x0
+
+
+class SelfAttn(nnx.Module):
+    """Official SAGAN `SelfAttn(C)`: 1x1 snconvs theta, phi (C -> C/8), g (C -> C/2), o_conv (C/2 -> C), no bias;
+    keys/values max-pooled 2x2, softmax over the pooled positions; x + gamma * o. [B, H, W, C] -> same."""
+
+    def __init__(self, cfg: Config, channels: int) -> None:
+        c = channels
+        self.snconv1x1_theta = SNConv2d(c, c // 8, 1, bias=False)
+        self.snconv1x1_phi = SNConv2d(c, c // 8, 1, bias=False)
+        self.snconv1x1_g = SNConv2d(c, c // 2, 1, bias=False)
+        self.snconv1x1_o_conv = SNConv2d(c // 2, c, 1, bias=False)
+        self.gamma = param(1)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        b, h, w, c = x.shape
+        theta = self.snconv1x1_theta(x).reshape(b, h * w, c // 8)
+        phi = _maxpool2x(self.snconv1x1_phi(x)).reshape(b, h * w // 4, c // 8)
+        g = _maxpool2x(self.snconv1x1_g(x)).reshape(b, h * w // 4, c // 2)
+        attn = jax.nn.softmax(jnp.einsum("bqc,bkc->bqk", theta, phi, precision=_HIGHEST), axis=-1)
+        attn_g = jnp.einsum("bqk,bkc->bqc", attn, g, precision=_HIGHEST).reshape(b, h, w, c // 2)
+        return x + self.gamma[...] * self.snconv1x1_o_conv(attn_g)
+
+
+class Generator(nnx.Module):
+    """Official `Generator`: gen_z (SNLinear 2*z_dim -> 4*4*16*ch), layers.<k> (GenBlock, with SelfAttn inserted
+    at attention_layer_position), bn (unconditional BigGANBatchNorm(ch)), conv_to_rgb (3x3 ch -> ch, first 3
+    kept). cond_vector [B, 2*z_dim] -> image [B, R, R, 3] in (-1, 1)."""
+
+    def __init__(self, cfg: Config) -> None:
+        ch = cfg.channel_width
+        self.cfg = cfg
+        self.gen_z = SNLinear(cfg.cond_dim, 4 * 4 * 16 * ch)
+        layers: dict[str, nnx.Module] = {}
+        for block, (up_sample, in_mult, out_mult) in enumerate(cfg.layers):
+            if block == cfg.attention_index:
+                layers[str(block)] = SelfAttn(cfg, ch * in_mult)
+            layers[str(cfg.module_index(block))] = GenBlock(cfg, ch * in_mult, ch * out_mult, up_sample)
+        self.layers = nnx.Dict(layers)
+        self.num_layers = len(layers)
+        self.bn = BigGANBatchNorm(cfg, ch, conditional=False)
+        self.conv_to_rgb = SNConv2d(ch, ch, 3)
+
+    def __call__(self, cond_vector: jax.Array, truncation: float) -> jax.Array:
+        # The official view(-1, 4, 4, 16*ch) is NHWC already (TF weight order); it then permutes to NCHW.
+        x = self.gen_z(cond_vector).reshape(-1, 4, 4, 16 * self.cfg.channel_width)
+        for k in range(self.num_layers):
+            layer = self.layers[str(k)]
+            x = layer(x) if isinstance(layer, SelfAttn) else layer(x, cond_vector, truncation)
+        x = jax.nn.relu(self.bn(x, truncation))
+        # Only the first 3 output channels of conv_to_rgb are kept: slice the weight instead of the output.
+        return jnp.tanh(self.conv_to_rgb(x, out_channels=3))
+
+
+class BigGAN(nnx.Module):
+    """Official `BigGAN`: embeddings (Linear num_classes -> z_dim, no bias), generator (`Generator`)."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.embeddings = SNLinear(cfg.num_classes, cfg.z_dim, bias=False)
+        self.generator = Generator(cfg)
+
+    def embed(self, class_vector: jax.Array) -> jax.Array:
+        """(Soft) class vectors [B, num_classes] -> [B, z_dim]."""
+        return self.embeddings(jnp.asarray(class_vector, jnp.float32))
+
+    def cond_vector(self, z: jax.Array, class_vector: jax.Array) -> jax.Array:
+        """cat(z, embed(class_vector)) -> [B, 2*z_dim]."""
+        return jnp.concatenate([jnp.asarray(z, jnp.float32), self.embed(class_vector)], axis=1)
+
+    def __call__(self, z: jax.Array, class_vector: jax.Array, truncation: float) -> jax.Array:
+        """z [B, z_dim], class_vector [B, num_classes], static truncation -> [B, R, R, 3] NHWC float32."""
+        bn_stat_interpolation(truncation, self.cfg.n_stats)  # validate early with a clear error
+        return self.generator(self.cond_vector(z, class_vector), truncation)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The engine's free functions (cfg and truncation static)
 
 
 def embed(cfg: Config, params: Params, class_vector: jax.Array) -> jax.Array:
     """Class embedding of (soft) class vectors [B, num_classes] -> [B, z_dim] (Linear without bias)."""
-    return _dense(jnp.asarray(class_vector, jnp.float32), params["embeddings"]["weight"])
+    return bind(BigGAN, cfg, params).embed(class_vector)
 
 
 def cond_vector(cfg: Config, params: Params, z: jax.Array, class_vector: jax.Array) -> jax.Array:
     """cat(z, embed(class_vector)) -> [B, 2*z_dim]."""
-    return jnp.concatenate([jnp.asarray(z, jnp.float32), embed(cfg, params, class_vector)], axis=1)
+    return bind(BigGAN, cfg, params).cond_vector(z, class_vector)
 
 
 def generator(cfg: Config, params: Params, cond: jax.Array, truncation: float) -> jax.Array:
     """`BigGAN.generator`: cond_vector [B, 2*z_dim] -> image [B, H, W, 3] in (-1, 1), NHWC float32."""
-    g = params["generator"]
-    ch = cfg.channel_width
-    # The official view(-1, 4, 4, 16*ch) is NHWC already (TF weight order); it then permutes to NCHW.
-    x = _dense(cond, g["gen_z"]["weight"], g["gen_z"]["bias"]).reshape(-1, 4, 4, 16 * ch)
-    for block, (up_sample, _, _) in enumerate(cfg.layers):
-        if block == cfg.attention_index:
-            x = self_attention(g["layers"][str(block)], x)
-        x = gen_block(cfg, g["layers"][str(cfg.module_index(block))], x, cond, truncation, up_sample)
-    mean, var = _bn_stats(g["bn"], truncation, cfg.n_stats)
-    x = (x - mean) / jnp.sqrt(var + cfg.eps) * g["bn"]["weight"] + g["bn"]["bias"]
-    x = jax.nn.relu(x)
-    # Only the first 3 output channels of conv_to_rgb are kept: slice the weight instead of the output.
-    x = _conv(x, g["conv_to_rgb"]["weight"][..., :3], g["conv_to_rgb"]["bias"][:3])
-    return jnp.tanh(x)
+    return bind(BigGAN, cfg, params).generator(cond, truncation)
 
 
 def generate(cfg: Config, params: Params, z: jax.Array, class_vector: jax.Array, truncation: float) -> jax.Array:
@@ -281,8 +394,7 @@ def generate(cfg: Config, params: Params, z: jax.Array, class_vector: jax.Array,
     z: [B, z_dim] (already truncated-normal * truncation); class_vector: [B, num_classes] (one-hot or soft);
     truncation: static Python float in (0, 1] (selects BN statistics; jit with it static).
     """
-    bn_stat_interpolation(truncation, cfg.n_stats)  # validate early with a clear error
-    return generator(cfg, params, cond_vector(cfg, params, z, class_vector), truncation)
+    return bind(BigGAN, cfg, params)(z, class_vector, truncation)
 
 
 def one_hot(labels: Any, num_classes: int) -> np.ndarray:
@@ -298,7 +410,7 @@ def one_hot(labels: Any, num_classes: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------
 # Conversion from the official state_dict (declarative table)
 
-# Layout fixes (also applied to shapes by param_shapes). Spectral-normed weights: <stem>.weight_orig goes to the
+# Layout fixes (`fill` applies them). Spectral-normed weights: <stem>.weight_orig goes to the
 # param leaf (laid out, then divided by sigma), <stem>.weight_u / weight_v are checked and give sigma.
 _AS_IS, _DENSE, _CONV = as_is, linear_t, conv_hwio
 _ORIG = ".weight_orig"
@@ -374,17 +486,9 @@ def spectral_norm_modules(cfg: Config) -> list[str]:
 
 
 def param_shapes(cfg: Config) -> Params:
-    """The params pytree as jax.ShapeDtypeStruct leaves (for eval_shape / allocation checks)."""
-    out: Params = {}
-    for e in param_table(cfg):
-        if e.path is None:
-            continue
-        node = out
-        for key in e.path[:-1]:
-            node = node.setdefault(key, {})
-        node[e.path[-1]] = jax.ShapeDtypeStruct(jax.eval_shape(e.fix, jax.ShapeDtypeStruct(e.shape, jnp.float32)).shape,
-                                                jnp.float32)
-    return out
+    """The params pytree as jax.ShapeDtypeStruct leaves (for eval_shape / allocation checks): what `BigGAN(cfg)`
+    declares, which is what `convert_state_dict` writes."""
+    return jax.tree.map(lambda x: x, shapes(BigGAN, cfg))  # a fresh dict (the built one is cached)
 
 
 def convert_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], source: str = "state_dict") -> Params:
