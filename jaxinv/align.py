@@ -1,0 +1,463 @@
+"""FFHQ face alignment for real photos: detect a face, find its 68 landmarks, crop the FFHQ quad.
+
+    nets = load_face_nets()                      # face-api.js tiny face detector + 68-point landmark net
+    face = find_face(nets, img)                  # img [H, W, 3] 0..255 -> Face(box, score, landmarks [68, 2])
+    quad = ffhq_quad(face.landmarks)             # [4, 2] corners TL, BL, BR, TR (pixel-index coordinates)
+    out = warp_quad(img, quad, 1024)             # [1024, 1024, 3] uint8
+    back = paste_back(img, out, quad)            # the aligned image warped back into the photo (feathered)
+
+Steps (face-api.js src/tinyYolov2/TinyYolov2Base.ts, src/faceLandmarkNet/FaceLandmark68NetBase.ts):
+1. Detector input: the photo scaled by S / max(H, W) (S = 416), top-left in a zero S x S square; boxes decoded
+   per cell (row, col) and anchor a: centre ((col, row) + sigmoid(tx, ty)) / cells, size exp(tw, th) *
+   anchor_a / cells, score sigmoid(t_score); score > 0.5, greedy NMS at IoU 0.4. The best-scoring face is used.
+   Tight crops (faces filling the frame, e.g. LFW) are retried once inside a zero border of half the size.
+2. Landmark input: the detection box (clipped to the image), zero-padded to a centred square, resized to 112;
+   the 136 outputs are (x, y) in units of that square, mapped back to photo pixels.
+3. The FFHQ recipe (NVlabs/ffhq-dataset `recreate_aligned_images`): eye centres (points 36-41, 42-47), mouth
+   corners (48, 54) -> eye_to_eye, eye_to_mouth -> x = eye_to_eye - rot90(eye_to_mouth), normalised, scaled to
+   max(2 |eye_to_eye|, 1.8 |eye_to_mouth|); y = rot90(x); c = eye_avg + 0.1 eye_to_mouth;
+   quad = (c - x - y, c - x + y, c + x + y, c + x - y).
+4. Warp: output pixel (i, j) (centres at i + 0.5 of S) samples the photo at quad[0] + (i + 0.5) / S * (quad[3] -
+   quad[0]) + (j + 0.5) / S * (quad[1] - quad[0]) (pillow's QUAD transform of the FFHQ tool, which takes
+   quad + 0.5); bilinear, after an integer antialiased shrink as the FFHQ tool does and with supersampling
+   (sampled at k x S, then Lanczos to S) when the quad is larger than S; outside the photo: reflection.
+
+Coordinates: pixel-index coordinates (pixel (0, 0) is centred on (0, 0)), as dlib's landmarks that the FFHQ tool
+consumes. face-api.js outputs edge coordinates (the photo spans [0, W]); 0.5 is subtracted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from jaxinv.errors import ConfigError, ImageError
+from jaxinv.models import faceapi
+
+DETECTOR_SIZE = 416  # TinyYolov2Options default inputSize
+SCORE_THRESHOLD = 0.5  # TinyYolov2Options default scoreThreshold
+IOU_THRESHOLD = 0.4  # tinyFaceDetector/const.ts
+WEIGHTS_ENV = "JAXINV_FACE_WEIGHTS"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Networks
+
+
+@dataclass(frozen=True)
+class FaceNets:
+    det_cfg: faceapi.DetectorConfig
+    det_params: Any = field(compare=False)
+    lm_cfg: faceapi.LandmarkConfig = faceapi.LandmarkConfig()
+    lm_params: Any = field(default=None, compare=False)
+    source: str = ""
+
+
+def default_weights_dir() -> Path:
+    """$JAXINV_FACE_WEIGHTS, else the package's embedded copy (jaxinv/assets/faceapi_align), else
+    $JAXINV_SHARED/realdata/weights/face_landmarks68_faceapi (or ../shared next to the repository)."""
+    env = os.environ.get(WEIGHTS_ENV)
+    if env:
+        return Path(env)
+    embedded = Path(__file__).resolve().parent / "assets" / "faceapi_align"
+    if (embedded / f"{faceapi.DETECTOR_MODEL}-weights_manifest.json").is_file():
+        return embedded
+    shared = Path(os.environ.get("JAXINV_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+    return shared / "realdata" / "weights" / "face_landmarks68_faceapi"
+
+
+def load_face_nets(path: str | os.PathLike | None = None) -> FaceNets:
+    """Both networks from a folder holding the two TF.js manifests + bins (default: `default_weights_dir`)."""
+    d = Path(path) if path is not None else default_weights_dir()
+    if not d.is_dir():
+        raise ConfigError(f"face weights: {d} is not a folder (give the face-api.js model folder, or set "
+                          f"{WEIGHTS_ENV})")
+    dc, dp = faceapi.load_detector(d)
+    lc, lp = faceapi.load_landmarks(d)
+    return FaceNets(dc, jax.tree.map(jnp.asarray, dp), lc, jax.tree.map(jnp.asarray, lp), str(d))
+
+
+@partial(jax.jit, static_argnums=0)
+def _detector(cfg, params, x):
+    return faceapi.detector_forward(cfg, params, x)
+
+
+@partial(jax.jit, static_argnums=0)
+def _landmarks(cfg, params, x):
+    return faceapi.landmarks_forward(cfg, params, x)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Detection
+
+
+@dataclass(frozen=True)
+class Face:
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in photo pixels (edge coordinates)
+    score: float  # detector confidence (sigmoid)
+    landmarks: np.ndarray | None = None  # [68, 2] pixel-index coordinates (x, y)
+    faces_found: int = 1  # detections kept after NMS
+
+
+def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """float [H, W, 3] 0..255 -> [size[1], size[0], 3], pillow bilinear per channel (antialiased when shrinking)."""
+    if img.shape[1::-1] == tuple(size):
+        return img.astype(np.float32)
+    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c], np.float32), mode="F")
+                                .resize(size, Image.BILINEAR)) for c in range(3)], axis=2)
+
+
+def detector_input(img: np.ndarray, size: int = DETECTOR_SIZE) -> tuple[np.ndarray, float]:
+    """(input [size, size, 3] float32 0..255, scale): the photo scaled by `scale` into the top-left corner."""
+    h, w = img.shape[:2]
+    scale = size / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    x = np.zeros((size, size, 3), np.float32)
+    x[:nh, :nw] = _resize(img, (nw, nh))
+    return x, scale
+
+
+def _sigmoid(v: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def decode_boxes(head: np.ndarray, size: int, score_threshold: float = SCORE_THRESHOLD
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Raw head [cells, cells, anchors * 5] -> (boxes [N, 4] x0, y0, x1, y1 in input pixels, scores [N])."""
+    cells = head.shape[0]
+    anchors = np.asarray(faceapi.BOX_ANCHORS, np.float64)
+    t = head.reshape(cells, cells, len(anchors), 5).astype(np.float64)
+    score = _sigmoid(t[..., 4])
+    col = np.arange(cells)[None, :, None]
+    row = np.arange(cells)[:, None, None]
+    cx = (col + _sigmoid(t[..., 0])) / cells * size
+    cy = (row + _sigmoid(t[..., 1])) / cells * size
+    bw = np.exp(t[..., 2]) * anchors[:, 0] / cells * size
+    bh = np.exp(t[..., 3]) * anchors[:, 1] / cells * size
+    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1).reshape(-1, 4)
+    score = score.reshape(-1)
+    keep = score > score_threshold
+    return boxes[keep], score[keep]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    iw = np.maximum(0.0, np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0]))
+    ih = np.maximum(0.0, np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1]))
+    inter = iw * ih
+    area = lambda z: (z[..., 2] - z[..., 0]) * (z[..., 3] - z[..., 1])  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = IOU_THRESHOLD) -> list[int]:
+    """Greedy non-maximum suppression (ops/nonMaxSuppression.ts): indices, best first."""
+    order = list(np.argsort(-scores, kind="stable"))
+    pick = []
+    while order:
+        i = order.pop(0)
+        pick.append(int(i))
+        if order:
+            rest = np.asarray(order)
+            order = [j for j, v in zip(order, _iou(boxes[i], boxes[rest])) if v <= iou_threshold]
+    return pick
+
+
+def detect_faces(nets: FaceNets, img: np.ndarray, size: int = DETECTOR_SIZE,
+                 score_threshold: float = SCORE_THRESHOLD) -> list[Face]:
+    """Faces in a photo [H, W, 3] 0..255, best first (boxes in photo pixels, edge coordinates)."""
+    x, scale = detector_input(img, size)
+    head = np.asarray(_detector(nets.det_cfg, nets.det_params, x[None]))[0]
+    boxes, scores = decode_boxes(head, size, score_threshold)
+    keep = nms(boxes, scores)
+    return [Face(tuple(float(v) for v in boxes[i] / scale), float(scores[i]), None, len(keep)) for i in keep]
+
+
+def landmark_input(img: np.ndarray, box: tuple[float, float, float, float]
+                   ) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """(input [112, 112, 3], (x0, y0, side)): the box clipped to the photo (extractFaceTensors), zero-padded to a
+    centred square (padToSquare), resized to 112; a point u in [0, 1]^2 of the input is photo pixel
+    (x0, y0) + u * side (edge coordinates)."""
+    h, w = img.shape[:2]
+    x0, y0 = max(0, int(math.floor(box[0]))), max(0, int(math.floor(box[1])))
+    x1, y1 = min(w, int(math.ceil(box[2]))), min(h, int(math.ceil(box[3])))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        raise ImageError(f"face box {box} lies outside the {w}x{h} photo")
+    crop = img[y0:y1, x0:x1].astype(np.float32)
+    ch, cw = crop.shape[:2]
+    side = max(ch, cw)
+    sq = np.zeros((side, side, 3), np.float32)
+    py, px = (side - ch) // 2, (side - cw) // 2
+    sq[py:py + ch, px:px + cw] = crop
+    return _resize(sq, (faceapi.LANDMARK_INPUT,) * 2), (x0 - px, y0 - py, side)
+
+
+def face_landmarks(nets: FaceNets, img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """68 landmarks [68, 2] (x, y) in pixel-index coordinates of the photo, for the face in `box`."""
+    x, (ox, oy, side) = landmark_input(img, box)
+    out = np.asarray(_landmarks(nets.lm_cfg, nets.lm_params, x[None]))[0].astype(np.float64)
+    return out.reshape(-1, 2) * side + np.array([ox, oy]) - 0.5
+
+
+def as_float_rgb(img: Any) -> np.ndarray:
+    """A pillow image or array [H, W] / [H, W, C] (uint8, or float, both 0..255) -> float32 [H, W, 3] 0..255."""
+    if isinstance(img, Image.Image):
+        return np.asarray(img.convert("RGB"), np.float32)
+    a = np.asarray(img)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise ConfigError(f"image: expected [H, W, 3], got shape {a.shape}")
+    a = np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a[..., :3]
+    return np.clip(a.astype(np.float32), 0.0, 255.0)
+
+
+def find_face(nets: FaceNets, img: Any, size: int = DETECTOR_SIZE,
+              score_threshold: float = SCORE_THRESHOLD, name: str = "image") -> Face:
+    """The best-scoring face of a photo with its landmarks; ImageError when none is found. A photo that the face
+    fills (a tight crop) is retried once inside a zero border of half its size on each side."""
+    img = as_float_rgb(img)
+    faces = detect_faces(nets, img, size, score_threshold)
+    if not faces:
+        h, w = img.shape[:2]
+        ph, pw = h // 2, w // 2
+        padded = np.pad(img, ((ph, ph), (pw, pw), (0, 0)))
+        faces = [Face((f.box[0] - pw, f.box[1] - ph, f.box[2] - pw, f.box[3] - ph), f.score, None, f.faces_found)
+                 for f in detect_faces(nets, padded, size, score_threshold)]
+        if faces:
+            f = faces[0]
+            lm = face_landmarks(nets, padded, (f.box[0] + pw, f.box[1] + ph, f.box[2] + pw, f.box[3] + ph))
+            return Face(f.box, f.score, lm - np.array([pw, ph]), f.faces_found)
+    if not faces:
+        raise ImageError(f"{name}: no face found (detector score <= {score_threshold})")
+    f = faces[0]
+    return Face(f.box, f.score, face_landmarks(nets, img, f.box), f.faces_found)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The FFHQ quad and the warp
+
+
+def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
+    """The FFHQ crop quad [4, 2] (TL, BL, BR, TR; pixel-index coordinates) from 68 landmarks [68, 2]."""
+    lm = np.asarray(landmarks, np.float64)
+    if lm.shape != (68, 2):
+        raise ConfigError(f"landmarks: expected [68, 2], got {lm.shape}")
+    eye_left, eye_right = lm[36:42].mean(0), lm[42:48].mean(0)
+    eye_avg = (eye_left + eye_right) * 0.5
+    eye_to_eye = eye_right - eye_left
+    mouth_avg = (lm[48] + lm[54]) * 0.5
+    eye_to_mouth = mouth_avg - eye_avg
+    x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]
+    x /= np.hypot(*x)
+    x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
+    y = np.flipud(x) * [-1, 1]
+    c = eye_avg + eye_to_mouth * 0.1
+    return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
+
+
+def quad_to_affine(quad: np.ndarray, size: int) -> np.ndarray:
+    """A [2, 3] with photo (x, y) = A @ (i + 0.5, j + 0.5, 1) for output pixel (i, j) of a size x size crop."""
+    q = np.asarray(quad, np.float64)
+    return np.stack([(q[3] - q[0]) / size, (q[1] - q[0]) / size, q[0]], axis=1)
+
+
+def _reflect(v: np.ndarray, n: int) -> np.ndarray:
+    """Index coordinates folded into [0, n - 1] by mirror reflection about the border pixels' centres."""
+    if n == 1:
+        return np.zeros_like(v)
+    period = 2.0 * (n - 1)
+    v = np.mod(v, period)
+    return np.where(v > n - 1, period - v, v)
+
+
+def sample_bilinear(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, mode: str = "reflect") -> np.ndarray:
+    """Bilinear samples of img [H, W, C] at index coordinates (xs, ys) (any equal shapes) -> [..., C] float32;
+    outside: mirror reflection ('reflect') or 0 ('zeros')."""
+    h, w = img.shape[:2]
+    if mode == "reflect":
+        xs, ys = _reflect(xs, w), _reflect(ys, h)
+    x0, y0 = np.floor(xs), np.floor(ys)
+    fx, fy = (xs - x0)[..., None], (ys - y0)[..., None]
+    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+    out = 0.0
+    for dy, wy in ((0, 1.0 - fy), (1, fy)):
+        for dx, wx in ((0, 1.0 - fx), (1, fx)):
+            xi, yi = x0 + dx, y0 + dy
+            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+            v = img[np.clip(yi, 0, h - 1), np.clip(xi, 0, w - 1)].astype(np.float32)
+            out = out + v * (wx * wy * inside[..., None])
+    return np.asarray(out, np.float32)
+
+
+def warp_quad(img: Any, quad: np.ndarray, size: int = 1024, mode: str = "reflect") -> np.ndarray:
+    """The size x size crop of the photo inside `quad` (see the module docstring) -> uint8 [size, size, 3]."""
+    img = as_float_rgb(img)
+    q = np.asarray(quad, np.float64)
+    qsize = float(np.hypot(*(q[3] - q[0])))
+    shrink = int(np.floor(qsize / size * 0.5))  # the FFHQ tool's first, antialiased, integer shrink
+    if shrink > 1:
+        h, w = img.shape[:2]
+        nw, nh = int(round(w / shrink)), int(round(h / shrink))
+        img = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c]), mode="F")
+                                   .resize((nw, nh), Image.LANCZOS)) for c in range(3)], axis=2)
+        q = (q + 0.5) * np.array([nw / w, nh / h]) - 0.5
+        qsize /= shrink
+    k = max(1, min(4, math.ceil(qsize / size - 1e-6)))  # supersampling when the quad is larger than the output
+    t = size * k
+    a = quad_to_affine(q, t)
+    jj, ii = np.mgrid[0:t, 0:t].astype(np.float64) + 0.5
+    xs = a[0, 0] * ii + a[0, 1] * jj + a[0, 2]
+    ys = a[1, 0] * ii + a[1, 1] * jj + a[1, 2]
+    out = np.clip(np.rint(sample_bilinear(img, xs, ys, mode)), 0, 255).astype(np.uint8)
+    if k > 1:
+        out = np.asarray(Image.fromarray(out).resize((size, size), Image.LANCZOS))
+    return out
+
+
+def paste_back(photo: Any, aligned: Any, quad: np.ndarray, feather: float = 0.05) -> np.ndarray:
+    """The aligned crop (any size, e.g. a reconstruction) warped back into the photo at `quad`, blended with a
+    mask that is 1 inside and falls to 0 over the outer `feather` fraction of the crop -> uint8 [H, W, 3]."""
+    photo = as_float_rgb(photo)
+    crop = as_float_rgb(aligned)
+    s = crop.shape[0]
+    if crop.shape[1] != s:
+        raise ConfigError(f"aligned: expected a square image, got {crop.shape[:2]}")
+    a = quad_to_affine(quad, s)
+    inv = np.linalg.inv(np.vstack([a, [0, 0, 1]]))[:2]  # photo (x, y, 1) -> crop edge coordinates (u, v)
+    h, w = photo.shape[:2]
+    q = np.asarray(quad)
+    x0, y0 = [max(0, int(math.floor(v))) for v in q.min(0)]
+    x1, y1 = min(w, int(math.ceil(q[:, 0].max())) + 1), min(h, int(math.ceil(q[:, 1].max())) + 1)
+    out = photo.copy()
+    if x1 <= x0 or y1 <= y0:
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+    u = inv[0, 0] * xx + inv[0, 1] * yy + inv[0, 2]
+    v = inv[1, 0] * xx + inv[1, 1] * yy + inv[1, 2]
+    ramp = max(feather * s, 1e-6)
+    dist = np.minimum(np.minimum(u, s - u), np.minimum(v, s - v))  # to the crop's border, in crop pixels
+    m = np.clip(dist / ramp, 0.0, 1.0)[..., None]
+    m = m * m * (3.0 - 2.0 * m)  # smoothstep
+    vals = sample_bilinear(crop, u - 0.5, v - 0.5, "reflect")
+    out[y0:y1, x0:x1] = m * vals + (1.0 - m) * out[y0:y1, x0:x1]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Aligned:
+    image: np.ndarray  # uint8 [size, size, 3]
+    quad: np.ndarray  # [4, 2] TL, BL, BR, TR in photo pixel-index coordinates
+    face: Face
+
+
+def align_face(nets: FaceNets, img: Any, size: int = 1024, name: str = "image", **detect: Any) -> Aligned:
+    """Detect, landmark and FFHQ-crop the best face of a photo (ImageError when there is none)."""
+    img = as_float_rgb(img)
+    face = find_face(nets, img, name=name, **detect)
+    quad = ffhq_quad(face.landmarks)
+    return Aligned(warp_quad(img, quad, size), quad, face)
+
+
+def read_photo(path: str | os.PathLike) -> np.ndarray:
+    """A photo file -> float32 [H, W, 3] 0..255 (the CLI's decoder, `jaxinv.images.read_image`)."""
+    from jaxinv.images import read_image
+
+    im, a = read_image(path, 3)
+    return as_float_rgb(im) if im is not None else np.clip(a, 0.0, 1.0).astype(np.float32) * 255.0
+
+
+def record(path: str | os.PathLike, al: Aligned, size: int) -> dict:
+    """The JSON record written beside an aligned image."""
+    f = al.face
+    return {"source": str(path), "size": size, "quad": np.round(al.quad, 4).tolist(),
+            "quad_order": "TL, BL, BR, TR (x, y), pixel-index coordinates of the source",
+            "box": [round(v, 3) for v in f.box], "score": round(f.score, 6), "faces_found": f.faces_found,
+            "landmarks": np.round(f.landmarks, 3).tolist(),
+            "recipe": "ffhq-dataset recreate_aligned_images; face-api.js tiny face detector + 68 landmarks"}
+
+
+# ----------------------------------------------------------------------------------------------------
+# `jaxinv align`
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--images", nargs="+", required=True, metavar="PATH",
+                   help="image files and/or folders (searched recursively)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder: DIR/<stem>.png (size x size), DIR/<stem>.json (quad, landmarks, score, "
+                        "source), DIR/errors.csv (image, reason) for images without a face or unreadable")
+    p.add_argument("--size", type=int, default=1024, help="output side in pixels (default 1024)")
+    p.add_argument("--weights", default=None, metavar="DIR",
+                   help=f"face-api.js model folder (tiny_face_detector_model + face_landmark_68_model manifests "
+                        f"and bins; default: ${WEIGHTS_ENV}, else the embedded copy)")
+    p.add_argument("--min-score", type=float, default=SCORE_THRESHOLD,
+                   help=f"detector score threshold (default {SCORE_THRESHOLD})")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from jaxinv.images import list_images
+
+    if args.size < 8:
+        raise ConfigError(f"--size {args.size}: must be >= 8")
+    if not 0.0 < args.min_score < 1.0:
+        raise ConfigError(f"--min-score {args.min_score}: must be in (0, 1)")
+    paths = list_images(args.images)
+    if not paths:
+        raise ConfigError(f"--images {' '.join(args.images)}: no image files found")
+    stems = [p.stem for p in paths]
+    dup = sorted({s for s in stems if stems.count(s) > 1})
+    nets = load_face_nets(args.weights)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    errors, done = [], 0
+    used: set[str] = set()
+    for p in paths:
+        stem = p.stem
+        if stem in dup:  # same stem in two folders: keep both, named after the parent folder too
+            stem = f"{p.parent.name}_{p.stem}"
+            while stem in used:
+                stem += "_"
+        used.add(stem)
+        try:
+            al = align_face(nets, read_photo(p), args.size, name=str(p), score_threshold=args.min_score)
+        except ImageError as e:
+            errors.append((str(p), str(e)))
+            _log(f"{p}: skipped ({str(e).removeprefix(str(p) + ': ')})")
+            continue
+        tmp = out / f".{stem}.png.tmp"
+        Image.fromarray(al.image).save(tmp, format="PNG")
+        os.replace(tmp, out / f"{stem}.png")
+        tmpj = out / f".{stem}.json.tmp"
+        tmpj.write_text(json.dumps(record(p, al, args.size), indent=1))
+        os.replace(tmpj, out / f"{stem}.json")
+        done += 1
+    with open(out / "errors.csv", "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["image", "reason"])
+        wr.writerows(errors)
+    _log(f"{done} aligned, {len(errors)} failed -> {out} ({time.perf_counter() - t0:.1f} s)")
+    if errors:
+        _log(f"see {out / 'errors.csv'}")
+        return 3
+    return 0
+
+
+def _log(msg: str) -> None:
+    from jaxinv.cli import _log as log
+
+    log(msg)
