@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "encode": ("jaxinv.cli:Encode", "encode a folder of images with an e4e / pSp encoder (one forward each)"),
     "edit": ("jaxinv.edit", "edit inverted StyleGAN codes along SeFa / GANSpace directions"),
     "convert": ("jaxinv.convert", "convert an official checkpoint to a jaxinv model directory (no torch needed)"),
+    "align": ("jaxinv.align", "FFHQ-align face photos (face-api.js detector + 68 landmarks, the FFHQ quad crop)"),
 }
 
 DEFAULT_MODEL = "default"  # the embedded DCGAN face GAN (jaxinv/assets/dcgan_digiface64)
