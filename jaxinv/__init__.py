@@ -16,4 +16,17 @@ def load(path_or_name):
     return _load(path_or_name)
 
 
-__all__ = ["CheckpointError", "ConfigError", "ImageError", "JaxinvError", "load"]
+# Submodules reached as attributes on first use (`jaxinv.invert(...)`, `jaxinv.images.load_images`), so that
+# `import jaxinv` itself stays free of jax.
+_LAZY = ("invert", "images", "edit", "encode", "pti", "cma", "degrade", "generators", "models")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"jaxinv.{name}")
+    raise AttributeError(f"module 'jaxinv' has no attribute {name!r}")
+
+
+__all__ = ["CheckpointError", "ConfigError", "ImageError", "JaxinvError", "load", *_LAZY]

@@ -245,7 +245,8 @@ class Invert:
         info, refs = _start(args)  # the model is loaded after the cheap checks; its resolution sets the crop
         from jaxinv.distributed import Devices
         from jaxinv.generators import Generator
-        from jaxinv.images import load_image, parse_crop
+        from jaxinv.images import load_image, preprocess_for
+        from jaxinv.invert import default_space
         from jaxinv.optim import LBFGS, Adam
 
         model, pair = load_model_and_encoder(args.model)
@@ -263,14 +264,14 @@ class Invert:
             encoder = pair.net
         gen = Generator.from_model(model, args.truncation)
         crop = args.crop
+        pre = preprocess_for(model, crop, args.resize_first)
         if crop == "auto":
-            crop = "dcgan-faces" if args.model in (None, DEFAULT_MODEL, "dcgan_digiface64") else "none"
-        pre = parse_crop(crop, gen.img_resolution, gen.img_channels, args.resize_first)
+            crop = "dcgan-faces" if pre.crop is not None else "none"
         deg = degrade.parse(args.degrade, gen.img_resolution, gen.img_channels, pre)
         if deg is not None:  # the images are observations: loaded at D's output resolution
             res = gen.img_resolution
             pre = dataclasses.replace(pre, resolution=deg.out_shape((res, res, gen.img_channels))[0])
-        space = args.space or ("w" if gen.has_w else "z")
+        space = args.space or default_space(gen)
         space_options: dict[str, Any] = {}
         if args.noise:
             space_options["noise"] = True
@@ -377,6 +378,8 @@ def _pre_dict(pre) -> dict:
          "channels": pre.channels}
     if (pre.resample, pre.stretch) != ("lanczos", False):  # only then: earlier manifests keep matching
         d.update(resample=pre.resample, stretch=pre.stretch)
+    if pre.as_is_at_resolution:
+        d["as_is_at_resolution"] = True
     return d
 
 

@@ -17,10 +17,12 @@ content not matching the extension, truncated/corrupt data, too small, non-finit
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -50,6 +52,7 @@ class Preprocess:
     channels: int = 3  # 3 = RGB, 1 = grayscale
     resample: str = "lanczos"  # pillow filter: lanczos, or bilinear (torchvision's Resize on PIL images)
     stretch: bool = False  # non-square images resized to a square as torchvision's Resize((s, s)), no crop
+    as_is_at_resolution: bool = False  # images already R x R (e.g. the model's own samples) skip resize and crop
 
     def __post_init__(self) -> None:
         if self.resolution < 1 or (self.resize_to is not None and self.resize_to < 1):
@@ -189,6 +192,8 @@ def read_image(path: str | os.PathLike, channels: int = 3) -> tuple[Image.Image 
 def preprocess(im: Image.Image | None, a: np.ndarray | None, pre: Preprocess, name: str = "image") -> np.ndarray:
     """Resize/crop (see `Preprocess`) -> float32 [R, R, C] in [-1, 1]."""
     w, h = im.size if im is not None else a.shape[1::-1]
+    if pre.as_is_at_resolution and w == h == pre.resolution:
+        pre = Preprocess(pre.resolution, channels=pre.channels)
     if pre.crop is None or pre.resize_to is not None:
         if w != h and not pre.stretch:  # centre crop to a square (aspect kept)
             s = min(w, h)
@@ -214,16 +219,41 @@ def preprocess(im: Image.Image | None, a: np.ndarray | None, pre: Preprocess, na
     return (x * 2.0 - 1.0).astype(np.float32)
 
 
+# The embedded default model; `crop="auto"` applies its face preset (to images larger than 64 x 64).
+DEFAULT_MODEL_SOURCE = "jaxinv:assets/dcgan_digiface64/"
+
+
+def preprocess_for(model: Any, crop: str | None = "auto", resize_to: int | None = None) -> Preprocess:
+    """The command line's preprocessing for `model` (a `jaxinv.models.Model` or anything with `cfg`):
+    crop "auto" = the dcgan-faces preset for the embedded DCGAN (images already 64 x 64 are taken as they are),
+    a centre square otherwise; or any `parse_crop` value."""
+    cfg = getattr(model, "cfg", None)
+    if cfg is None:
+        raise ConfigError(f"model: expected a jaxinv model, got {type(model).__name__}")
+    res = int(cfg.img_resolution)
+    channels = 3 if not hasattr(cfg, "img_channels") else int(cfg.img_channels)
+    if crop == "auto":
+        source = str((getattr(model, "provenance", None) or {}).get("source", ""))
+        if source.startswith(DEFAULT_MODEL_SOURCE):
+            pre = parse_crop("dcgan-faces", res, channels, resize_to)
+            return dataclasses.replace(pre, as_is_at_resolution=True)
+        crop = "none"
+    return parse_crop(crop, res, channels, resize_to)
+
+
 def load_image(path: str | os.PathLike, pre: Preprocess) -> np.ndarray:
     """One file -> float32 [R, R, C] in [-1, 1]; ImageError naming the file on any problem."""
     im, a = read_image(path, pre.channels)
     return preprocess(im, a, pre, str(path))
 
 
-def load_images(paths: Sequence[str | os.PathLike], pre: Preprocess,
+def load_images(paths: Sequence[str | os.PathLike], pre: Any,
                 on_error: Callable[[Path, ImageError], None] | None = None,
                 ) -> tuple[np.ndarray, list[Path], list[tuple[Path, str]]]:
-    """Load many files; bad ones are skipped and returned as (path, message) (and passed to on_error)."""
+    """Load many files -> (images [N, R, R, C] in [-1, 1], their paths, [(path, message)] of the bad ones,
+    which are skipped and passed to on_error). `pre`: a `Preprocess`, or a model (`preprocess_for(model)`:
+    what `jaxinv invert` does with its default --crop)."""
+    pre = pre if isinstance(pre, Preprocess) else preprocess_for(pre)
     good, names, errors = [], [], []
     for p in map(Path, paths):
         try:

@@ -1,13 +1,21 @@
 """The inversion engine: images x restarts optimised in one compiled program.
 
-    result = invert(model, images, space="w", loss="mse=1,lpips=1", optimizer="adam", steps=400,
-                    restarts=4, seed=0)
+    model = jaxinv.load("default")
+    images, files, bad = jaxinv.images.load_images(["face.png"], model)  # the CLI's preprocessing
+    result = jaxinv.invert(model, images, loss="mse=1,prior=1e-3", optimizer="lbfgs", steps=200, restarts=4,
+                           image_keys=[f.name for f in files])
+    print(result.psnr, result.ssim, result.latents["z"].shape)  # [1] dB, [1], [1, 100]
+
+(`jaxinv.invert` is this module, callable as its `invert` function.)
 
 For each image (NHWC in [-1, 1] at the generator's resolution) and each restart, a lane holds one latent
 (`jaxinv.spaces`), and a solver (`jaxinv.optim`) runs `steps` steps of it; lanes are `vmap`ped (images x
 restarts; L-BFGS lanes go through `lax.map`, see `optim.LBFGS.lanes`) and the steps are a `lax.scan`, all
 under one `jit`. Each lane draws its randomness from
-`fold_in(fold_in(PRNGKey(seed), image_index), restart)`, so results do not depend on how images are batched.
+`fold_in(fold_in(PRNGKey(seed), image_id), restart)`, so results do not depend on how images are batched. One
+seeding rule for the API and the command line: `image_id` is `image_ids(image_keys)` (31 bits of the sha256 of
+each image's key; `jaxinv invert` uses the file's path relative to its --images folder), or the given
+`image_indices`, or by default the image's index 0..N-1.
 Restart 0 starts from the space's centre (W: the mean of mapped samples, as the official projector) unless
 `start="random"`; other restarts start from random samples. The best restart per image is the one with the
 lowest final loss (evaluated without latent noise).
@@ -20,7 +28,10 @@ loop (e.g. LPIPS features or face descriptors of the targets).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import sys
 import time
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -30,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinv import losses as _losses
+from jaxinv import metrics
 from jaxinv.degrade import Degradation
 from jaxinv.degrade import parse as _parse_degradation
 from jaxinv.errors import ConfigError, ImageError
@@ -234,6 +246,8 @@ class InvertResult(NamedTuple):
     seconds: float  # wall time of the optimisation (compile included)
     trajectory: Any = None  # with record_every=k: the best restart's latent after every k steps, [N, T, ...]
     observed: np.ndarray | None = None  # with a degradation: D(G(z*)) [N, h, w, c] (`images` is G(z*), restored)
+    psnr: np.ndarray | None = None  # [N] dB of the reconstruction against the given images (degradation: D(G(z*)))
+    ssim: np.ndarray | None = None  # [N] likewise (`jaxinv.metrics.ssim` on [0, 1] images)
 
 
 def lane_key(seed: int | jax.Array, image_index: jax.Array, restart: jax.Array) -> jax.Array:
@@ -407,11 +421,22 @@ def resolve_lane_group(lane_group: int | None | str, gen: Generator) -> int | No
     return int(lane_group)
 
 
+def image_id(key: str) -> int:
+    """The image's identity for its random keys: 31 bits of sha256(key). Independent of batch composition,
+    position, device and process count, and of the other images of the job."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:4], "little") & 0x7FFFFFFF
+
+
 def check_images(images: Any, gen: Generator, names: Sequence[str] | None = None,
                  degradation: Degradation | None = None) -> np.ndarray:
     """Validate an image batch for `gen`: [N, R, R, C] float, finite (with a degradation: its observation
     shape). Raises ImageError / ConfigError."""
     x = np.asarray(images)
+    if x.dtype.kind in "iub":
+        raise ConfigError(f"images: {x.dtype} array; jaxinv takes float images in [-1, 1] (x / 127.5 - 1 for "
+                          "0..255 pixels, or jaxinv.images.load_images)")
+    if x.dtype.kind != "f":
+        raise ConfigError(f"images: expected a float array in [-1, 1], got dtype {x.dtype}")
     want = (gen.img_resolution, gen.img_resolution, gen.img_channels)
     what = "this generator"
     if degradation is not None:
@@ -426,7 +451,17 @@ def check_images(images: Any, gen: Generator, names: Sequence[str] | None = None
     if bad.any():
         i = int(np.argmax(bad))
         raise ImageError(f"{names[i] if names else f'image {i}'}: contains NaN or infinite values")
+    peak = np.abs(x).reshape(len(x), -1).max(axis=1) if x.size else np.zeros(len(x))
+    if (peak > 2.0).any():  # 0..1 images pass (a shifted range); 0..255 ones would invert to garbage
+        i = int(np.argmax(peak > 2.0))
+        raise ImageError(f"{names[i] if names else f'image {i}'}: values up to {peak[i]:.4g}; jaxinv takes images "
+                         "in [-1, 1] (x / 127.5 - 1 for 0..255 pixels)")
     return x
+
+
+def default_space(gen: Generator) -> str:
+    """w for generators with a W space (as the official projectors), z otherwise."""
+    return "w" if gen.has_w else "z"
 
 
 def space_from_spec(space: str | Space, options: dict[str, Any] | None = None) -> Space:
@@ -435,9 +470,10 @@ def space_from_spec(space: str | Space, options: dict[str, Any] | None = None) -
     return make_space(space if parsed is None else parsed, **(options or {}))
 
 
-def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "mse",
+def invert(model: Any, images: Any, *, space: str | Space | None = None, loss: Any = "mse",
            optimizer: str | Adam | LBFGS = "adam", steps: int = 400, restarts: int = 1, seed: int = 0,
-           image_indices: Sequence[int] | None = None, start: str | None = None, batch_size: int | None = None,
+           image_keys: Sequence[str] | None = None, image_indices: Sequence[int] | None = None,
+           start: str | None = None, batch_size: int | None = None,
            early_stop: tuple[float, int] | None = None, resources: dict[str, Any] | None = None,
            space_options: dict[str, Any] | None = None, on_batch: Callable[[int, int], None] | None = None,
            init_latents: Any = None, record_every: int | None = None,
@@ -445,9 +481,11 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
            truncation_psi: float | None = None, degradation: str | Degradation | None = None) -> InvertResult:
     """Invert `images` ([N, R, R, C] in [-1, 1]) into `model`'s latent `space`.
 
-    model: `jaxinv.models.Model` or `jaxinv.generators.Generator`. space: name (z, w, w+, s, p, pn) or a
-    Space. loss: spec string / Loss / [(weight, term)] (see `make_loss`). optimizer: "adam" | "lbfgs" or an
-    instance. image_indices: global index of each image for its random keys (default 0..N-1).
+    model: `jaxinv.models.Model` or `jaxinv.generators.Generator`. space: name (z, w, w+, s, p, pn, mgan:N@L)
+    or a Space; default w for StyleGAN-type generators, z otherwise (as the CLI). loss: spec string / Loss /
+    [(weight, term)] (see `make_loss`). optimizer: "adam" | "lbfgs" or an instance. image_keys: each image's
+    name (e.g. its file name): its random keys are then those `jaxinv invert` gives the file of that relative
+    path; or image_indices: an integer id per image (default 0..N-1).
     start: "center" | "random" for restart 0 (default: center except Z). batch_size: images per compiled call
     (the last batch is padded, so one compilation serves all). early_stop: (rel_tol, patience) per lane.
     on_batch(done, total) is called after each batch. init_latents: latents in the space's layout, leading
@@ -467,7 +505,7 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
     `Mask(masks, per_image=True)` with masks [N, H, W]. A noise model weighs mse as its likelihood.
     """
     gen = Generator.from_model(model, truncation_psi)
-    sp = space_from_spec(space, space_options)
+    sp = space_from_spec(default_space(gen) if space is None else space, space_options)
     check_space(sp, gen)
     sp = sp.prepare(gen)
     lossf = make_loss(loss, resources)
@@ -490,6 +528,12 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
                     raise ConfigError(f"degradation: {len(d)} per-image masks for {n} images")
         deg = deg.static()
     cv = class_vectors(gen, n, c=c, class_idx=class_idx)
+    if image_keys is not None and image_indices is not None:
+        raise ConfigError("give image_keys or image_indices, not both")
+    if image_keys is not None:
+        if isinstance(image_keys, str) or len(image_keys) != n:
+            raise ConfigError(f"image_keys: expected {n} names (one per image)")
+        image_indices = [image_id(str(k)) for k in image_keys]
     idx = np.arange(n) if image_indices is None else np.asarray(image_indices, np.int32)
     if idx.shape != (n,):
         raise ConfigError(f"image_indices: expected {n} indices, got shape {idx.shape}")
@@ -530,11 +574,13 @@ def invert(model: Any, images: Any, *, space: str | Space = "z", loss: Any = "ms
     cat = lambda *a: np.concatenate(a, axis=0)  # noqa: E731
     res = jax.tree_util.tree_map(cat, *[{k: v for k, v in o.items() if k != "history"} for o in outs])
     history = np.concatenate([o["history"] for o in outs], axis=1)
+    compared = res["images"] if res.get("observed") is None else res["observed"]
+    psnr, ssim = (np.asarray(q).reshape(n) for q in jax.jit(metrics.psnr_ssim_signed)(compared, x))
     return InvertResult(latents=res["latents"], images=res["images"], losses=res["losses"],
                         terms=dict(zip(lossf.names, res["terms"], strict=True)), best_restart=res["best"],
                         restart_losses=res["restart_losses"], history=history, evals=res["evals"],
                         steps_done=res["done"], space=sp, seconds=time.perf_counter() - t0,
-                        trajectory=res.get("trajectory"), observed=res.get("observed"))
+                        trajectory=res.get("trajectory"), observed=res.get("observed"), psnr=psnr, ssim=ssim)
 
 
 def likelihood_loss(loss: Loss, degradation: Degradation) -> Loss:
@@ -598,3 +644,13 @@ def generator_input(model: Any, space: Space, latents: Any) -> dict[str, np.ndar
     gen = Generator.from_model(model)
     inp = jax.jit(lambda g, s, lat: s.to_input(g, lat))(gen, space, latents)
     return jax.tree_util.tree_map(np.asarray, inp)
+
+
+class _CallableModule(types.ModuleType):
+    """`jaxinv.invert(...)` calls `invert` (the module stays a module: `jaxinv.invert.make_loss`, ...)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> InvertResult:
+        return invert(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -43,9 +43,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinv.distributed import Devices, ProcessInfo, barrier, item_finite, reseeding, shard_items
+from jaxinv import degrade, metrics
+from jaxinv import invert as engine
+from jaxinv.distributed import (
+    Devices,
+    ProcessInfo,
+    barrier,
+    enable_compilation_cache,
+    init_distributed,
+    item_finite,
+    process_info,
+    reseeding,
+    shard_items,
+)
 from jaxinv.errors import ConfigError
+from jaxinv.generators import Generator
+from jaxinv.images import to_uint8
+from jaxinv.invert import class_vectors, image_id, likelihood_loss, make_loss, resolve_lane_group, space_from_spec
+from jaxinv.optim import make_optimizer
 from jaxinv.pipeline import ImageRef, list_images, stream_batches
+from jaxinv.spaces import ZSpace, check_space
 
 MANIFEST = "jaxinv-job.json"
 MANIFEST_VERSION = 1
@@ -54,12 +71,6 @@ TMP_TAG = ".jaxinv-tmp"
 
 # ---------------------------------------------------------------------------------------------------------
 # Identity and names
-
-
-def image_id(key: str) -> int:
-    """The image's identity for its random keys: 31 bits of sha256(key). Independent of batch composition,
-    position, device and process count, and of the other images of the job."""
-    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:4], "little") & 0x7FFFFFFF
 
 
 def output_names(refs: Sequence[ImageRef]) -> dict[str, str]:
@@ -128,7 +139,6 @@ def png_bytes(img: np.ndarray) -> bytes:
     pillow writes no timestamps, so equal pixels give equal bytes."""
     from PIL import Image
 
-    from jaxinv.images import to_uint8
 
     img = np.asarray(img)
     if img.dtype != np.uint8:
@@ -590,8 +600,6 @@ def _invert_program(gen, sp, lossf, encoder, c, deg, targets, ids, seed, *, opti
     `jaxinv.degrade.Degradation` (static part); targets are then observations, or, with per-image masks
     (`layout`: the observation's shape and each operator's mask shape or None), rows holding the observation
     and its masks flattened one after another (`_pack_item`)."""
-    from jaxinv import invert as engine
-    from jaxinv import metrics
 
     local_r = restarts // restart_shards
     given = None if encoder is None else lambda t: sp.from_ws(gen, encoder.from_generator_images(t))
@@ -716,11 +724,6 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
     operators read each image's mask by name (a missing one is that image's error); the files are then
     target.png (the observation), proj.png = D(G(z*)), restored.png = G(z*), and the metrics compare proj with
     the observation (masked as the loss sees it)."""
-    from jaxinv import degrade
-    from jaxinv.generators import Generator
-    from jaxinv.invert import class_vectors, likelihood_loss, make_loss, resolve_lane_group, space_from_spec
-    from jaxinv.optim import make_optimizer
-    from jaxinv.spaces import ZSpace, check_space
 
     gen = Generator.from_model(model, truncation_psi)
     sp = space_from_spec(space, space_options)
@@ -856,7 +859,6 @@ def add_job_arguments(parser: Any) -> None:
 def start_job(args: Any) -> ProcessInfo:
     """Before anything touches JAX: multi-host initialisation and the compilation cache, from the options of
     `add_job_arguments`."""
-    from jaxinv.distributed import enable_compilation_cache, init_distributed, process_info
 
     info = init_distributed(process_info(getattr(args, "coordinator", None), getattr(args, "num_processes", None),
                                          getattr(args, "process_id", None)))
