@@ -3,6 +3,7 @@ weight shapes (full-size manifests), a plain-numpy reference of the forward on a
 assembly (truncation / mixing / input_is_latent), noise modes and converter errors."""
 
 import argparse
+import dataclasses
 import json
 from collections import OrderedDict
 from functools import partial
@@ -79,9 +80,9 @@ def test_golden_config_and_containers_agree(golden):
             continue
         ckpt = read_source(require(CONTAINERS / name))
         cfg2, params2 = ros.from_source(ckpt)
-        assert cfg2 == cfg, f"{name}: config {cfg2} != golden {cfg}"
         own_avg = params2.pop("latent_avg", None)
-        assert (own_avg is not None) == name.endswith("converted.pt")
+        assert (own_avg is not None) == name.endswith("converted.pt") == cfg2.has_latent_avg
+        assert dataclasses.replace(cfg2, has_latent_avg=False) == cfg, f"{name}: config {cfg2} != golden {cfg}"
         leaves = jax.tree_util.tree_leaves_with_path(params2)
         assert len(leaves) == len(jax.tree_util.tree_leaves(params))
         for path, leaf in leaves:
@@ -93,6 +94,24 @@ def test_golden_config_and_containers_agree(golden):
     assert train.init["init_kwargs"] == {"size": 64, "style_dim": 128, "n_mlp": 8, "channel_multiplier": 1}
     assert train.init["args"]["arch"] == "stylegan2"
     json.dumps(train.init)  # Source.init stays JSON-able
+
+
+def test_module_tree_is_the_params_tree():
+    """The NNX module tree declares exactly the converter's params (official paths, shapes), latent_avg included
+    when the checkpoint has one; its methods are the free functions."""
+    from jaxinv.models.nn import bind, shapes
+
+    for name in ("npz", "converted.pt"):
+        src = read_golden_npz(require(GOLDEN / f"{CASE}.weights.npz")) if WEIGHTS[name] is None else \
+            read_source(require(CONTAINERS / WEIGHTS[name]))
+        cfg, params = ros.from_source(src)
+        want = shapes(ros.Generator, cfg)
+        assert jax.tree_util.tree_structure(want) == jax.tree_util.tree_structure(params)
+        assert jax.tree_util.tree_all(jax.tree_util.tree_map(lambda s, a: s.shape == np.shape(a), want, params))
+        assert ("latent_avg" in want) == cfg.has_latent_avg == (name == "converted.pt")
+    g = bind(ros.Generator, cfg, params)
+    assert g.convs["2"].conv.modulation.weight.shape == params["convs"]["2"]["conv"]["modulation"]["weight"].shape
+    assert g.layer("to_rgbs.1") is g.to_rgbs["1"] and g.convs["0"].conv.blur.kernel.shape == (4, 4)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,7 +430,7 @@ def test_torch_legacy_converted_file(tmp_path, golden):
     torch.save({"g_ema": sd, "latent_avg": torch.from_numpy(io["latent_avg"])}, path,
                _use_new_zipfile_serialization=False)
     cfg2, params2 = ros.from_source(read_source(path))
-    assert cfg2 == cfg
+    assert cfg2 == dataclasses.replace(cfg, has_latent_avg=True)
     assert np.array_equal(params2.pop("latent_avg"), io["latent_avg"])
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, params2, params))
 
