@@ -1,9 +1,20 @@
 """NVlabs StyleGAN2 generator (stylegan2-ada-pytorch `training.networks.Generator` and the stylegan3
-repo's `training.networks_stylegan2.Generator`, which share weights and maths).
+repo's `training.networks_stylegan2.Generator`, which share weights and maths; the TF-era StyleGAN2 pickles
+convert into the same family) as a Flax NNX module tree (`Generator`). Images NHWC.
 
-Pure functions of ``(cfg, params, inputs)``; images NHWC. Params mirror the official module tree:
-``params["mapping"]["fc0"]["weight"]`` ``[in, out]``, ``params["synthesis"]["b8"]["conv0"]["weight"]``
-HWIO, ``...["noise_const"]`` ``[R, R]``, ``params["synthesis"]["b4"]["const"]`` ``[4, 4, C]``.
+The modules mirror the official tree, so a weight's path is its official name:
+
+    Generator
+      mapping    MappingNetwork: embed (conditional), fc0 .. fc{n-1} FullyConnectedLayer, w_avg buffer
+      synthesis  SynthesisNetwork: b4, b8, ... b{R} SynthesisBlock
+        b{R}     const (b4), conv0 (R > 4) / conv1 SynthesisLayer (affine, weight, bias, noise_strength,
+                 noise_const buffer), torgb ToRGBLayer (affine, weight, bias), skip Conv2dLayer ('resnet')
+
+e.g. ``mapping.fc0.weight`` ``[in, out]``, ``synthesis.b8.conv0.weight`` HWIO ``[3, 3, in, out]``,
+``synthesis.b8.conv0.noise_const`` ``[R, R]``, ``synthesis.b4.const`` ``[4, 4, C]``;
+`jaxinv.models.nn.shapes(Generator, cfg)` is the converter's params tree. The official ``resample_filter``
+buffers are build-time constants (``cfg.resample_filter``), not params. The engine's free functions
+(`mapping`, `truncate`, `styles`, `synthesis`, `generate`) bind the params to the module and call it.
 """
 
 from __future__ import annotations
@@ -16,9 +27,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from jaxinv import ops
 from jaxinv.errors import CheckpointError, ConfigError
+from jaxinv.models.nn import bind, buffer, const, param
 from jaxinv.state_dict import Entry, as_is, conv_hwio, fill, linear_t
 
 # ---------------------------------------------------------------------------------------------
@@ -220,73 +233,289 @@ def state_dict_names(cfg: Config) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Forward
+# Forward: the official module tree (training.networks / training.networks_stylegan2)
 
 
-def mapping(cfg: Config, params: dict, z: jax.Array, c: jax.Array | None = None, truncation_psi: float = 1.0,
+class FullyConnectedLayer(nnx.Module):
+    """``FullyConnectedLayer(in, out, activation, lr_multiplier)``: x [B, in] -> [B, out].
+
+    ``weight`` [in, out] (our layout: the official [out, in] transposed), ``bias`` [out]; the equalised-lr gains
+    ``lr_multiplier / sqrt(in)`` (weight) and ``lr_multiplier`` (bias) are applied in the forward."""
+
+    def __init__(self, in_features: int, out_features: int, lr_multiplier: float = 1.0,
+                 activation: str = "linear") -> None:
+        self.weight = param(in_features, out_features)
+        self.bias = param(out_features)
+        self.lr_multiplier, self.activation = float(lr_multiplier), activation
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return ops.fully_connected(x, self.weight[...], self.bias[...], lr_multiplier=self.lr_multiplier,
+                                   activation=self.activation)
+
+
+class MappingNetwork(nnx.Module):
+    """``MappingNetwork``: ``embed`` (FullyConnectedLayer c_dim -> embed_features, conditional models only),
+    ``fc0`` .. ``fc{n-1}`` (lr-multiplied FullyConnectedLayers), ``w_avg`` [w_dim] buffer.
+
+    z [B, z_dim] (+ c [B, c_dim]) -> ws [B, num_ws, w_dim]. Reads only the mapping fields of ``cfg`` (z_dim,
+    c_dim, w_dim, num_ws, mapping_layers, mapping_lr_multiplier, mapping_activation; embed_features /
+    layer_features where the config has them, else w_dim), so the StyleGAN3 family's config builds it too.
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        self.z_dim, self.c_dim, self.w_dim, self.num_ws = cfg.z_dim, cfg.c_dim, cfg.w_dim, cfg.num_ws
+        self.num_layers = cfg.mapping_layers
+        embed = getattr(cfg, "embed_features", None) or cfg.w_dim
+        layer = getattr(cfg, "layer_features", None) or cfg.w_dim
+        feats = [cfg.z_dim + (embed if cfg.c_dim else 0)] + [layer] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+        if cfg.c_dim:
+            self.embed = FullyConnectedLayer(cfg.c_dim, embed)
+        for i in range(cfg.mapping_layers):
+            setattr(self, f"fc{i}", FullyConnectedLayer(feats[i], feats[i + 1], cfg.mapping_lr_multiplier,
+                                                        cfg.mapping_activation))
+        self.w_avg = buffer(cfg.w_dim)
+
+    def __call__(self, z: jax.Array, c: jax.Array | None = None, truncation_psi: float = 1.0,
+                 truncation_cutoff: int | None = None) -> jax.Array:
+        """z [B, z_dim] (+ c [B, c_dim]) -> ws [B, num_ws, w_dim] (truncated, see `truncate`)."""
+        parts = []
+        if self.z_dim > 0:
+            parts.append(ops.normalize_2nd_moment(z.astype(jnp.float32)))
+        if self.c_dim > 0:
+            if c is None:
+                raise ConfigError(f"conditional generator (c_dim={self.c_dim}) needs a class vector c")
+            parts.append(ops.normalize_2nd_moment(self.embed(c.astype(jnp.float32))))
+        x = jnp.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+        for i in range(self.num_layers):
+            x = getattr(self, f"fc{i}")(x)
+        ws = jnp.broadcast_to(x[:, None], (x.shape[0], self.num_ws, self.w_dim))
+        return self.truncate(ws, truncation_psi, truncation_cutoff)
+
+    def truncate(self, ws: jax.Array, psi: float | jax.Array = 1.0, cutoff: int | None = None) -> jax.Array:
+        """``w_avg.lerp(ws, psi)`` on the first ``cutoff`` of ws [B, num_ws, w_dim] (all if None)."""
+        if isinstance(psi, int | float) and psi == 1:
+            return ws
+        w_avg = self.w_avg[...]
+        trunc = w_avg + psi * (ws - w_avg)
+        if cutoff is None:
+            return trunc
+        layer_mask = (jnp.arange(self.num_ws) < cutoff)[None, :, None]
+        return jnp.where(layer_mask, trunc, ws)
+
+
+class SynthesisLayer(nnx.Module):
+    """``SynthesisLayer`` (3x3 modulated conv, optional 2x upsampling, noise, bias + activation, clamp):
+    x [B, R/up, R/up, in] -> [B, R, R, out].
+
+    ``affine`` FullyConnectedLayer(w_dim, in) (the style), ``weight`` [3, 3, in, out] HWIO, ``bias`` [out];
+    with ``use_noise``: ``noise_const`` [R, R] buffer and ``noise_strength`` [] (scalar)."""
+
+    def __init__(self, cfg: Config, res: int, w_idx: int, cin: int, cout: int, up: int) -> None:
+        self.affine = FullyConnectedLayer(cfg.w_dim, cin)
+        self.weight = param(3, 3, cin, cout)
+        self.bias = param(cout)
+        if cfg.use_noise:
+            self.noise_const = buffer(res, res)
+            self.noise_strength = param()
+        self.resample_filter = const(cfg.filter)
+        self.res, self.w_idx, self.up, self.use_noise = res, w_idx, up, cfg.use_noise
+        self.activation, self.act_gain, self.conv_clamp = cfg.activation, ops.activation_gain(cfg.activation), \
+            cfg.conv_clamp
+
+    def noise_input(self, batch: int, noise_mode: str, override: jax.Array | None,
+                    key: jax.Array | None) -> jax.Array | None:
+        """The scaled noise [1|B, R, R, 1]: ``override`` ([R, R] or [B, R, R]) if given, else by mode: 'const'
+        the ``noise_const`` buffer, 'random' fresh N(0, 1) from ``key``, 'none' None."""
+        if not self.use_noise or noise_mode == "none":
+            return None
+        if override is not None:
+            n = jnp.asarray(override, jnp.float32)
+            n = n[None] if n.ndim == 2 else n  # [R, R] or [B, R, R]
+            return n[..., None] * self.noise_strength[...]
+        if noise_mode == "const":
+            return (self.noise_const[...] * self.noise_strength[...])[None, :, :, None]
+        if noise_mode == "random":
+            if key is None:
+                raise ConfigError("noise_mode='random' needs a PRNG key")
+            return jax.random.normal(key, (batch, self.res, self.res, 1), jnp.float32) * self.noise_strength[...]
+        raise ConfigError(f"noise_mode={noise_mode!r}: expected 'const', 'none' or 'random'")
+
+    def __call__(self, x: jax.Array, style: jax.Array, noise_mode: str = "const", noise: jax.Array | None = None,
+                 key: jax.Array | None = None, gain: float = 1.0) -> jax.Array:
+        """``style`` [B, in] the affine output (S space); the noise by `noise_input` (``noise`` an override map
+        [R, R] or [B, R, R], ``key`` for 'random')."""
+        n = self.noise_input(style.shape[0], noise_mode, noise, key)
+        x = ops.modulated_conv2d(x, self.weight[...], style, noise=n, up=self.up, padding=1,
+                                 resample_filter=self.resample_filter[...], flip_weight=(self.up == 1))
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return ops.bias_act(x, self.bias[...], act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+
+
+class ToRGBLayer(nnx.Module):
+    """``ToRGBLayer``: 1x1 modulated conv without demodulation, bias, clamp: x [B, R, R, in] -> [B, R, R, rgb].
+
+    ``affine`` FullyConnectedLayer(w_dim, in), ``weight`` [1, 1, in, rgb] HWIO, ``bias`` [rgb]; the official
+    weight gain ``1/sqrt(in)`` scales the style."""
+
+    def __init__(self, cfg: Config, w_idx: int, cin: int, cout: int) -> None:
+        self.affine = FullyConnectedLayer(cfg.w_dim, cin)
+        self.weight = param(1, 1, cin, cout)
+        self.bias = param(cout)
+        self.w_idx, self.cin, self.conv_clamp = w_idx, cin, cfg.conv_clamp
+
+    def __call__(self, x: jax.Array, style: jax.Array) -> jax.Array:
+        """``style`` [B, in] the raw affine output (before the weight gain)."""
+        y = ops.modulated_conv2d(x, self.weight[...], style * (1 / np.sqrt(self.cin)), demodulate=False)
+        return ops.bias_act(y, self.bias[...], clamp=self.conv_clamp)
+
+
+class Conv2dLayer(nnx.Module):
+    """``Conv2dLayer(in, out, kernel_size=1, bias=False, up=2)``, the resnet ``skip``:
+    x [B, R/2, R/2, in] -> [B, R, R, out] (then times sqrt(0.5)); ``weight`` [1, 1, in, out] HWIO."""
+
+    def __init__(self, cfg: Config, cin: int, cout: int) -> None:
+        self.weight = param(1, 1, cin, cout)
+        self.resample_filter = const(cfg.filter)
+        self.cin = cin
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = ops.conv2d_resample(x, self.weight[...] * (1 / np.sqrt(self.cin)), f=self.resample_filter[...], up=2,
+                                flip_weight=False)
+        return y * np.float32(np.sqrt(0.5))
+
+
+class SynthesisBlock(nnx.Module):
+    """``SynthesisBlock`` at resolution R: ``const`` [4, 4, C] (b4 only), ``conv0`` (upsampling
+    SynthesisLayer, R > 4), ``conv1`` (SynthesisLayer), ``torgb`` (ToRGBLayer: last block, or every block of
+    the 'skip' architecture), ``skip`` (Conv2dLayer, 'resnet', R > 4).
+
+    (x [B, R/2, R/2, in] or None at b4, img [B, R/2, R/2, rgb] or None) -> (x [B, R, R, out], img [B, R, R, rgb]
+    or None)."""
+
+    def __init__(self, cfg: Config, res: int) -> None:
+        self.res, self.architecture = res, cfg.architecture
+        layers = {name: (w_idx, c_in, c_out) for r, name, w_idx, c_in, c_out in cfg.layers if r == res}
+        if res == 4:
+            self.const = param(4, 4, cfg.channels(4))
+        else:
+            self.conv0 = SynthesisLayer(cfg, res, *layers["conv0"], up=2)
+        self.conv1 = SynthesisLayer(cfg, res, *layers["conv1"], up=1)
+        if "torgb" in layers:
+            self.torgb = ToRGBLayer(cfg, *layers["torgb"])
+        if cfg.architecture == "resnet" and res > 4:
+            self.skip = Conv2dLayer(cfg, cfg.channels(res // 2), cfg.channels(res))
+        self.resample_filter = const(cfg.filter)
+        self.has_torgb = "torgb" in layers
+
+    def __call__(self, x: jax.Array | None, img: jax.Array | None, styles: dict[str, jax.Array],
+                 noise_mode: str = "const", noise: dict | None = None,
+                 keys: dict | None = None) -> tuple[jax.Array, jax.Array | None]:
+        """``styles`` {'b{R}.{layer}': [B, in]} (S space, at least this block's layers); ``noise`` optional
+        override maps and ``keys`` the 'random' noise keys, by the same names."""
+        noise, keys, p = noise or {}, keys or {}, f"b{self.res}."
+
+        def conv(layer: SynthesisLayer, name: str, x: jax.Array, gain: float = 1.0) -> jax.Array:
+            return layer(x, styles[p + name], noise_mode, noise.get(p + name), keys.get(p + name), gain=gain)
+
+        if self.res == 4:
+            const = self.const[...]
+            x = jnp.broadcast_to(const[None], (styles[p + "conv1"].shape[0],) + const.shape)
+            x = conv(self.conv1, "conv1", x)
+        elif self.architecture == "resnet":
+            y = self.skip(x)
+            x = conv(self.conv0, "conv0", x)
+            x = conv(self.conv1, "conv1", x, gain=float(np.sqrt(0.5)))
+            x = y + x
+        else:
+            x = conv(self.conv0, "conv0", x)
+            x = conv(self.conv1, "conv1", x)
+        if img is not None:
+            img = ops.upsample2d(img, self.resample_filter[...])
+        if self.has_torgb:
+            y = self.torgb(x, styles[p + "torgb"])
+            img = y if img is None else img + y
+        return x, img
+
+
+class SynthesisNetwork(nnx.Module):
+    """``SynthesisNetwork``: ``b4``, ``b8``, ... ``b{R}`` SynthesisBlocks.
+
+    ws [B, num_ws, w_dim] (or S-space styles) -> img [B, R, R, img_channels]."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        for res in cfg.block_resolutions:
+            setattr(self, f"b{res}", SynthesisBlock(cfg, res))
+
+    def layer(self, name: str) -> nnx.Module:
+        """The module of a styled layer name ('b8.conv0', 'b64.torgb')."""
+        block, _, layer = name.partition(".")
+        return getattr(getattr(self, block), layer)
+
+    def styles(self, ws: jax.Array) -> dict[str, jax.Array]:
+        """S space: ws [B, num_ws, w_dim] -> {'b{R}.{layer}': raw affine output [B, in]} (ToRGB's before its
+        1/sqrt(in) weight gain), in forward order."""
+        cfg = self.cfg
+        if ws.shape[1:] != (cfg.num_ws, cfg.w_dim):
+            raise ConfigError(f"ws has shape {tuple(ws.shape)}, expected [B, {cfg.num_ws}, {cfg.w_dim}]")
+        return {name: self.layer(name).affine(ws[:, self.layer(name).w_idx]) for name in cfg.layer_names}
+
+    def __call__(self, ws: jax.Array | None = None, *, styles: dict | None = None, noise_mode: str = "const",
+                 noise: dict | None = None, key: jax.Array | None = None, return_blocks: bool = False):
+        """See the free function `synthesis`."""
+        cfg = self.cfg
+        if styles is None:
+            if ws is None:
+                raise ConfigError("synthesis needs ws or styles")
+            styles = self.styles(ws)
+        keys = dict(zip([n for n, _ in cfg.noise_layers], jax.random.split(key, len(cfg.noise_layers)),
+                        strict=True)) if (key is not None and noise_mode == "random") else {}
+        x = img = None
+        blocks = {}
+        for res in cfg.block_resolutions:
+            x, img = getattr(self, f"b{res}")(x, img, styles, noise_mode, noise, keys)
+            if return_blocks:
+                blocks[f"b{res}"] = (x, img)
+        return (img, blocks) if return_blocks else img
+
+
+class Generator(nnx.Module):
+    """``Generator``: ``mapping`` (MappingNetwork) then ``synthesis`` (SynthesisNetwork).
+
+    z [B, z_dim] (+ c [B, c_dim]) -> img [B, R, R, img_channels]."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.mapping = MappingNetwork(cfg)
+        self.synthesis = SynthesisNetwork(cfg)
+
+    def __call__(self, z: jax.Array, c: jax.Array | None = None, truncation_psi: float = 1.0,
+                 truncation_cutoff: int | None = None, noise_mode: str = "const",
+                 key: jax.Array | None = None) -> jax.Array:
+        ws = self.mapping(z, c, truncation_psi, truncation_cutoff)
+        return self.synthesis(ws, noise_mode=noise_mode, key=key)
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine's free functions (one call into the bound module)
+
+
+def mapping(cfg: Any, params: dict, z: jax.Array, c: jax.Array | None = None, truncation_psi: float = 1.0,
             truncation_cutoff: int | None = None) -> jax.Array:
-    """z [B, z_dim] (+ c [B, c_dim]) -> ws [B, num_ws, w_dim]."""
-    p = params["mapping"]
-    parts = []
-    if cfg.z_dim > 0:
-        parts.append(ops.normalize_2nd_moment(z.astype(jnp.float32)))
-    if cfg.c_dim > 0:
-        if c is None:
-            raise ConfigError(f"conditional generator (c_dim={cfg.c_dim}) needs a class vector c")
-        y = ops.fully_connected(c.astype(jnp.float32), p["embed"]["weight"], p["embed"]["bias"])
-        parts.append(ops.normalize_2nd_moment(y))
-    x = jnp.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
-    for i in range(cfg.mapping_layers):
-        fc = p[f"fc{i}"]
-        x = ops.fully_connected(x, fc["weight"], fc["bias"], lr_multiplier=cfg.mapping_lr_multiplier,
-                                activation=cfg.mapping_activation)
-    ws = jnp.broadcast_to(x[:, None], (x.shape[0], cfg.num_ws, cfg.w_dim))
-    return truncate(cfg, params, ws, truncation_psi, truncation_cutoff)
+    """z [B, z_dim] (+ c [B, c_dim]) -> ws [B, num_ws, w_dim]. Also the StyleGAN3 family's mapping (``cfg`` a
+    stylegan3 Config): binds only ``params["mapping"]``."""
+    return bind(MappingNetwork, cfg, params["mapping"])(z, c, truncation_psi, truncation_cutoff)
 
 
-def truncate(cfg: Config, params: dict, ws: jax.Array, psi: float | jax.Array = 1.0,
+def truncate(cfg: Any, params: dict, ws: jax.Array, psi: float | jax.Array = 1.0,
              cutoff: int | None = None) -> jax.Array:
     """``w_avg.lerp(ws, psi)`` on the first ``cutoff`` layers (all if None)."""
-    if isinstance(psi, int | float) and psi == 1:
-        return ws
-    w_avg = params["mapping"]["w_avg"]
-    trunc = w_avg + psi * (ws - w_avg)
-    if cutoff is None:
-        return trunc
-    layer_mask = (jnp.arange(cfg.num_ws) < cutoff)[None, :, None]
-    return jnp.where(layer_mask, trunc, ws)
+    return bind(MappingNetwork, cfg, params["mapping"]).truncate(ws, psi, cutoff)
 
 
 def styles(cfg: Config, params: dict, ws: jax.Array) -> dict[str, jax.Array]:
     """S space: raw output of every layer's affine (ToRGB's before its 1/sqrt(in) weight gain)."""
-    return _affine_styles(cfg, params, ws)
-
-
-def _affine_styles(cfg: Config, params: dict, ws: jax.Array) -> dict[str, jax.Array]:
-    if ws.shape[1:] != (cfg.num_ws, cfg.w_dim):
-        raise ConfigError(f"ws has shape {tuple(ws.shape)}, expected [B, {cfg.num_ws}, {cfg.w_dim}]")
-    out = {}
-    for res, name, w_idx, *_ in cfg.layers:
-        aff = params["synthesis"][f"b{res}"][name]["affine"]
-        out[f"b{res}.{name}"] = ops.fully_connected(ws[:, w_idx], aff["weight"], aff["bias"])
-    return out
-
-
-def _noise_input(cfg: Config, layer: dict, name: str, res: int, batch: int, noise_mode: str,
-                 noise: dict | None, key: jax.Array | None) -> jax.Array | None:
-    if not cfg.use_noise or noise_mode == "none":
-        return None
-    if noise is not None and name in noise:
-        n = jnp.asarray(noise[name], jnp.float32)
-        n = n[None] if n.ndim == 2 else n  # [R, R] or [B, R, R]
-        return n[..., None] * layer["noise_strength"]
-    if noise_mode == "const":
-        return (layer["noise_const"] * layer["noise_strength"])[None, :, :, None]
-    if noise_mode == "random":
-        if key is None:
-            raise ConfigError("noise_mode='random' needs a PRNG key")
-        return jax.random.normal(key, (batch, res, res, 1), jnp.float32) * layer["noise_strength"]
-    raise ConfigError(f"noise_mode={noise_mode!r}: expected 'const', 'none' or 'random'")
+    return bind(Generator, cfg, params).synthesis.styles(ws)
 
 
 def synthesis(cfg: Config, params: dict, ws: jax.Array | None = None, *, styles: dict | None = None,
@@ -298,64 +527,14 @@ def synthesis(cfg: Config, params: dict, ws: jax.Array | None = None, *, styles:
     layer's noise_strength, like the official noise_const buffers the projector optimises).
     With ``return_blocks`` also returns {"b{R}": (x, img)} per block.
     """
-    if styles is None:
-        if ws is None:
-            raise ConfigError("synthesis needs ws or styles")
-        styles = _affine_styles(cfg, params, ws)
-    batch = next(iter(styles.values())).shape[0]
-    keys = dict(zip([n for n, _ in cfg.noise_layers], jax.random.split(key, len(cfg.noise_layers)), strict=True)) \
-        if (key is not None and noise_mode == "random") else {}
-    f = cfg.filter
-    act_gain = ops.activation_gain(cfg.activation)
-    sp = params["synthesis"]
-
-    def layer_fwd(x, res, name, gain=1.0):
-        layer = sp[f"b{res}"][name]
-        up = 2 if name == "conv0" else 1
-        n = _noise_input(cfg, layer, f"b{res}.{name}", res, batch, noise_mode, noise, keys.get(f"b{res}.{name}"))
-        x = ops.modulated_conv2d(x, layer["weight"], styles[f"b{res}.{name}"], noise=n, up=up, padding=1,
-                                 resample_filter=f, flip_weight=(up == 1))
-        clamp = cfg.conv_clamp * gain if cfg.conv_clamp is not None else None
-        return ops.bias_act(x, layer["bias"], act=cfg.activation, gain=act_gain * gain, clamp=clamp)
-
-    def torgb(x, res):
-        layer = sp[f"b{res}"]["torgb"]
-        s = styles[f"b{res}.torgb"] * (1 / np.sqrt(layer["weight"].shape[2]))
-        y = ops.modulated_conv2d(x, layer["weight"], s, demodulate=False)
-        return ops.bias_act(y, layer["bias"], clamp=cfg.conv_clamp)
-
-    x = img = None
-    blocks = {}
-    for res in cfg.block_resolutions:
-        blk = sp[f"b{res}"]
-        if res == 4:
-            x = jnp.broadcast_to(blk["const"][None], (batch,) + blk["const"].shape)
-            x = layer_fwd(x, res, "conv1")
-        elif cfg.architecture == "resnet":
-            y = ops.conv2d_resample(x, blk["skip"]["weight"] * (1 / np.sqrt(x.shape[-1])), f=f, up=2,
-                                    flip_weight=False)
-            y = y * np.float32(np.sqrt(0.5))
-            x = layer_fwd(x, res, "conv0")
-            x = layer_fwd(x, res, "conv1", gain=float(np.sqrt(0.5)))
-            x = y + x
-        else:
-            x = layer_fwd(x, res, "conv0")
-            x = layer_fwd(x, res, "conv1")
-        if img is not None:
-            img = ops.upsample2d(img, f)
-        if res == cfg.img_resolution or cfg.architecture == "skip":
-            y = torgb(x, res)
-            img = y if img is None else img + y
-        if return_blocks:
-            blocks[f"b{res}"] = (x, img)
-    return (img, blocks) if return_blocks else img
+    return bind(Generator, cfg, params).synthesis(ws, styles=styles, noise_mode=noise_mode, noise=noise, key=key,
+                                                  return_blocks=return_blocks)
 
 
 def generate(cfg: Config, params: dict, z: jax.Array, c: jax.Array | None = None, truncation_psi: float = 1.0,
              truncation_cutoff: int | None = None, noise_mode: str = "const",
              key: jax.Array | None = None) -> jax.Array:
-    ws = mapping(cfg, params, z, c, truncation_psi, truncation_cutoff)
-    return synthesis(cfg, params, ws, noise_mode=noise_mode, key=key)
+    return bind(Generator, cfg, params)(z, c, truncation_psi, truncation_cutoff, noise_mode, key)
 
 
 def random_params(cfg: Config, seed: int = 0) -> dict:
