@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxinv.checkpoint import load, save
-from jaxinv.models import from_source
+from jaxinv.models import from_source, nn
 from jaxinv.models import stylegan2 as sg2
 from jaxinv.parity.core import assert_parity, load_case, run_case
 from tests.conftest import GOLDEN, require
@@ -147,3 +147,23 @@ def test_full_size_manifest_names_and_shapes(manifest):
     assert set(sg2.state_dict_names(cfg)) == set(shapes)
     for e in table:
         assert shapes[e.name] == e.shape, e.name
+    # the module tree's weight paths are the official names (resample filters are build-time constants)
+    module_paths = {".".join(k.key for k in path)
+                    for path, _ in jax.tree_util.tree_leaves_with_path(nn.shapes(sg2.Generator, cfg))}
+    assert module_paths == {n for n in shapes if not n.endswith("resample_filter")}
+
+
+@pytest.mark.parametrize("arch,c_dim,use_noise", [("skip", 0, True), ("resnet", 3, True), ("orig", 0, False)])
+def test_module_tree_declares_the_converter_params(arch, c_dim, use_noise):
+    """`nn.shapes(Generator, cfg)` is exactly the converter's params tree (optional embed / noise / skip / torgb
+    decided by the config), and a weight reads at its official path."""
+    cfg = sg2.Config(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=16, channel_base=256, channel_max=32,
+                     architecture=arch, use_noise=use_noise)
+    params = sg2.random_params(cfg)
+    want = nn.shapes(sg2.Generator, cfg)
+    assert jax.tree.structure(want) == jax.tree.structure(params)
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(params), strict=True):
+        assert a.shape == np.shape(b)
+    g = nn.build(sg2.Generator, cfg, params)
+    np.testing.assert_array_equal(g.synthesis.b8.conv0.weight[...], params["synthesis"]["b8"]["conv0"]["weight"])
+    np.testing.assert_array_equal(g.mapping.fc0.bias[...], params["mapping"]["fc0"]["bias"])
