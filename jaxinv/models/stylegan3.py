@@ -1,16 +1,25 @@
 """NVlabs StyleGAN3 generator (``training.networks_stylegan3.Generator``, configs T and R) in JAX.
 
-Paper order, as the official module: mapping network -> Fourier-feature input -> synthesis layers
-(modulated conv + filtered leaky ReLU) -> ToRGB. The alias-free design (per-layer cutoffs, sampling
-rates, transition bands, sizes, paddings and the Kaiser / jinc low-pass filters) is computed once in
-numpy from the constructor kwargs, exactly as the official ``__init__`` does, and kept on the static
-``Config``; the forward only reads it. The stored ``up_filter`` / ``down_filter`` buffers of a checkpoint
-are not parameters: ``from_source`` checks them against the design.
+A Flax NNX module tree mirroring the official one (see ``jaxinv.models.nn``), so a weight's path is its
+official name:
+
+    Generator
+      mapping: MappingNetwork       embed (c_dim > 0), fc0 .. fc{mapping_layers-1}, w_avg
+      synthesis: SynthesisNetwork
+        input: SynthesisInput       affine, weight, freqs, phases, transform
+        L0_36_512 .. L14_64_3: SynthesisLayer   affine, weight, bias, magnitude_ema (ToRGB last)
+
+e.g. ``mapping.fc0.weight``, ``synthesis.input.freqs``, ``synthesis.L3_52_1024.affine.bias``. The alias-free
+design (per-layer cutoffs, sampling rates, transition bands, sizes, paddings and the Kaiser / jinc low-pass
+filters) is computed once in numpy from the constructor kwargs, exactly as the official ``__init__`` does
+(``Config.input_spec`` / ``Config.layers``), and becomes the modules' static attributes and constants
+(``up_filter`` / ``down_filter``) at build time. The stored ``up_filter`` / ``down_filter`` buffers of a
+checkpoint are not weights: ``from_source`` checks them against the design. The family's functions
+(``mapping``, ``styles``, ``synthesis``, ``generate``) bind the weights to the module and call it.
 
 Tensors are NHWC; conv weights HWIO ``[k, k, in, out]``; dense weights ``[in, out]``. Everything runs in
 float32 (the official forward on CPU / with ``force_fp32`` does the same).
 """
-
 from __future__ import annotations
 
 import dataclasses
@@ -21,11 +30,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from jax import lax
 
 from jaxinv import ops
 from jaxinv.errors import CheckpointError, ConfigError
-from jaxinv.models import stylegan2
+from jaxinv.models.nn import bind, buffer, const, param, shapes
 from jaxinv.state_dict import Entry, as_is, conv_hwio, fill, linear_t
 
 # ---------------------------------------------------------------------------------------------
@@ -225,7 +235,7 @@ class Config:
         return self.num_layers + 2
 
     @property
-    def mapping_activation(self) -> str:  # read by stylegan2.mapping
+    def mapping_activation(self) -> str:  # the mapping FCs' activation (read by generators)
         return "lrelu"
 
     @functools.cached_property
@@ -299,79 +309,114 @@ def _design(cfg: Config) -> tuple[InputSpec, tuple[LayerSpec, ...]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Forward
+# Modules (the official hierarchy: Generator.mapping / Generator.synthesis.{input, L0_36_512, ...})
 
 
-def mapping(cfg: Config, params: Mapping[str, Any], z: jax.Array, c: jax.Array | None = None,
-            truncation_psi: Any = 1.0, truncation_cutoff: int | None = None) -> jax.Array:
-    """``MappingNetwork``: z [B, z_dim] (+ c [B, c_dim]) -> ws [B, num_ws, w_dim], truncated towards
-    ``w_avg`` by ``truncation_psi`` for the first ``truncation_cutoff`` ws (None = all).
+class FullyConnectedLayer(nnx.Module):
+    """``FullyConnectedLayer``: equalised-lr dense; ``weight`` [in, out] (stored unscaled), ``bias`` [out]."""
 
-    The maths is the StyleGAN2 mapping with default features (normalised z, embedded and normalised c,
-    lr-multiplied lrelu FCs, lerp to ``w_avg``), so the StyleGAN2 family's function runs it."""
-    if z.ndim != 2 or z.shape[1] != cfg.z_dim:
-        raise ConfigError(f"stylegan3.mapping: z must be [B, {cfg.z_dim}], got {list(z.shape)}")
-    if cfg.c_dim > 0 and (c is None or c.ndim != 2 or c.shape[1] != cfg.c_dim):
-        raise ConfigError(f"stylegan3.mapping: c must be [B, {cfg.c_dim}] (conditional model), got "
-                          f"{None if c is None else list(c.shape)}")
-    return stylegan2.mapping(cfg, params, z, c if cfg.c_dim > 0 else None, truncation_psi, truncation_cutoff)
+    def __init__(self, in_features: int, out_features: int, *, lr_multiplier: float = 1.0,
+                 activation: str = "linear") -> None:
+        self.weight = param(in_features, out_features)
+        self.bias = param(out_features)
+        self.lr_multiplier, self.activation = lr_multiplier, activation
 
-
-def styles(cfg: Config, params: Mapping[str, Any], ws: jax.Array) -> dict[str, jax.Array]:
-    """Raw affine outputs (S space): ``"input"`` -> [B, 4] (rotation/translation of the Fourier
-    features) and each layer name -> [B, in_channels] (ToRGB's ``1/sqrt(in)`` gain not applied)."""
-    return _styles(cfg, params, ws)
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """[B, in] -> [B, out]."""
+        return ops.fully_connected(x, self.weight[...], self.bias[...], lr_multiplier=self.lr_multiplier,
+                                   activation=self.activation)
 
 
-def _styles(cfg: Config, params: Mapping[str, Any], ws: jax.Array) -> dict[str, jax.Array]:
-    _check_ws(cfg, ws)
-    p = params["synthesis"]
-    ws = ws.astype(jnp.float32)
-    out = {"input": ops.fully_connected(ws[:, 0], p["input"]["affine"]["weight"], p["input"]["affine"]["bias"])}
-    for idx, layer in enumerate(cfg.layers):
-        aff = p[layer.name]["affine"]
-        out[layer.name] = ops.fully_connected(ws[:, idx + 1], aff["weight"], aff["bias"])
-    return out
+class MappingNetwork(nnx.Module):
+    """``MappingNetwork``: ``embed`` (c_dim > 0 only), ``fc0`` .. ``fc{mapping_layers-1}`` (lrelu, lr-multiplied)
+    and the ``w_avg`` buffer [w_dim] (the truncation centre)."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.z_dim, self.c_dim, self.w_dim, self.num_ws = cfg.z_dim, cfg.c_dim, cfg.w_dim, cfg.num_ws
+        self.num_layers = cfg.mapping_layers
+        if cfg.c_dim > 0:
+            self.embed = FullyConnectedLayer(cfg.c_dim, cfg.w_dim)
+        features = [cfg.z_dim + (cfg.w_dim if cfg.c_dim > 0 else 0)] + [cfg.w_dim] * cfg.mapping_layers
+        for idx in range(cfg.mapping_layers):
+            setattr(self, f"fc{idx}", FullyConnectedLayer(features[idx], features[idx + 1],
+                                                          activation=cfg.mapping_activation,
+                                                          lr_multiplier=cfg.mapping_lr_multiplier))
+        self.w_avg = buffer(cfg.w_dim)
+
+    def __call__(self, z: jax.Array, c: jax.Array | None = None, truncation_psi: Any = 1.0,
+                 truncation_cutoff: int | None = None) -> jax.Array:
+        """z [B, z_dim] (+ c [B, c_dim]) -> ws [B, num_ws, w_dim], lerped towards ``w_avg`` by
+        ``truncation_psi`` on the first ``truncation_cutoff`` ws (None = all)."""
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ConfigError(f"stylegan3.mapping: z must be [B, {self.z_dim}], got {list(z.shape)}")
+        if self.c_dim > 0 and (c is None or c.ndim != 2 or c.shape[1] != self.c_dim):
+            raise ConfigError(f"stylegan3.mapping: c must be [B, {self.c_dim}] (conditional model), got "
+                              f"{None if c is None else list(c.shape)}")
+        x = ops.normalize_2nd_moment(z.astype(jnp.float32))
+        if self.c_dim > 0:
+            y = ops.normalize_2nd_moment(self.embed(c.astype(jnp.float32)))
+            x = jnp.concatenate([x, y], axis=1)
+        for idx in range(self.num_layers):
+            x = getattr(self, f"fc{idx}")(x)
+        ws = jnp.broadcast_to(x[:, None], (x.shape[0], self.num_ws, self.w_dim))
+        if isinstance(truncation_psi, int | float) and truncation_psi == 1:
+            return ws
+        w_avg = self.w_avg[...]
+        trunc = w_avg + truncation_psi * (ws - w_avg)
+        if truncation_cutoff is None:
+            return trunc
+        layer_mask = (jnp.arange(self.num_ws) < truncation_cutoff)[None, :, None]
+        return jnp.where(layer_mask, trunc, ws)
 
 
-def _check_ws(cfg: Config, ws: jax.Array) -> None:
-    if ws.ndim != 3 or ws.shape[1:] != (cfg.num_ws, cfg.w_dim):
-        raise ConfigError(f"stylegan3: ws must be [B, {cfg.num_ws}, {cfg.w_dim}], got {list(ws.shape)}")
+class SynthesisInput(nnx.Module):
+    """``SynthesisInput``: ``affine`` (w -> [r_c, r_s, t_x, t_y]), the fixed random ``freqs`` [C, 2] and
+    ``phases`` [C], the user ``transform`` [3, 3] (buffers) and the trained ``weight`` [C, C] ([in, out]).
+    The sampling grid (pixel centres of the official ``affine_grid``) is a build-time constant."""
+
+    def __init__(self, cfg: Config) -> None:
+        spec = cfg.input_spec
+        self.channels, self.size = spec.channels, spec.size
+        self.sampling_rate, self.bandwidth = spec.sampling_rate, spec.bandwidth
+        self.affine = FullyConnectedLayer(cfg.w_dim, 4)
+        self.weight = param(spec.channels, spec.channels)
+        self.transform = buffer(3, 3)
+        self.freqs = buffer(spec.channels, 2)
+        self.phases = buffer(spec.channels)
+        width, height = spec.size
+        gx = (0.5 * width / spec.sampling_rate) * ((2 * np.arange(width) + 1) / width - 1)
+        gy = (0.5 * height / spec.sampling_rate) * ((2 * np.arange(height) + 1) / height - 1)
+        self.grid_x = const(gx[None, None, :, None])   # [1, 1, W, 1]
+        self.grid_y = const(gy[None, :, None, None])   # [1, H, 1, 1]
+
+    def __call__(self, t: jax.Array) -> jax.Array:
+        """Affine output t [B, 4] (not yet normalised) -> Fourier features [B, H, W, C], rotated/translated
+        by t and then by the stored (user) inverse ``transform``."""
+        t = t / jnp.sqrt(jnp.sum(jnp.square(t[:, :2]), axis=1, keepdims=True))
+        cos, sin, tx, ty = t[:, 0], t[:, 1], t[:, 2], t[:, 3]
+        zero, one = jnp.zeros_like(cos), jnp.ones_like(cos)
+        m_r = jnp.stack([jnp.stack([cos, -sin, zero], -1), jnp.stack([sin, cos, zero], -1),
+                         jnp.stack([zero, zero, one], -1)], axis=1)          # inverse rotation [B, 3, 3]
+        m_t = jnp.stack([jnp.stack([one, zero, -tx], -1), jnp.stack([zero, one, -ty], -1),
+                         jnp.stack([zero, zero, one], -1)], axis=1)          # inverse translation
+        transforms = m_r @ m_t @ self.transform[...][None]                 # [B, 3, 3]
+
+        freqs = self.freqs[...][None]                                       # [1, C, 2]
+        phases = self.phases[...][None] + (freqs @ transforms[:, :2, 2:])[..., 0]  # [B, C]
+        freqs = freqs @ transforms[:, :2, :2]                               # [B, C, 2]
+        # Dampen frequencies the user transform pushed out of band.
+        amplitudes = jnp.clip(1 - (jnp.sqrt(jnp.sum(jnp.square(freqs), axis=2)) - self.bandwidth)
+                              / (self.sampling_rate / 2 - self.bandwidth), 0, 1)  # [B, C]
+
+        gx, gy = jnp.asarray(self.grid_x[...]), jnp.asarray(self.grid_y[...])
+        x = gx * freqs[:, None, None, :, 0] + gy * freqs[:, None, None, :, 1]  # [B, H, W, C]
+        x = jnp.sin((x + phases[:, None, None, :]) * np.float32(2 * np.pi))
+        x = x * amplitudes[:, None, None, :]
+        return x @ (self.weight[...] * np.float32(1 / np.sqrt(self.channels)))
 
 
-def _synthesis_input(spec: InputSpec, p: Mapping[str, Any], t: jax.Array) -> jax.Array:
-    """``SynthesisInput``: Fourier features [B, H, W, C], rotated/translated by the affine output ``t``
-    [B, 4] = (r_c, r_s, t_x, t_y) and then by the stored (user) inverse ``transform``."""
-    t = t / jnp.sqrt(jnp.sum(jnp.square(t[:, :2]), axis=1, keepdims=True))
-    cos, sin, tx, ty = t[:, 0], t[:, 1], t[:, 2], t[:, 3]
-    zero, one = jnp.zeros_like(cos), jnp.ones_like(cos)
-    m_r = jnp.stack([jnp.stack([cos, -sin, zero], -1), jnp.stack([sin, cos, zero], -1),
-                     jnp.stack([zero, zero, one], -1)], axis=1)          # inverse rotation [B, 3, 3]
-    m_t = jnp.stack([jnp.stack([one, zero, -tx], -1), jnp.stack([zero, one, -ty], -1),
-                     jnp.stack([zero, zero, one], -1)], axis=1)          # inverse translation
-    transforms = m_r @ m_t @ p["transform"][None]                      # [B, 3, 3]
-
-    freqs = p["freqs"][None]                                            # [1, C, 2]
-    phases = p["phases"][None] + (freqs @ transforms[:, :2, 2:])[..., 0]  # [B, C]
-    freqs = freqs @ transforms[:, :2, :2]                               # [B, C, 2]
-    # Dampen frequencies the user transform pushed out of band.
-    amplitudes = jnp.clip(1 - (jnp.sqrt(jnp.sum(jnp.square(freqs), axis=2)) - spec.bandwidth)
-                          / (spec.sampling_rate / 2 - spec.bandwidth), 0, 1)  # [B, C]
-
-    # Sample positions: pixel centres of the official affine_grid (align_corners=False).
-    width, height = spec.size
-    gx = (0.5 * width / spec.sampling_rate) * ((2 * np.arange(width) + 1) / width - 1)
-    gy = (0.5 * height / spec.sampling_rate) * ((2 * np.arange(height) + 1) / height - 1)
-    gx = jnp.asarray(gx, jnp.float32)[None, None, :, None]
-    gy = jnp.asarray(gy, jnp.float32)[None, :, None, None]
-    x = gx * freqs[:, None, None, :, 0] + gy * freqs[:, None, None, :, 1]  # [B, H, W, C]
-    x = jnp.sin((x + phases[:, None, None, :]) * np.float32(2 * np.pi))
-    x = x * amplitudes[:, None, None, :]
-    return x @ (p["weight"] * np.float32(1 / np.sqrt(spec.channels)))
-
-
-def _modulated_conv(x: jax.Array, weight: jax.Array, s: jax.Array, *, demodulate: bool,
-                    padding: int, input_gain: jax.Array) -> jax.Array:
+def modulated_conv2d(x: jax.Array, weight: jax.Array, s: jax.Array, *, demodulate: bool,
+                     padding: int, input_gain: jax.Array) -> jax.Array:
     """SG3 ``modulated_conv2d``: pre-normalised weight and styles (fp16 range), demodulation, then the
     ``input_gain`` (magnitude EMA) applied to the input only (it does not enter the demodulation)."""
     if demodulate:
@@ -380,63 +425,147 @@ def _modulated_conv(x: jax.Array, weight: jax.Array, s: jax.Array, *, demodulate
     return ops.modulated_conv2d(x * input_gain, weight, s, demodulate=demodulate, padding=padding)
 
 
-def _synthesis_layer(cfg: Config, spec: LayerSpec, p: Mapping[str, Any], x: jax.Array,
-                     s: jax.Array) -> jax.Array:
-    input_gain = lax.rsqrt(p["magnitude_ema"])
-    if spec.is_torgb:
-        s = s * np.float32(1 / np.sqrt(spec.in_channels * spec.conv_kernel ** 2))
-    x = _modulated_conv(x, p["weight"], s, demodulate=not spec.is_torgb, padding=spec.conv_kernel - 1,
-                        input_gain=input_gain)
-    return ops.filtered_lrelu(
-        x, spec.up_filter, spec.down_filter, p["bias"], up=spec.up_factor, down=spec.down_factor,
-        padding=spec.padding, gain=1.0 if spec.is_torgb else float(np.sqrt(2)),
-        slope=1.0 if spec.is_torgb else 0.2, clamp=cfg.conv_clamp)
+class SynthesisLayer(nnx.Module):
+    """``SynthesisLayer`` (ToRGB when ``is_torgb``): ``affine`` (w -> styles [in_channels]), ``weight``
+    [k, k, in, out] (HWIO), ``bias`` [out], the ``magnitude_ema`` buffer []; the design of
+    :class:`LayerSpec` as static attributes and the ``up_filter`` / ``down_filter`` as constants (absent,
+    None, where the official buffer is None: identity)."""
+
+    def __init__(self, cfg: Config, spec: LayerSpec) -> None:
+        for field in dataclasses.fields(spec):
+            if field.name not in ("up_filter", "down_filter"):
+                setattr(self, field.name, getattr(spec, field.name))
+        self.up_filter = None if spec.up_filter is None else const(spec.up_filter)
+        self.down_filter = None if spec.down_filter is None else const(spec.down_filter)
+        self.conv_clamp = cfg.conv_clamp
+        self.affine = FullyConnectedLayer(cfg.w_dim, spec.in_channels)
+        self.weight = param(spec.conv_kernel, spec.conv_kernel, spec.in_channels, spec.out_channels)
+        self.bias = param(spec.out_channels)
+        self.magnitude_ema = buffer()
+
+    def __call__(self, x: jax.Array, s: jax.Array) -> jax.Array:
+        """x [B, in_size, in_size, in_channels], styles s [B, in_channels] (raw affine output)
+        -> [B, out_size, out_size, out_channels]."""
+        input_gain = lax.rsqrt(self.magnitude_ema[...])
+        if self.is_torgb:
+            s = s * np.float32(1 / np.sqrt(self.in_channels * self.conv_kernel ** 2))
+        x = modulated_conv2d(x, self.weight[...], s, demodulate=not self.is_torgb, padding=self.conv_kernel - 1,
+                             input_gain=input_gain)
+        return ops.filtered_lrelu(
+            x, None if self.up_filter is None else self.up_filter[...],
+            None if self.down_filter is None else self.down_filter[...], self.bias[...],
+            up=self.up_factor, down=self.down_factor, padding=self.padding,
+            gain=1.0 if self.is_torgb else float(np.sqrt(2)), slope=1.0 if self.is_torgb else 0.2,
+            clamp=self.conv_clamp)
+
+
+class SynthesisNetwork(nnx.Module):
+    """``SynthesisNetwork``: ``input`` (:class:`SynthesisInput`), then one :class:`SynthesisLayer` per name of
+    ``cfg.layer_names`` (``L0_36_512`` .. ``L{N}_{res}_{img_channels}``, the last one ToRGB)."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.w_dim, self.num_ws, self.output_scale = cfg.w_dim, cfg.num_ws, cfg.output_scale
+        self.layer_names = cfg.layer_names
+        self.input = SynthesisInput(cfg)
+        for spec in cfg.layers:
+            setattr(self, spec.name, SynthesisLayer(cfg, spec))
+
+    def styles(self, ws: jax.Array) -> dict[str, jax.Array]:
+        """ws [B, num_ws, w_dim] -> raw affine outputs (S space): ``"input"`` [B, 4] and each layer name
+        [B, in_channels] (ToRGB's ``1/sqrt(in)`` gain not applied)."""
+        if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
+            raise ConfigError(f"stylegan3: ws must be [B, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+        ws = ws.astype(jnp.float32)
+        out = {"input": self.input.affine(ws[:, 0])}
+        for idx, name in enumerate(self.layer_names):
+            out[name] = getattr(self, name).affine(ws[:, idx + 1])
+        return out
+
+    def __call__(self, ws: jax.Array | None = None, *, styles: Mapping[str, jax.Array] | None = None,
+                 noise_mode: str = "const", noise: Mapping[str, jax.Array] | None = None,
+                 key: jax.Array | None = None,
+                 return_layers: bool = False) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
+        """ws [B, num_ws, w_dim] (or S-space ``styles``) -> image [B, H, W, img_channels] (times
+        ``output_scale``); with ``return_layers`` also every layer's output (before ``output_scale``)."""
+        if noise_mode not in ("const", "none", "random"):
+            raise ConfigError(f"stylegan3.synthesis: noise_mode must be const/none/random, got {noise_mode!r}")
+        if noise:
+            raise ConfigError("stylegan3.synthesis: StyleGAN3 has no noise inputs (noise must be empty)")
+        del key
+        if styles is None:
+            if ws is None:
+                raise ConfigError("stylegan3.synthesis: give ws or styles")
+            styles = self.styles(ws)
+        missing = [n for n in ("input", *self.layer_names) if n not in styles]
+        if missing:
+            raise ConfigError(f"stylegan3.synthesis: styles lack {', '.join(missing)}")
+        x = self.input(styles["input"].astype(jnp.float32))
+        layer_outs = {"input": x}
+        for name in self.layer_names:
+            x = getattr(self, name)(x, styles[name].astype(jnp.float32))
+            layer_outs[name] = x
+        img = x * np.float32(self.output_scale) if self.output_scale != 1 else x
+        return (img, layer_outs) if return_layers else img
+
+
+class Generator(nnx.Module):
+    """``Generator``: ``mapping`` (:class:`MappingNetwork`) and ``synthesis`` (:class:`SynthesisNetwork`)."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.mapping = MappingNetwork(cfg)
+        self.synthesis = SynthesisNetwork(cfg)
+
+    def __call__(self, z: jax.Array, c: jax.Array | None = None, truncation_psi: Any = 1.0,
+                 truncation_cutoff: int | None = None, noise_mode: str = "const",
+                 key: jax.Array | None = None) -> jax.Array:
+        """z [B, z_dim] (+ c [B, c_dim]) -> image [B, H, W, img_channels]."""
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesis(ws, noise_mode=noise_mode, key=key)
+
+
+# ---------------------------------------------------------------------------------------------
+# The family's functions (the engine calls these): one-liners on the bound module (mapping / synthesis
+# read only params["mapping"] / params["synthesis"], as G.mapping / G.synthesis)
+
+
+def mapping(cfg: Config, params: Mapping[str, Any], z: jax.Array, c: jax.Array | None = None,
+            truncation_psi: Any = 1.0, truncation_cutoff: int | None = None) -> jax.Array:
+    """``G.mapping``: z [B, z_dim] (+ c [B, c_dim]) -> ws [B, num_ws, w_dim], truncated towards ``w_avg`` by
+    ``truncation_psi`` for the first ``truncation_cutoff`` ws (None = all)."""
+    return bind(MappingNetwork, cfg, params["mapping"])(z, c, truncation_psi, truncation_cutoff)
+
+
+def styles(cfg: Config, params: Mapping[str, Any], ws: jax.Array) -> dict[str, jax.Array]:
+    """Raw affine outputs (S space): ``"input"`` -> [B, 4] (rotation/translation of the Fourier
+    features) and each layer name -> [B, in_channels] (ToRGB's ``1/sqrt(in)`` gain not applied)."""
+    return bind(SynthesisNetwork, cfg, params["synthesis"]).styles(ws)
 
 
 def synthesis(cfg: Config, params: Mapping[str, Any], ws: jax.Array | None = None, *,
               styles: Mapping[str, jax.Array] | None = None, noise_mode: str = "const",
               noise: Mapping[str, jax.Array] | None = None, key: jax.Array | None = None,
               return_layers: bool = False) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
-    """``SynthesisNetwork``: ws [B, num_ws, w_dim] (or S-space ``styles`` as from :func:`styles`) ->
+    """``G.synthesis``: ws [B, num_ws, w_dim] (or S-space ``styles`` as from :func:`styles`) ->
     image [B, H, W, img_channels] (NHWC, times ``output_scale``).
 
     StyleGAN3 has no noise inputs: ``noise_mode`` is accepted for API symmetry with StyleGAN2 and
     ``noise`` must be empty. ``return_layers`` also returns every layer's output (``"input"`` and the
     layer names; before ``output_scale``)."""
-    if noise_mode not in ("const", "none", "random"):
-        raise ConfigError(f"stylegan3.synthesis: noise_mode must be const/none/random, got {noise_mode!r}")
-    if noise:
-        raise ConfigError("stylegan3.synthesis: StyleGAN3 has no noise inputs (noise must be empty)")
-    del key
-    if styles is None:
-        if ws is None:
-            raise ConfigError("stylegan3.synthesis: give ws or styles")
-        styles = _styles(cfg, params, ws)
-    missing = [n for n in ("input", *cfg.layer_names) if n not in styles]
-    if missing:
-        raise ConfigError(f"stylegan3.synthesis: styles lack {', '.join(missing)}")
-    p = params["synthesis"]
-    x = _synthesis_input(cfg.input_spec, p["input"], styles["input"].astype(jnp.float32))
-    layer_outs = {"input": x}
-    for spec in cfg.layers:
-        x = _synthesis_layer(cfg, spec, p[spec.name], x, styles[spec.name].astype(jnp.float32))
-        layer_outs[spec.name] = x
-    img = x * np.float32(cfg.output_scale) if cfg.output_scale != 1 else x
-    return (img, layer_outs) if return_layers else img
+    return bind(SynthesisNetwork, cfg, params["synthesis"])(ws, styles=styles, noise_mode=noise_mode, noise=noise,
+                                                            key=key, return_layers=return_layers)
 
 
 def generate(cfg: Config, params: Mapping[str, Any], z: jax.Array, c: jax.Array | None = None,
              truncation_psi: Any = 1.0, truncation_cutoff: int | None = None, noise_mode: str = "const",
              key: jax.Array | None = None) -> jax.Array:
     """``Generator.forward``: z (+ c) -> image [B, H, W, img_channels]."""
-    ws = mapping(cfg, params, z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-    return synthesis(cfg, params, ws, noise_mode=noise_mode, key=key)
+    return bind(Generator, cfg, params)(z, c, truncation_psi, truncation_cutoff, noise_mode, key)
 
 
 # ---------------------------------------------------------------------------------------------
 # Checkpoint conversion (declarative name table)
 
-# Layout fixes from the official (torch) layout to ours; also applied to shapes (param_shapes).
+# Layout fixes from the official (torch) layout to ours.
 _AS_IS, _DENSE, _CONV = as_is, linear_t, conv_hwio
 
 
@@ -484,17 +613,9 @@ def _design_constant(cfg: Config, name: str) -> np.ndarray:
 
 
 def param_shapes(cfg: Config) -> dict[str, Any]:
-    """The params pytree as ``jax.ShapeDtypeStruct`` leaves (our layouts), without allocating."""
-    tree: dict[str, Any] = {}
-    for e in param_table(cfg):
-        if e.path is None:
-            continue
-        shape = jax.eval_shape(e.fix, jax.ShapeDtypeStruct(e.shape, jnp.float32)).shape
-        node = tree
-        for key in e.path[:-1]:
-            node = node.setdefault(key, {})
-        node[e.path[-1]] = jax.ShapeDtypeStruct(shape, jnp.float32)
-    return tree
+    """The params pytree as ``jax.ShapeDtypeStruct`` leaves (our layouts), without allocating: the weights the
+    :class:`Generator` module tree declares (the converter's table above writes the same tree)."""
+    return jax.tree.map(lambda s: s, shapes(Generator, cfg))
 
 
 def from_source(src: Any) -> tuple[Config, dict[str, Any]]:
