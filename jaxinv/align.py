@@ -499,3 +499,45 @@ def _log(msg: str) -> None:
     from jaxinv.cli import _log as log
 
     log(msg)
+
+
+# ----------------------------------------------------------------------------------------------------
+# `jaxinv invert --align [--paste-back]`
+
+
+def job_loader(nets: FaceNets, resolution: int, channels: int, out_dir: str | os.PathLike, names: dict[str, str]):
+    """A batch job's image loader (ref -> float32 [R, R, C] in [-1, 1]): each photo FFHQ-aligned to the model's
+    resolution; its record (quad, landmarks, score, source) goes to OUT/<name>/align.json. No face: ImageError
+    (the job lists it in errors.csv)."""
+    out_dir = Path(out_dir)
+
+    def load(ref) -> np.ndarray:
+        al = align_face(nets, read_photo(ref.path), resolution, name=str(ref.path))
+        d = out_dir / names[ref.key]
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / ".align.json.tmp"
+        tmp.write_text(json.dumps(record(ref.path, al, resolution), indent=1))
+        os.replace(tmp, d / "align.json")
+        x = al.image.astype(np.float32) / 127.5 - 1.0
+        return x.mean(axis=2, keepdims=True) if channels == 1 else x
+
+    return load
+
+
+def paste_back_job(out_dir: str | os.PathLike, names: dict[str, str], recon: str = "proj.png",
+                   feather: float = 0.05) -> int:
+    """For every OUT/<name>/ holding `recon` and align.json: OUT/<name>/pasted.png, the reconstruction warped
+    back into the source photo (feathered). Returns how many were written."""
+    n = 0
+    for name in names.values():
+        d = Path(out_dir) / name
+        if not (d / recon).is_file() or not (d / "align.json").is_file():
+            continue
+        rec = json.loads((d / "align.json").read_text())
+        img = np.asarray(Image.open(d / recon).convert("RGB"))
+        out = paste_back(read_photo(rec["source"]), img, np.asarray(rec["quad"]), feather)
+        tmp = d / ".pasted.png.tmp"
+        Image.fromarray(out).save(tmp, format="PNG")
+        os.replace(tmp, d / "pasted.png")
+        n += 1
+    return n

@@ -224,6 +224,15 @@ class Invert:
         p.add_argument("--resize-first", type=int, default=None, metavar="S",
                        help="resize to SxS before cropping (with an x0,y0,x1,y1 crop)")
         p.add_argument("--grid", action="store_true", help="also write DIR/grid.png (target | reconstruction)")
+        p.add_argument("--align", action="store_true",
+                       help="FFHQ-align each photo to the model's resolution first (face detector + 68 landmarks, "
+                            "jaxinv align); the quad goes to DIR/<image>/align.json, photos without a face to "
+                            "errors.csv")
+        p.add_argument("--paste-back", action="store_true",
+                       help="with --align: also write DIR/<image>/pasted.png, the reconstruction warped back into "
+                            "the photo with a feathered mask")
+        p.add_argument("--face-weights", default=None, metavar="DIR",
+                       help="--align: face-api.js model folder (default: the embedded copy)")
         p.add_argument("--degrade", default=None, metavar="OP[+OP...]",
                        help="restoration: the images are observations of D(image) and every loss term compares "
                             "D(G(z)) with them; OP: mask:FILE or mask:DIR (white = observed; a folder holds one "
@@ -291,14 +300,28 @@ class Invert:
 
         t0 = time.perf_counter()
         devices = Devices.local(args.devices, args.restart_shards)
+        loader = lambda ref: load_image(ref.path, pre)  # noqa: E731
+        if args.paste_back and not args.align:
+            raise ConfigError("--paste-back: needs --align (the quad to paste into)")
+        if args.align:  # jaxinv/align.py: the FFHQ crop replaces --crop / --resize-first
+            from jaxinv import align
+
+            if deg is not None:
+                raise ConfigError("--align: not with --degrade")
+            names = jobs.output_names(refs)
+            loader = align.job_loader(align.load_face_nets(args.face_weights), gen.img_resolution,
+                                      gen.img_channels, Path(args.out), names)
+            crop = "ffhq-align"
         spec = jobs.invert_spec(
-            gen, lambda ref: load_image(ref.path, pre), batch_size=args.batch, devices=devices,
+            gen, loader, batch_size=args.batch, devices=devices,
             preprocess={"crop": crop, **_pre_dict(pre)}, max_reseeds=args.max_reseeds, space=space, loss=args.loss,
             optimizer=optimizer, steps=args.steps, restarts=args.restarts, seed=args.seed, start=args.start,
             early_stop=early, resources=resources, space_options=space_options, encoder=encoder,
             lane_group=args.lane_group, class_idx=args.class_idx, degradation=deg)
         rep = jobs.run_job(spec, refs, Path(args.out), process=info, workers=args.workers, prefetch=args.prefetch,
                            progress=not args.no_progress, log=_log)
+        if args.paste_back:
+            _log(f"pasted back {align.paste_back_job(Path(args.out), names)} reconstruction(s) (pasted.png)")
         return _finish(rep, Path(args.out), "inverted", t0, "proj.png" if args.grid else None)
 
 
