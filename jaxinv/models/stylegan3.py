@@ -7,12 +7,14 @@ official name:
       mapping: MappingNetwork       embed (c_dim > 0), fc0 .. fc{mapping_layers-1}, w_avg
       synthesis: SynthesisNetwork
         input: SynthesisInput       affine, weight, freqs, phases, transform
-        L0_36_512 .. L14_64_3: SynthesisLayer   affine, weight, bias, magnitude_ema (ToRGB last)
+        L{idx}_{size}_{channels}: SynthesisLayer   affine, weight, bias, magnitude_ema (the last is ToRGB)
 
-e.g. ``mapping.fc0.weight``, ``synthesis.input.freqs``, ``synthesis.L3_52_1024.affine.bias``. The alias-free
-design (per-layer cutoffs, sampling rates, transition bands, sizes, paddings and the Kaiser / jinc low-pass
-filters) is computed once in numpy from the constructor kwargs, exactly as the official ``__init__`` does
-(``Config.input_spec`` / ``Config.layers``), and becomes the modules' static attributes and constants
+e.g. ``mapping.fc0.weight``, ``synthesis.input.freqs``, ``synthesis.L3_36_128.affine.bias`` (the 64 px
+golden R model: ``L0_36_128`` .. ``L14_64_3``).
+
+The alias-free design (per-layer cutoffs, sampling rates, transition bands, sizes, paddings and the Kaiser /
+jinc low-pass filters) is computed once in numpy from the constructor kwargs, exactly as the official
+``__init__`` does (``Config.input_spec`` / ``Config.layers``), and becomes the modules' static attributes and constants
 (``up_filter`` / ``down_filter``) at build time. The stored ``up_filter`` / ``down_filter`` buffers of a
 checkpoint are not weights: ``from_source`` checks them against the design. The family's functions
 (``mapping``, ``styles``, ``synthesis``, ``generate``) bind the weights to the module and call it.
@@ -20,6 +22,7 @@ checkpoint are not weights: ``from_source`` checks them against the design. The 
 Tensors are NHWC; conv weights HWIO ``[k, k, in, out]``; dense weights ``[in, out]``. Everything runs in
 float32 (the official forward on CPU / with ``force_fp32`` does the same).
 """
+
 from __future__ import annotations
 
 import dataclasses
