@@ -1,30 +1,57 @@
-"""What the progressive-growing TF generators share (PGGAN `G_paper`, StyleGAN `G_style`): the variable check
-of their TF tables, the 'SAME' conv, ToRGB, nearest 2x upscaling and the lod blend of the ToRGB levels."""
+"""What the progressive-growing TF generators share (PGGAN `G_paper`, StyleGAN `G_style`): reading their TF
+variables with the one converter helper (`jaxinv.state_dict.fill`, plus the `lod` check), the equalised-lr scale
+folded in at load time, modules whose children are TF variable scopes ('4x4', '8x8.Conv0_up', 'ToRGB_lod0'),
+the ToRGB layer, the 'SAME' conv, nearest 2x upscaling and the lod blend of the ToRGB levels."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from jaxinv.errors import CheckpointError
+from jaxinv.models.nn import param
+from jaxinv.state_dict import Entry, as_is, fill
 
 
-def check_variables(table: dict[str, tuple[int, ...]], tf: dict[str, np.ndarray], where: str, what: str) -> None:
-    """Every variable of `table` present with its shape, nothing else; one line naming the problem."""
-    missing, extra = sorted(set(table) - set(tf)), sorted(set(tf) - set(table))
-    if missing or extra:
-        raise CheckpointError(f"{where}: {what} variables do not match the config: missing {missing[:6]}, "
-                              f"unexpected {extra[:6]}")
-    for name, shape in table.items():
-        if tuple(np.shape(tf[name])) != shape:
-            raise CheckpointError(f"{where}: {name} has shape {tuple(np.shape(tf[name]))}, expected {shape}")
-    for name in (n for n in table if n == "lod" or n.endswith("/lod")):
+def fill_tf(table: Iterable[Entry], tf: Mapping[str, Any], where: str, what: str) -> dict:
+    """`fill` for a TF variable table: every variable present with its shape, nothing else (one error line naming
+    the problem); the `lod` variables (`Entry(..., path=None)`) must be 0: a snapshot taken while growing is not
+    what the engine renders."""
+    table = list(table)
+    params = fill(table, tf, where, what=f"the {what} variable set")
+    for name in (e.name for e in table if e.name == "lod" or e.name.endswith("/lod")):
         if float(np.asarray(tf[name])) != 0.0:
             raise CheckpointError(f"{where}: {name} = {float(np.asarray(tf[name]))}: a snapshot taken while "
                                   "growing (the engine renders the final resolution, lod 0)")
+    return params
+
+
+def scaled(scale: float, then: Callable[[np.ndarray], np.ndarray] = as_is) -> Callable[[Any], np.ndarray]:
+    """An `Entry.fix`: the variable times `scale` (equalised-lr gain / sqrt(fan_in), lrmul), in float64, then
+    the layout change `then`."""
+    return lambda a: then(np.asarray(a, np.float64) * scale)
+
+
+def divided(divisor: float, then: Callable[[np.ndarray], np.ndarray] = as_is) -> Callable[[Any], np.ndarray]:
+    """An `Entry.fix`: the variable divided by `divisor` in float64 (StyleGAN's 1 / sqrt(fan_in) scales), then
+    `then`."""
+    return lambda a: then(np.asarray(a, np.float64) / divisor)
+
+
+class Scopes(nnx.Module):
+    """A module whose children are TF variable scopes with names that are not identifiers ('4x4', '8x8.Conv0_up'):
+    `self.add(name, module)`, `self[name]`."""
+
+    def add(self, name: str, module: nnx.Module) -> None:
+        setattr(self, name, module)
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
 
 
 _DN = ("NHWC", "HWIO", "NHWC")
@@ -35,9 +62,17 @@ def conv2d_same(x: jax.Array, w: jax.Array) -> jax.Array:
     return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=_DN)
 
 
-def to_rgb(layer: dict, x: jax.Array) -> jax.Array:
-    """A ToRGB_lod{L} layer: 1x1 conv (weight [C, img_channels], wscale folded in) + bias, linear."""
-    return jnp.einsum("bhwc,co->bhwo", x, layer["weight"]) + layer["bias"]
+class ToRGB(nnx.Module):
+    """A ToRGB_lod{L} layer: 1x1 conv (`weight` [C, img_channels], wscale folded in) + `bias` [img_channels],
+    linear."""
+
+    def __init__(self, channels: int, img_channels: int) -> None:
+        self.weight = param(channels, img_channels)
+        self.bias = param(img_channels)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """[B, R, R, C] -> [B, R, R, img_channels]."""
+        return jnp.einsum("bhwc,co->bhwo", x, self.weight[...]) + self.bias[...]
 
 
 def upscale2d(x: jax.Array, factor: int = 2) -> jax.Array:
