@@ -25,14 +25,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from jaxinv.errors import CheckpointError
+from jaxinv.models.nn import bind, buffer, param, shapes
 from jaxinv.state_dict import Entry, fill
 from weights_convert import tfjs as _tfjs
 
 __all__ = [
     "Layer",
     "Config",
+    "Darknet",
     "DEFAULT_TAPS",
     "load_darknet",
     "darknet_forward",
@@ -58,12 +61,14 @@ class Layer:
     alpha: float = 0.0              # LeakyReLU slope
     epsilon: float = 1e-3           # BatchNormalization
     pool_size: tuple[int, int] = (2, 2)
+    filters: int = 0                # Conv2D output channels
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     layers: tuple[Layer, ...]
     input_size: tuple[int, int] = (224, 224)
+    in_channels: int = 3
 
     @property
     def layer_names(self) -> tuple[str, ...]:
@@ -74,7 +79,7 @@ class Config:
 # Loading
 
 
-def _parse_layers(topology: Any, src: str) -> tuple[Config, list[tuple[str, str, tuple[int, ...]]]]:
+def _parse_layers(topology: Any, src: str) -> Config:
     try:
         mc = topology["model_config"]
         cfg = mc["config"]
@@ -82,9 +87,8 @@ def _parse_layers(topology: Any, src: str) -> tuple[Config, list[tuple[str, str,
     except (KeyError, TypeError):
         raise CheckpointError(f"{src}: no modelTopology.model_config.config.layers") from None
     layers: list[Layer] = []
-    expected: list[tuple[str, str, tuple[int, ...]]] = []  # (layer, weight, shape)
     prev_name = None
-    channels = None
+    in_channels = 3
     input_size = (224, 224)
     for entry in layer_list:
         kind, c = entry["class_name"], entry["config"]
@@ -98,7 +102,7 @@ def _parse_layers(topology: Any, src: str) -> tuple[Config, list[tuple[str, str,
             shp = c["batch_input_shape"]
             if shp[1] is not None:
                 input_size = (int(shp[1]), int(shp[2]))
-            channels = int(shp[3])
+            in_channels = int(shp[3])
             prev_name = name
             continue
         if kind == "Conv2D":
@@ -108,18 +112,11 @@ def _parse_layers(topology: Any, src: str) -> tuple[Config, list[tuple[str, str,
                 raise CheckpointError(f"{src}: {name}: only channels_last is supported")
             k = tuple(int(v) for v in c["kernel_size"])
             layer = Layer(kind, name, kernel_size=k, strides=tuple(int(v) for v in c["strides"]),
-                          padding=c["padding"], use_bias=bool(c["use_bias"]))
-            filters = int(c["filters"])
-            expected.append((name, "kernel", (*k, channels, filters)))
-            if layer.use_bias:
-                expected.append((name, "bias", (filters,)))
-            channels = filters
+                          padding=c["padding"], use_bias=bool(c["use_bias"]), filters=int(c["filters"]))
         elif kind == "BatchNormalization":
             if not (c.get("center", True) and c.get("scale", True)) or c.get("axis", -1) not in (-1, 3, [3], [-1]):
                 raise CheckpointError(f"{src}: {name}: only centred+scaled, last-axis BatchNormalization")
             layer = Layer(kind, name, epsilon=float(c["epsilon"]))
-            for w in ("gamma", "beta", "moving_mean", "moving_variance"):
-                expected.append((name, w, (channels,)))
         elif kind == "LeakyReLU":
             layer = Layer(kind, name, alpha=float(c["alpha"]))
         elif kind == "MaxPooling2D":
@@ -131,7 +128,7 @@ def _parse_layers(topology: Any, src: str) -> tuple[Config, list[tuple[str, str,
             raise CheckpointError(f"{src}: unsupported layer {kind} ({name})")
         layers.append(layer)
         prev_name = name
-    return Config(tuple(layers), input_size), expected
+    return Config(tuple(layers), input_size, in_channels)
 
 
 def load_darknet(path: str | os.PathLike) -> tuple[Config, dict]:
@@ -142,37 +139,130 @@ def load_darknet(path: str | os.PathLike) -> tuple[Config, dict]:
     model = _tfjs.read_json(path)
     if "modelTopology" not in model or "weightsManifest" not in model:
         raise CheckpointError(f"{path}: not a TF.js layers model (needs modelTopology and weightsManifest)")
-    cfg, expected = _parse_layers(model["modelTopology"], path)
+    cfg = _parse_layers(model["modelTopology"], path)
     flat = _tfjs.read_weights_manifest(model["weightsManifest"], os.path.dirname(path), src=path)
-    names = [(f"{layer}/{w}", shape) for layer, w, shape in expected]
-    table = [Entry(n, tuple(shape), tuple(n.split("/"))) for n, shape in names]
+    table = [Entry("/".join(k.key for k in p), tuple(v.shape), tuple(k.key for k in p))
+             for p, v in jax.tree_util.tree_leaves_with_path(shapes(Darknet, cfg))]
     return cfg, fill(table, flat, path, what="Darknet TF.js weights")
 
 
 # ----------------------------------------------------------------------------------------------------
-# Forward
+# Module (one per Keras layer, named as in the model; weightless layers hold only their statics)
 
 
-def _apply(layer: Layer, p: Mapping[str, Any] | None, x: jax.Array) -> jax.Array:
-    if layer.kind == "Conv2D":
+class Conv2D(nnx.Module):
+    """Keras Conv2D (linear): `kernel` [kh, kw, cin, filters] (HWIO), `bias` [filters] when `use_bias`.
+    [B, H, W, cin] -> [B, H', W', filters] (strides, same / valid padding)."""
+
+    def __init__(self, spec: Layer, cin: int) -> None:
+        self.kernel = param(*spec.kernel_size, cin, spec.filters)
+        if spec.use_bias:
+            self.bias = param(spec.filters)
+        self.strides, self.padding, self.use_bias = spec.strides, spec.padding.upper(), spec.use_bias
+
+    def __call__(self, x: jax.Array) -> jax.Array:
         y = jax.lax.conv_general_dilated(
-            x, p["kernel"].astype(x.dtype), window_strides=layer.strides, padding=layer.padding.upper(),
+            x, self.kernel[...].astype(x.dtype), window_strides=self.strides, padding=self.padding,
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
-        return y + p["bias"] if layer.use_bias else y
-    if layer.kind == "BatchNormalization":
-        inv = p["gamma"] / jnp.sqrt(p["moving_variance"] + layer.epsilon)
-        return (x - p["moving_mean"]) * inv + p["beta"]
-    if layer.kind == "LeakyReLU":
-        return jnp.where(x >= 0, x, layer.alpha * x)
-    if layer.kind == "MaxPooling2D":
-        ph, pw = layer.pool_size
-        sh, sw = layer.strides
-        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, ph, pw, 1), (1, sh, sw, 1),
-                                     layer.padding.upper())
-    if layer.kind == "GlobalAveragePooling2D":
+        return y + self.bias[...] if self.use_bias else y
+
+
+class BatchNormalization(nnx.Module):
+    """Keras BatchNormalization, inference: `gamma`, `beta` [C] (params), `moving_mean`, `moving_variance` [C]
+    (buffers). Shape-preserving."""
+
+    def __init__(self, spec: Layer, channels: int) -> None:
+        self.gamma = param(channels)
+        self.beta = param(channels)
+        self.moving_mean = buffer(channels)
+        self.moving_variance = buffer(channels)
+        self.epsilon = spec.epsilon
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        inv = self.gamma[...] / jnp.sqrt(self.moving_variance[...] + self.epsilon)
+        return (x - self.moving_mean[...]) * inv + self.beta[...]
+
+
+class LeakyReLU(nnx.Module):
+    """Keras LeakyReLU(alpha). Shape-preserving."""
+
+    def __init__(self, spec: Layer, channels: int) -> None:
+        self.alpha = spec.alpha
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jnp.where(x >= 0, x, self.alpha * x)
+
+
+class MaxPooling2D(nnx.Module):
+    """Keras MaxPooling2D(pool_size, strides, same / valid): [B, H, W, C] -> [B, H', W', C]."""
+
+    def __init__(self, spec: Layer, channels: int) -> None:
+        self.pool_size, self.strides, self.padding = spec.pool_size, spec.strides, spec.padding.upper()
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        (ph, pw), (sh, sw) = self.pool_size, self.strides
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, ph, pw, 1), (1, sh, sw, 1), self.padding)
+
+
+class GlobalAveragePooling2D(nnx.Module):
+    """Keras GlobalAveragePooling2D: [B, H, W, C] -> [B, C]."""
+
+    def __init__(self, spec: Layer, channels: int) -> None:
+        pass
+
+    def __call__(self, x: jax.Array) -> jax.Array:
         return jnp.mean(x, axis=(1, 2))
-    raise ValueError(f"unsupported layer {layer.kind}")
+
+
+_LAYERS: dict[str, type[nnx.Module]] = {
+    "Conv2D": Conv2D, "BatchNormalization": BatchNormalization, "LeakyReLU": LeakyReLU,
+    "MaxPooling2D": MaxPooling2D, "GlobalAveragePooling2D": GlobalAveragePooling2D,
+}
+
+
+class Darknet(nnx.Module):
+    """The Keras Sequential: one submodule per layer of `cfg.layers`, at its Keras name (`conv2d_1.kernel`,
+    `batch_normalization_1.gamma`, `leaky_re_lu_1`, ..., `conv2d_16.bias`), applied in order."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        channels = cfg.in_channels
+        for layer in cfg.layers:
+            if layer.kind not in _LAYERS:
+                raise ValueError(f"unsupported layer {layer.kind}")
+            setattr(self, layer.name, _LAYERS[layer.kind](layer, channels))
+            channels = layer.filters if layer.kind == "Conv2D" else channels
+
+    def __call__(self, x: jax.Array, taps: Sequence[str] = ()) -> tuple[jax.Array | None, dict[str, jax.Array]]:
+        """Preprocessed x [B, H, W, 3] -> (logits [B, 1000] or None, {tap: activation [B, h, w, C]}) (see
+        `darknet_forward`)."""
+        cfg = self.cfg
+        wanted = set(taps)
+        unknown = wanted - set(cfg.layer_names)
+        if unknown:
+            raise ValueError(f"unknown Darknet taps {sorted(unknown)}")
+        last = max((i for i, layer in enumerate(cfg.layers) if layer.name in wanted), default=len(cfg.layers) - 1)
+        feats: dict[str, jax.Array] = {}
+        for layer in cfg.layers[: last + 1]:
+            x = getattr(self, layer.name)(x)
+            if layer.name in wanted:
+                feats[layer.name] = x
+        out = x if not taps or last == len(cfg.layers) - 1 else None
+        return out, {n: feats[n] for n in taps}
+
+    def perceptual_features(self, img: jax.Array, *, taps: Sequence[str] = DEFAULT_TAPS,
+                            drange: tuple[float, float] = (-1.0, 1.0),
+                            size: tuple[int, int] | None = (224, 224)) -> jax.Array:
+        """Images [B, H, W, 3] in `drange` -> [B, D] (see `darknet_perceptual_features`)."""
+        x = preprocess_darknet(img, drange=drange, size=size)
+        _, feats = self(x, taps)
+        out = []
+        for n in taps:
+            f = _unit_channels(feats[n])
+            _, h, w, _ = f.shape
+            out.append((f / np.float32(np.sqrt(h * w))).reshape(f.shape[0], -1))
+        return jnp.concatenate(out, axis=1)
 
 
 def darknet_forward(cfg: Config, params: Mapping[str, Any], x: jax.Array,
@@ -182,18 +272,7 @@ def darknet_forward(cfg: Config, params: Mapping[str, Any], x: jax.Array,
     Stops after the deepest tap when `taps` is given (output is then None); with no taps runs the
     whole model and returns the logits [B, 1000].
     """
-    wanted = set(taps)
-    unknown = wanted - set(cfg.layer_names)
-    if unknown:
-        raise ValueError(f"unknown Darknet taps {sorted(unknown)}")
-    last = max((i for i, layer in enumerate(cfg.layers) if layer.name in wanted), default=len(cfg.layers) - 1)
-    feats: dict[str, jax.Array] = {}
-    for layer in cfg.layers[: last + 1]:
-        x = _apply(layer, params.get(layer.name), x)
-        if layer.name in wanted:
-            feats[layer.name] = x
-    out = x if not taps or last == len(cfg.layers) - 1 else None
-    return out, {n: feats[n] for n in taps}
+    return bind(Darknet, cfg, params)(x, taps)
 
 
 def preprocess_darknet(img: jax.Array, *, drange: tuple[float, float] = (-1.0, 1.0),
@@ -219,14 +298,7 @@ def darknet_perceptual_features(cfg: Config, params: Mapping[str, Any], img: jax
                                 drange: tuple[float, float] = (-1.0, 1.0),
                                 size: tuple[int, int] | None = (224, 224)) -> jax.Array:
     """Flat per-image features [B, D]: per tap, channel-normalised activations / sqrt(h*w)."""
-    x = preprocess_darknet(img, drange=drange, size=size)
-    _, feats = darknet_forward(cfg, params, x, taps)
-    out = []
-    for n in taps:
-        f = _unit_channels(feats[n])
-        _, h, w, _ = f.shape
-        out.append((f / np.float32(np.sqrt(h * w))).reshape(f.shape[0], -1))
-    return jnp.concatenate(out, axis=1)
+    return bind(Darknet, cfg, params).perceptual_features(img, taps=taps, drange=drange, size=size)
 
 
 def perceptual_distance(feat_a: jax.Array, feat_b: jax.Array) -> jax.Array:

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
+from jaxinv.models.nn import bind, param, shapes
 from jaxinv.state_dict import Entry, fill
 from weights_convert import tfjs as _tfjs
 
@@ -33,6 +36,8 @@ __all__ = [
     "FACE_MEAN_RGB",
     "FACE_INPUT_SIZE",
     "BLOCKS",
+    "Config",
+    "FaceRecognitionNet",
     "load_face_id",
     "face_id_params_from_weights",
     "preprocess_face",
@@ -54,32 +59,135 @@ BLOCKS: tuple[tuple[str, str, int], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Config:
+    blocks: tuple[tuple[str, str, int], ...] = BLOCKS  # (name, "res" | "down", channels) after the stem
+    stem_channels: int = 32  # conv32_down: 7x7/2 conv, 3 -> 32
+    descriptor: int = 128  # fc: [last channels, descriptor], no bias
+
+
+CONFIG = Config()  # the face-api.js / dlib network (the only one there is)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Module (face-api.js src/faceRecognitionNet: convLayer.ts, residualLayer.ts, FaceRecognitionNet.ts)
+
+
+def _avgpool2(x: jax.Array) -> jax.Array:
+    b, h, w, c = x.shape
+    x = x[:, : h // 2 * 2, : w // 2 * 2]
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def _maxpool3s2(x: jax.Array) -> jax.Array:
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "VALID")
+
+
+class ConvParams(nnx.Module):
+    """tf.conv2d + bias: `filters` [k, k, cin, cout] (HWIO), `bias` [cout]."""
+
+    def __init__(self, k: int, cin: int, cout: int, stride: int, padding: str) -> None:
+        self.filters = param(k, k, cin, cout)
+        self.bias = param(cout)
+        self.stride, self.padding = stride, padding
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """[B, H, W, cin] -> [B, H', W', cout] (H' = H for SAME / stride 1, (H - k) // stride + 1 for VALID)."""
+        y = jax.lax.conv_general_dilated(
+            x, self.filters[...].astype(x.dtype), window_strides=(self.stride, self.stride), padding=self.padding,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+        return y + self.bias[...]
+
+
+class ScaleLayerParams(nnx.Module):
+    """Per-channel affine: `weights`, `biases` [C]."""
+
+    def __init__(self, channels: int) -> None:
+        self.weights = param(channels)
+        self.biases = param(channels)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x * self.weights[...] + self.biases[...]
+
+
+class ConvLayer(nnx.Module):
+    """face-api.js convLayer: `conv` (ConvParams) then `scale` (ScaleLayerParams), then ReLU if `relu`."""
+
+    def __init__(self, k: int, cin: int, cout: int, stride: int, padding: str, relu: bool) -> None:
+        self.conv = ConvParams(k, cin, cout, stride, padding)
+        self.scale = ScaleLayerParams(cout)
+        self.relu = relu
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = self.scale(self.conv(x))
+        return jax.nn.relu(y) if self.relu else y
+
+
+class ResidualLayer(nnx.Module):
+    """face-api.js residual / residualDown: `conv1` (3x3, ReLU; 2/VALID when `down`, else 1/SAME), `conv2` (3x3
+    SAME); shortcut the input (`down`: 2x2/2 average pool, zero channels appended); + then ReLU.
+    [B, H, W, cin] -> [B, H, W, cout] (res) or [B, ceil(H / 2), ceil(W / 2), cout] (down, cout = cin or 2 cin)."""
+
+    def __init__(self, cin: int, cout: int, down: bool) -> None:
+        self.conv1 = ConvLayer(3, cin, cout, 2 if down else 1, "VALID" if down else "SAME", True)
+        self.conv2 = ConvLayer(3, cout, cout, 1, "SAME", False)
+        self.down = down
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        out = self.conv2(self.conv1(x))
+        if not self.down:
+            return jax.nn.relu(out + x)
+        pooled = _avgpool2(x)
+        if pooled.shape[1:3] != out.shape[1:3]:
+            # face-api.js appends one zero row (bottom) and one zero column (right) to the main branch.
+            out = jnp.pad(out, ((0, 0), (0, 1), (0, 1), (0, 0)))
+        if pooled.shape[3] != out.shape[3]:
+            pooled = jnp.concatenate([pooled, jnp.zeros_like(pooled)], axis=3)
+        return jax.nn.relu(pooled + out)
+
+
+class FaceRecognitionNet(nnx.Module):
+    """face-api.js FaceRecognitionNet (the dlib ResNet): `conv32_down` (7x7/2 VALID ConvLayer + ReLU), 3x3/2
+    max-pool, the residual layers named in `cfg.blocks` (`conv32_1` .. `conv256_down_out`), spatial mean, `fc`
+    [256, 128] without bias."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.conv32_down = ConvLayer(7, 3, cfg.stem_channels, 2, "VALID", True)
+        cin = cfg.stem_channels
+        for name, kind, ch in cfg.blocks:
+            setattr(self, name, ResidualLayer(cin, ch, kind == "down"))
+            cin = ch
+        self.fc = param(cin, cfg.descriptor)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Preprocessed faces x [B, 150, 150, 3] (see `preprocess_face`) -> descriptors [B, 128]."""
+        out = _maxpool3s2(self.conv32_down(x))
+        for name, _, _ in self.cfg.blocks:
+            out = getattr(self, name)(out)
+        return jnp.mean(out, axis=(1, 2)) @ self.fc[...]
+
+    def from_image(self, img: jax.Array, *, drange: tuple[float, float] = (-1.0, 1.0),
+                   input_divisor: float = 255.0) -> jax.Array:
+        """Images [B, H, W, 3] in `drange` -> descriptors [B, 128] (`preprocess_face` then the network)."""
+        return self(preprocess_face(img, drange=drange, input_divisor=input_divisor))
+
+    def identity_loss(self, img: jax.Array, target_descriptor: jax.Array, *,
+                      drange: tuple[float, float] = (-1.0, 1.0), input_divisor: float = 255.0) -> jax.Array:
+        """Per-item 1 - cos(descriptor(img), target_descriptor) [B]."""
+        d = self.from_image(img, drange=drange, input_divisor=input_divisor)
+        return 1.0 - cosine_similarity(d, target_descriptor)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Loading
 
 
-def _expected_shapes() -> dict[str, tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def unit(prefix: str, k: int, cin: int, cout: int) -> None:
-        shapes[f"{prefix}/conv/filters"] = (k, k, cin, cout)
-        shapes[f"{prefix}/conv/bias"] = (cout,)
-        shapes[f"{prefix}/scale/weights"] = (cout,)
-        shapes[f"{prefix}/scale/biases"] = (cout,)
-
-    unit("conv32_down", 7, 3, 32)
-    cin = 32
-    for name, _, ch in BLOCKS:
-        unit(f"{name}/conv1", 3, cin, ch)
-        unit(f"{name}/conv2", 3, ch, ch)
-        cin = ch
-    shapes["fc"] = (256, 128)
-    return shapes
-
-
 def face_id_params_from_weights(weights: Mapping[str, np.ndarray], src: str = "weights") -> dict:
-    """Shape-check a flat TF.js `name -> array` map and nest it into params."""
-    table = [Entry(n, tuple(shape), tuple(n.split("/"))) for n, shape in _expected_shapes().items()]
+    """Shape-check a flat TF.js `name -> array` map against `FaceRecognitionNet` and nest it into params."""
+    table = [Entry("/".join(k.key for k in path), tuple(s.shape), tuple(k.key for k in path))
+             for path, s in jax.tree_util.tree_leaves_with_path(shapes(FaceRecognitionNet, CONFIG))]
     return fill(table, weights, src, what="face-ID TF.js weights")
 
 
@@ -97,54 +205,9 @@ def load_face_id(path: str | os.PathLike) -> dict:
 # Forward
 
 
-def _conv(x: jax.Array, w: jax.Array, stride: int, padding: str) -> jax.Array:
-    return jax.lax.conv_general_dilated(
-        x, w.astype(x.dtype), window_strides=(stride, stride), padding=padding,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-    )
-
-
-def _unit(x: jax.Array, p: Mapping[str, Any], stride: int, padding: str, relu: bool) -> jax.Array:
-    y = _conv(x, p["conv"]["filters"], stride, padding) + p["conv"]["bias"]
-    y = y * p["scale"]["weights"] + p["scale"]["biases"]
-    return jax.nn.relu(y) if relu else y
-
-
-def _avgpool2(x: jax.Array) -> jax.Array:
-    b, h, w, c = x.shape
-    x = x[:, : h // 2 * 2, : w // 2 * 2]
-    return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
-
-
-def _maxpool3s2(x: jax.Array) -> jax.Array:
-    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "VALID")
-
-
-def _residual(x: jax.Array, p: Mapping[str, Any]) -> jax.Array:
-    out = _unit(x, p["conv1"], 1, "SAME", True)
-    out = _unit(out, p["conv2"], 1, "SAME", False)
-    return jax.nn.relu(out + x)
-
-
-def _residual_down(x: jax.Array, p: Mapping[str, Any]) -> jax.Array:
-    out = _unit(x, p["conv1"], 2, "VALID", True)
-    out = _unit(out, p["conv2"], 1, "SAME", False)
-    pooled = _avgpool2(x)
-    if pooled.shape[1:3] != out.shape[1:3]:
-        # face-api.js appends one zero row (bottom) and one zero column (right) to the main branch.
-        out = jnp.pad(out, ((0, 0), (0, 1), (0, 1), (0, 0)))
-    if pooled.shape[3] != out.shape[3]:
-        pooled = jnp.concatenate([pooled, jnp.zeros_like(pooled)], axis=3)
-    return jax.nn.relu(pooled + out)
-
-
 def face_descriptor(params: Mapping[str, Any], x: jax.Array) -> jax.Array:
     """128-D descriptors [B, 128] of preprocessed faces x [B, 150, 150, 3] (see `preprocess_face`)."""
-    out = _unit(x, params["conv32_down"], 2, "VALID", True)
-    out = _maxpool3s2(out)
-    for name, kind, _ in BLOCKS:
-        out = (_residual_down if kind == "down" else _residual)(out, params[name])
-    return jnp.mean(out, axis=(1, 2)) @ params["fc"]
+    return bind(FaceRecognitionNet, CONFIG, params)(x)
 
 
 def preprocess_face(
@@ -169,7 +232,7 @@ def face_descriptor_from_image(params: Mapping[str, Any], img: jax.Array, *,
                                drange: tuple[float, float] = (-1.0, 1.0),
                                input_divisor: float = 255.0) -> jax.Array:
     """`face_descriptor(preprocess_face(img))`."""
-    return face_descriptor(params, preprocess_face(img, drange=drange, input_divisor=input_divisor))
+    return bind(FaceRecognitionNet, CONFIG, params).from_image(img, drange=drange, input_divisor=input_divisor)
 
 
 def cosine_similarity(a: jax.Array, b: jax.Array, eps: float = 1e-8) -> jax.Array:
@@ -183,5 +246,5 @@ def identity_loss(params: Mapping[str, Any], img: jax.Array, target_descriptor: 
                   drange: tuple[float, float] = (-1.0, 1.0), input_divisor: float = 255.0) -> jax.Array:
     """Per-item 1 - cos(descriptor(img), target_descriptor); compute the target descriptor once with
     `face_descriptor_from_image`."""
-    d = face_descriptor_from_image(params, img, drange=drange, input_divisor=input_divisor)
-    return 1.0 - cosine_similarity(d, target_descriptor)
+    return bind(FaceRecognitionNet, CONFIG, params).identity_loss(img, target_descriptor, drange=drange,
+                                                                   input_divisor=input_divisor)

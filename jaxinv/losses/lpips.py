@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from jaxinv.errors import CheckpointError
 from jaxinv.losses import vgg16 as _vgg
+from jaxinv.models.nn import bind, const, param
 
 __all__ = [
     "LPIPS_SHIFT",
@@ -38,6 +41,8 @@ __all__ = [
     "load_lpips_heads",
     "lpips_heads_from_state_dict",
     "lpips_params",
+    "Config",
+    "LPIPS",
     "load_lpips",
     "procedural_lpips",
     "nvlabs_vgg16_call",
@@ -164,6 +169,56 @@ def _normalize_channels(f: jax.Array) -> jax.Array:
     return f / (norm + _EPS)
 
 
+@dataclass(frozen=True)
+class Config:
+    vgg16: _vgg.Config = _vgg.Config()  # the trunk (which convs carry Winograd weights)
+
+    @staticmethod
+    def of(params: Mapping[str, Any]) -> Config:
+        """The config `params` (LPIPS params) was made for."""
+        return Config(_vgg.Config.of(params.get("vgg16", {}) if isinstance(params, Mapping) else {}))
+
+
+class LPIPS(nnx.Module):
+    """LPIPS-VGG16 v0.1: `vgg16` the torchvision trunk (`vgg16.features.{i}.weight`), `lin{k}` [C_k] the linear
+    head weights of tap k (official `lin{k}.model.1.weight` [1, C_k, 1, 1] / NVlabs `lpips{k}`, stored 1-D);
+    `shift`, `scale` [3] the input normalisation (consts)."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.vgg16 = _vgg.VGG16(cfg.vgg16)
+        for k, ch in enumerate(_vgg.TAP_CHANNELS):
+            setattr(self, f"lin{k}", param(ch))
+        self.shift = const(LPIPS_SHIFT)
+        self.scale = const(LPIPS_SCALE)
+
+    def __call__(self, img: jax.Array, resize_images: bool = False, *, direct: bool = False) -> jax.Array:
+        """`vgg16(img, resize_images, return_lpips=True)` of the NVlabs TorchScript: img [B, H, W, 3] in
+        [0, 255] -> [B, D] features, D = sum_k C_k * H_k * W_k (float64 for float64 `img`)."""
+        x = _float(img) / 127.5 - 1.0
+        if resize_images:
+            x = area_resize(x, (224, 224))
+        x = (x - self.shift[...]) / self.scale[...]
+        taps = self.vgg16(x, _vgg.TAP_NAMES, direct=direct)
+        out = []
+        for k, name in enumerate(_vgg.TAP_NAMES):
+            f = _normalize_channels(taps[name])
+            _, h, w, _ = f.shape
+            f = f * jnp.sqrt(getattr(self, f"lin{k}")[...]) / np.float32(np.sqrt(h * w))
+            out.append(f.reshape(f.shape[0], -1))
+        return jnp.concatenate(out, axis=1)
+
+    def features(self, img: jax.Array, *, drange: tuple[float, float] = (-1.0, 1.0), max_size: int | None = 256,
+                 direct: bool = False) -> jax.Array:
+        """img [B, H, W, 3] in `drange` -> [B, D] (see `lpips_features`)."""
+        lo, hi = drange
+        x = _float(img)
+        if (lo, hi) != (0.0, 255.0):
+            x = (x - lo) * (255.0 / (hi - lo))
+        if max_size is not None and x.shape[1] > max_size:
+            x = area_resize(x, (max_size, max_size))
+        return self(x, resize_images=False, direct=direct)
+
+
 def nvlabs_vgg16_call(params: Mapping[str, Any], img: jax.Array, resize_images: bool = False, *,
                       direct: bool = False) -> jax.Array:
     """Exact semantics of `vgg16(img, resize_images, return_lpips=True)` of the NVlabs TorchScript.
@@ -172,20 +227,7 @@ def nvlabs_vgg16_call(params: Mapping[str, Any], img: jax.Array, resize_images: 
     float64 for float64 `img`, which also forces the direct convs: the float64 reference). `direct`: direct
     convs even where the params carry Winograd weights.
     """
-    x = _float(img) / 127.5 - 1.0
-    if resize_images:
-        x = area_resize(x, (224, 224))
-    shift = jnp.asarray(LPIPS_SHIFT, jnp.float32)
-    scale = jnp.asarray(LPIPS_SCALE, jnp.float32)
-    x = (x - shift) / scale
-    taps = _vgg.vgg16_features(params["vgg16"], x, _vgg.TAP_NAMES, direct=direct)
-    out = []
-    for k, name in enumerate(_vgg.TAP_NAMES):
-        f = _normalize_channels(taps[name])
-        _, h, w, _ = f.shape
-        f = f * jnp.sqrt(params[f"lin{k}"]) / np.float32(np.sqrt(h * w))
-        out.append(f.reshape(f.shape[0], -1))
-    return jnp.concatenate(out, axis=1)
+    return bind(LPIPS, Config.of(params), params)(img, resize_images, direct=direct)
 
 
 def lpips_features(
@@ -202,13 +244,7 @@ def lpips_features(
     uint8-style targets). Mapped to [0, 255] as the projector does (`(img + 1) * (255 / 2)`), then, if
     taller than `max_size`, area-resized to max_size x max_size, then `nvlabs_vgg16_call`.
     """
-    lo, hi = drange
-    x = _float(img)
-    if (lo, hi) != (0.0, 255.0):
-        x = (x - lo) * (255.0 / (hi - lo))
-    if max_size is not None and x.shape[1] > max_size:
-        x = area_resize(x, (max_size, max_size))
-    return nvlabs_vgg16_call(params, x, resize_images=False, direct=direct)
+    return bind(LPIPS, Config.of(params), params).features(img, drange=drange, max_size=max_size, direct=direct)
 
 
 def lpips_distance(feat_a: jax.Array, feat_b: jax.Array) -> jax.Array:

@@ -24,14 +24,17 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from jaxinv import ops, winograd
 from jaxinv.errors import CheckpointError
+from jaxinv.models.nn import bind, buffer, param
 from jaxinv.state_dict import Entry, conv_hwio, fill
 from weights_convert.torch_formats import load_torch
 from weights_convert.torchscript import is_torchscript_archive, load_torchscript
@@ -43,6 +46,9 @@ __all__ = [
     "TAP_INDICES",
     "TAP_NAMES",
     "TAP_CHANNELS",
+    "Config",
+    "Conv2d",
+    "VGG16",
     "vgg16_features",
     "winograd_params",
     "WINOGRAD_MIN_CIN",
@@ -72,15 +78,18 @@ TAP_CHANNELS: tuple[int, ...] = (64, 128, 256, 512, 512)
 
 
 # ----------------------------------------------------------------------------------------------------
-# Forward
+# Module
 
 
-def _conv3x3(x: jax.Array, p: Mapping[str, Any], direct: bool) -> jax.Array:
-    if "wino" in p and not direct and x.dtype == jnp.float32:
-        y = winograd.conv3x3_f43(x, p["wino"])
-    else:
-        y = ops.conv2d(x, p["weight"].astype(x.dtype), padding=1)
-    return y + p["bias"].astype(x.dtype)
+@dataclass(frozen=True)
+class Config:
+    wino: tuple[int, ...] = ()  # `features` indices of the convs whose params carry "wino" (`winograd_params`)
+
+    @staticmethod
+    def of(params: Mapping[str, Any]) -> Config:
+        """The config `params` (a VGG16 params dict) was made for: which convs have Winograd weights."""
+        feats = params.get("features", {}) if isinstance(params, Mapping) else {}
+        return Config(tuple(i for i in CONV_INDICES if "wino" in feats.get(str(i), {})))
 
 
 def _maxpool2x2(x: jax.Array) -> jax.Array:
@@ -88,6 +97,57 @@ def _maxpool2x2(x: jax.Array) -> jax.Array:
     b, h, w, c = x.shape
     x = x[:, : h // 2 * 2, : w // 2 * 2, :]
     return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+class Conv2d(nnx.Module):
+    """torch Conv2d(cin, cout, 3, padding=1): `weight` [3, 3, cin, cout] (HWIO), `bias` [cout]; with `wino`,
+    also `wino` [36, cin, cout], the F(4x4,3x3) Winograd transform of `weight` (derived at load time, a buffer)."""
+
+    def __init__(self, cin: int, cout: int, wino: bool) -> None:
+        self.weight = param(3, 3, cin, cout)
+        self.bias = param(cout)
+        self.has_wino = wino
+        if wino:
+            self.wino = buffer(winograd.F43.n ** 2, cin, cout)
+
+    def __call__(self, x: jax.Array, direct: bool = False) -> jax.Array:
+        """[B, H, W, cin] -> [B, H, W, cout]; the Winograd conv for float32 `x` unless `direct`."""
+        if self.has_wino and not direct and x.dtype == jnp.float32:
+            y = winograd.conv3x3_f43(x, self.wino[...])
+        else:
+            y = ops.conv2d(x, self.weight[...].astype(x.dtype), padding=1)
+        return y + self.bias[...].astype(x.dtype)
+
+
+class VGG16(nnx.Module):
+    """torchvision `vgg16().features[0:30]`: `features.{i}` Conv2d at CONV_INDICES (each followed by a ReLU),
+    2x2 max-pools at POOL_INDICES (no weights)."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.features = nnx.Dict({str(i): Conv2d(cin, cout, i in cfg.wino)
+                                  for i, (cin, cout) in zip(CONV_INDICES, CONV_CHANNELS, strict=True)})
+
+    def __call__(self, x: jax.Array, taps: Sequence[str] = TAP_NAMES, *,
+                 direct: bool = False) -> dict[str, jax.Array]:
+        """x [B, H, W, 3] (already normalised) -> {tap: [B, H / 2^(block-1), W / 2^(block-1), C]} (the requested
+        ReLU outputs relu{block}_{conv}). Stops after the deepest requested tap."""
+        names = _relu_names()
+        wanted = set(taps)
+        unknown = wanted - set(names.values())
+        if unknown:
+            raise ValueError(f"unknown VGG16 taps {sorted(unknown)}; known: {list(names.values())}")
+        last = max(i for i, n in names.items() if n in wanted)
+        out: dict[str, jax.Array] = {}
+        for i in range(last + 1):
+            if i in CONV_INDICES:
+                x = self.features[str(i)](x, direct)
+            elif i in POOL_INDICES:
+                x = _maxpool2x2(x)
+            else:  # ReLU
+                x = jax.nn.relu(x)
+                if names[i] in wanted:
+                    out[names[i]] = x
+        return {n: out[n] for n in taps}
 
 
 def vgg16_features(
@@ -98,24 +158,7 @@ def vgg16_features(
     Stops after the deepest requested tap. Tap names: relu{block}_{conv} (relu1_1 .. relu5_3).
     Convs whose params carry ``"wino"`` (`winograd_params`) use it for float32 `x` unless `direct`.
     """
-    names = _relu_names()
-    wanted = set(taps)
-    unknown = wanted - set(names.values())
-    if unknown:
-        raise ValueError(f"unknown VGG16 taps {sorted(unknown)}; known: {list(names.values())}")
-    last = max(i for i, n in names.items() if n in wanted)
-    feats = params["features"]
-    out: dict[str, jax.Array] = {}
-    for i in range(last + 1):
-        if i in CONV_INDICES:
-            x = _conv3x3(x, feats[str(i)], direct)
-        elif i in POOL_INDICES:
-            x = _maxpool2x2(x)
-        else:  # ReLU
-            x = jax.nn.relu(x)
-            if names[i] in wanted:
-                out[names[i]] = x
-    return {n: out[n] for n in taps}
+    return bind(VGG16, Config.of(params), params)(x, taps, direct=direct)
 
 
 # Convs with at least this many input channels get a Winograd weight. conv1_1 (3 channels) would spend its
