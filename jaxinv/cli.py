@@ -295,6 +295,7 @@ class Invert:
         resources = _resources(args)
         _log(f"model {gen.family} {gen.img_resolution}px, space {space}, {args.optimizer} x {args.steps} steps, "
              f"{args.restarts} restart(s), loss {args.loss}, crop {crop}"
+             + (f" (images already {pre.resolution}x{pre.resolution} as they are)" if pre.as_is_at_resolution else "")
              + (f", restart 0 from the {pair.encoder.family} encoder" if encoder is not None else "")
              + (f", degradation {deg.spec()}" if deg is not None else ""))
 
@@ -317,7 +318,7 @@ class Invert:
             preprocess={"crop": crop, **_pre_dict(pre)}, max_reseeds=args.max_reseeds, space=space, loss=args.loss,
             optimizer=optimizer, steps=args.steps, restarts=args.restarts, seed=args.seed, start=args.start,
             early_stop=early, resources=resources, space_options=space_options, encoder=encoder,
-            lane_group=args.lane_group, class_idx=args.class_idx, degradation=deg)
+            lane_group=args.lane_group, class_idx=args.class_idx, degradation=deg, progress=not args.no_progress)
         rep = jobs.run_job(spec, refs, Path(args.out), process=info, workers=args.workers, prefetch=args.prefetch,
                            progress=not args.no_progress, log=_log)
         if args.paste_back:

@@ -27,12 +27,13 @@ loop (e.g. LPIPS features or face descriptors of the targets).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import sys
 import time
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
@@ -281,11 +282,41 @@ def _lane_value(gen: Generator, space: Space, loss: Loss, prep: tuple, latent: A
     return total, (img, obs, vals)
 
 
+# Per-step progress from inside the compiled loop: every `progress_every` steps each program instance reports
+# the lane-steps (images x restarts x steps) it has done to the sink that `progress_hook` sets (a host callback;
+# it changes no arithmetic).
+_progress_sink: Callable[[float], None] | None = None
+
+
+def _tick(lane_steps: Any) -> None:
+    sink = _progress_sink
+    if sink is not None:
+        sink(float(lane_steps))
+
+
+@contextlib.contextmanager
+def progress_hook(sink: Callable[[float], None] | None) -> Iterator[None]:
+    """Within the block, programs compiled with `progress_every` report lane-steps done to `sink(n)` (called from
+    XLA's threads while a batch runs)."""
+    global _progress_sink
+    before, _progress_sink = _progress_sink, sink
+    try:
+        yield
+    finally:
+        _progress_sink = before
+
+
+def progress_interval(steps: int) -> int:
+    """Steps between progress reports: about 50 per run."""
+    return max(1, int(steps) // 50)
+
+
 def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, image_index: jax.Array,
                seed: jax.Array, *, optimizer: Adam | LBFGS, steps: int, restarts: int, start_center: bool,
                early_stop: tuple[float, int] | None, restart_offset: jax.Array | int = 0,
                init_latents: Any = None, record_every: int | None = None, lane_group: int | None = None,
-               c: jax.Array | None = None, degradation: Degradation | None = None, deg_data: Any = None):
+               c: jax.Array | None = None, degradation: Degradation | None = None, deg_data: Any = None,
+               progress_every: int | None = None):
     # restart_offset: global index of this call's first restart (jaxinv.jobs shards restarts over devices).
     # init_latents: optional latents [n, ...] (the space's layout, or some of its entries), or a function of a
     # group's targets returning them: restart 0 starts there.
@@ -297,6 +328,9 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
     # degradation: the terms compare D(G(z)) with the targets (observations, D's output shape; masks at their
     # resolution applied to them too); deg_data: its per-image operands, leading axis n, or None.
     # `images` stays G(z); with a degradation the output also holds "observed" = D(G(z)).
+    # progress_every: report lane-steps to `progress_hook`'s sink every k steps (see `_tick`).
+    lanes_per_call = 1 if getattr(optimizer, "lanes", "vmap") == "map" else \
+        (lane_group or targets.shape[0]) * restarts
 
     def lane(key, restart, prep, given, ci, di):
         prep = jax.tree_util.tree_map(lambda x: x[None], prep)  # per-lane batch of 1
@@ -323,6 +357,9 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
         def body(carry, t):
             state, active, stall, prev, done, evals = carry
             new, info = optimizer.step(state, t, steps, jax.random.fold_in(k_loop, t), objective)
+            if progress_every:
+                jax.lax.cond((t + 1) % progress_every == 0,
+                             lambda: jax.debug.callback(_tick, float(progress_every * lanes_per_call)), lambda: None)
             state = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, state)
             evals = evals + jnp.where(active, info.evals, 0)
             done = done + active.astype(jnp.int32)
@@ -401,7 +438,7 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
 
 
 _run_batch_jit = jax.jit(_run_batch, static_argnames=("optimizer", "steps", "restarts", "start_center",
-                                                      "early_stop", "record_every", "lane_group"))
+                                                      "early_stop", "record_every", "lane_group", "progress_every"))
 
 
 def default_lane_group(gen: Generator) -> int | None:
@@ -419,6 +456,9 @@ def resolve_lane_group(lane_group: int | None | str, gen: Generator) -> int | No
     if isinstance(lane_group, bool) or not isinstance(lane_group, int | np.integer) or lane_group < 1:
         raise ConfigError(f"lane_group={lane_group!r}: expected an integer >= 1, None or 'auto'")
     return int(lane_group)
+
+
+PIXEL_RANGE_LIMIT = 8.0  # |value| above which an image is taken for 0..255 pixels and refused
 
 
 def image_id(key: str) -> int:
@@ -452,8 +492,9 @@ def check_images(images: Any, gen: Generator, names: Sequence[str] | None = None
         i = int(np.argmax(bad))
         raise ImageError(f"{names[i] if names else f'image {i}'}: contains NaN or infinite values")
     peak = np.abs(x).reshape(len(x), -1).max(axis=1) if x.size else np.zeros(len(x))
-    if (peak > 2.0).any():  # 0..1 images pass (a shifted range); 0..255 ones would invert to garbage
-        i = int(np.argmax(peak > 2.0))
+    # Generator outputs overshoot [-1, 1] (random-weight test generators reach ~6.5), 0..255 pixels do not fit.
+    if (peak > PIXEL_RANGE_LIMIT).any():
+        i = int(np.argmax(peak > PIXEL_RANGE_LIMIT))
         raise ImageError(f"{names[i] if names else f'image {i}'}: values up to {peak[i]:.4g}; jaxinv takes images "
                          "in [-1, 1] (x / 127.5 - 1 for 0..255 pixels)")
     return x
@@ -476,6 +517,7 @@ def invert(model: Any, images: Any, *, space: str | Space | None = None, loss: A
            start: str | None = None, batch_size: int | None = None,
            early_stop: tuple[float, int] | None = None, resources: dict[str, Any] | None = None,
            space_options: dict[str, Any] | None = None, on_batch: Callable[[int, int], None] | None = None,
+           on_step: Callable[[float], None] | None = None,
            init_latents: Any = None, record_every: int | None = None,
            lane_group: int | None | str = "auto", c: Any = None, class_idx: Any = None,
            truncation_psi: float | None = None, degradation: str | Degradation | None = None) -> InvertResult:
@@ -488,7 +530,9 @@ def invert(model: Any, images: Any, *, space: str | Space | None = None, loss: A
     path; or image_indices: an integer id per image (default 0..N-1).
     start: "center" | "random" for restart 0 (default: center except Z). batch_size: images per compiled call
     (the last batch is padded, so one compilation serves all). early_stop: (rel_tol, patience) per lane.
-    on_batch(done, total) is called after each batch. init_latents: latents in the space's layout, leading
+    on_batch(done, total) is called after each batch; on_step(k) about 50 times per batch from inside the compiled
+    loop (XLA's threads), k = lane-steps done since its last call (images x restarts x steps).
+    init_latents: latents in the space's layout, leading
     axis N, or some of their entries (e.g. `result.latents` of an earlier run, or
     `jaxinv.encode.encoder_start(...)`, the codes without noise maps): restart 0 starts there.
     record_every: k > 0 dividing `steps`: also return the best restart's latent after every k steps.
@@ -558,13 +602,15 @@ def invert(model: Any, images: Any, *, space: str | Space | None = None, loss: A
             gb = None if gb is None else jax.tree_util.tree_map(pad, gb)
             cb = None if cb is None else pad(cb)
             db = jax.tree_util.tree_map(pad, db)
-        out = _run_batch_jit(gen, sp, lossf, jnp.asarray(xb), jnp.asarray(ib, jnp.int32), jnp.asarray(seed),
-                             optimizer=opt, steps=int(steps), restarts=int(restarts),
-                             start_center=start == "center", early_stop=early_stop, init_latents=gb,
-                             record_every=int(record_every) if record_every else None, lane_group=group,
-                             c=None if cb is None else jnp.asarray(cb), degradation=deg,
-                             deg_data=jax.tree_util.tree_map(jnp.asarray, db))
-        out = jax.tree_util.tree_map(np.asarray, out)
+        with progress_hook(on_step):
+            out = _run_batch_jit(gen, sp, lossf, jnp.asarray(xb), jnp.asarray(ib, jnp.int32), jnp.asarray(seed),
+                                 optimizer=opt, steps=int(steps), restarts=int(restarts),
+                                 start_center=start == "center", early_stop=early_stop, init_latents=gb,
+                                 record_every=int(record_every) if record_every else None, lane_group=group,
+                                 c=None if cb is None else jnp.asarray(cb), degradation=deg,
+                                 deg_data=jax.tree_util.tree_map(jnp.asarray, db),
+                                 progress_every=progress_interval(steps) if on_step else None)
+            out = jax.tree_util.tree_map(np.asarray, out)
         hist = out.pop("history")[:, :m]
         out = jax.tree_util.tree_map(lambda a, m=m: a[:m], out)
         out["history"] = hist

@@ -42,6 +42,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
 from jaxinv import degrade, metrics
 from jaxinv import invert as engine
@@ -366,6 +367,9 @@ class JobSpec:
     bytes_per_image: int  # upper estimate of one image's files (free-space check)
     batch_size: int  # global batch (compiled shape)
     fetch: Callable[[Any], Any] = lambda out: jax.tree_util.tree_map(np.asarray, out)
+    # > 0: `compute` reports lane-steps via jaxinv.invert.progress_hook (the bar's unit). Such a program returns
+    # when it is done (XLA:CPU runs host callbacks synchronously), so its batch is written at once.
+    lane_steps_per_item: int = 0
 
 
 @dataclass
@@ -379,6 +383,7 @@ class JobReport:
     batches: int = 0
     seconds: float = 0.0  # wall time of the batch loop
     first_batch_seconds: float = 0.0  # dispatch to completion of batch 0 (compilation included)
+    compile_seconds: float = 0.0  # tracing + compiling (also excluded from metrics.csv's per-image `seconds`)
     input_wait_seconds: float = 0.0  # device idle while the loop waited for decoded input (after batch 0)
     device_idle_seconds: float = 0.0  # device idle for any reason (after batch 0)
     busy_seconds: float = 0.0  # device busy (after batch 0)
@@ -394,8 +399,10 @@ class _Watch:
     """Records when a dispatched batch's results are ready (device done), without blocking the loop.
     `waits` are the intervals the loop spent blocked on input since the previous dispatch."""
 
-    def __init__(self, out: Any, t_dispatch: float, prev: _Watch | None, waits: list[tuple[float, float]]):
+    def __init__(self, out: Any, t_dispatch: float, prev: _Watch | None, waits: list[tuple[float, float]],
+                 compile_seconds: float = 0.0):
         self.t_dispatch = t_dispatch
+        self.compile_seconds = compile_seconds
         self.t_done = 0.0
         self.prev = prev
         self.waits = waits
@@ -436,7 +443,13 @@ def run_job(spec: JobSpec, images: Sequence[str | os.PathLike] | Sequence[ImageR
     if rep.skipped:
         log(f"jaxinv {spec.kind}: {rep.skipped} of {len(mine)} images already done in {out}, {len(todo)} to go")
     journal = Journal(out, process.process_id, fsync)
-    bar = _progress(len(todo), spec.kind, progress)
+    unit = max(1, spec.lane_steps_per_item)  # progress unit per image: lane-steps, or the image itself
+    bar = _progress(len(todo) * unit, spec.kind, progress, "step" if spec.lane_steps_per_item else "img")
+    finished = [0]  # images through (written, flagged or unreadable): the bar is set to that after each batch
+
+    def report(lane_steps: float) -> None:  # in-loop reports include padded lanes: capped at the total
+        bar.update(int(min(lane_steps, max(0, bar.total - bar.n))))
+
     pending = None
     watches: list[_Watch] = []
     t_start = time.perf_counter()
@@ -444,7 +457,7 @@ def run_job(spec: JobSpec, images: Sequence[str | os.PathLike] | Sequence[ImageR
     def finish(batch, host, watch) -> None:  # runs on the writer thread
         t_done = watch.join()
         started = max(watch.t_dispatch, watch.prev.t_done if watch.prev else 0.0)
-        per_item = (t_done - started) / max(batch.count, 1)
+        per_item = max(0.0, t_done - started - watch.compile_seconds) / max(batch.count, 1)
         entries = []
         for row, ref in enumerate(batch.refs):
             w = ItemWriter(out, names[ref.key], fsync)
@@ -455,11 +468,13 @@ def run_job(spec: JobSpec, images: Sequence[str | os.PathLike] | Sequence[ImageR
                 rep.flagged += 1
                 continue
             w.commit()
-            metrics = {**metrics, "seconds": f"{per_item:.4f}"}
+            metrics = {**metrics, "seconds": round(per_item, 4)}
             entries.append({"key": ref.key, "status": "ok", "files": w.files, "metrics": metrics})
         journal.append(entries)
         rep.done += len(entries) - sum(e["status"] != "ok" for e in entries)
-        bar.update(len(entries))
+        finished[0] += len(entries)
+        bar.n = finished[0] * unit  # exact after each batch (the in-loop reports count padded lanes too)
+        bar.refresh()
 
     writer = _BackgroundWriter(finish)
     try:
@@ -471,7 +486,7 @@ def run_job(spec: JobSpec, images: Sequence[str | os.PathLike] | Sequence[ImageR
                     journal.append({"key": r.key, "status": "error", "files": [], "reason": why}
                                    for r, why in batch.errors)
                     rep.errors += len(batch.errors)
-                    bar.update(len(batch.errors))
+                    finished[0] += len(batch.errors)
                     for r, why in batch.errors:
                         log(f"jaxinv {spec.kind}: skipped " + (why if str(r.path) in why else f"{r.path}: {why}"))
                 if batch.count == 0:
@@ -479,14 +494,22 @@ def run_job(spec: JobSpec, images: Sequence[str | os.PathLike] | Sequence[ImageR
                 ids = np.asarray([image_id(k) for k in batch.keys], np.int32)
                 ids = np.concatenate([ids, np.repeat(ids[-1:], spec.batch_size - len(ids))])
                 t_dispatch = time.perf_counter()
-                dev_out = spec.compute(batch.images, ids)
-                watch = _Watch(dev_out, t_dispatch, watches[-1] if watches else None, stream.waits[n_waits:])
+                compiled_before = _COMPILE_CLOCK.total
+                with engine.progress_hook(report if spec.lane_steps_per_item else None):
+                    dev_out = spec.compute(batch.images, ids)
+                compile_s = _COMPILE_CLOCK.total - compiled_before  # jit compiles before it dispatches
+                rep.compile_seconds += compile_s
+                watch = _Watch(dev_out, t_dispatch, watches[-1] if watches else None, stream.waits[n_waits:],
+                               compile_s)
                 n_waits = len(stream.waits)
                 watches.append(watch)
                 rep.batches += 1
                 if pending is not None:  # batch k-1 to the host (done by now or soon), written in the background
                     writer.submit(pending[0], spec.fetch(pending[1]), pending[2])
                 pending = (batch, dev_out, watch)
+                if spec.lane_steps_per_item:  # finished already (see JobSpec): written now
+                    writer.submit(batch, spec.fetch(dev_out), watch)
+                    pending = None
             if pending is not None:
                 writer.submit(pending[0], spec.fetch(pending[1]), pending[2])
                 pending = None
@@ -501,7 +524,8 @@ def run_job(spec: JobSpec, images: Sequence[str | os.PathLike] | Sequence[ImageR
         steady = rep.completions[-1] - rep.completions[0]
         n_after = rep.done + rep.flagged - min(rep.done + rep.flagged, spec.batch_size)
         log(f"jaxinv {spec.kind}: process {process.process_id}: {rep.batches} batches of {spec.batch_size} in "
-            f"{rep.seconds:.1f} s, first {rep.first_batch_seconds:.1f} s (compilation included), then "
+            f"{rep.seconds:.1f} s, first {rep.first_batch_seconds:.1f} s (compilation {rep.compile_seconds:.1f} s), "
+            "then "
             f"{n_after / max(steady, 1e-9):.2f} images/s; device waited for input "
             f"{100 * rep.input_wait_share:.1f}% of the time")
     barrier("jaxinv-job-end", process)
@@ -566,11 +590,27 @@ def _timeline(rep: JobReport, watches: list[_Watch]) -> None:
             rep.input_wait_seconds += sum(max(0.0, min(gap1, w1) - max(gap0, w0)) for w0, w1 in cur.waits)
 
 
-def _progress(total: int, kind: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=f"jaxinv {kind}", unit="img", disable=not enabled or total == 0,
+def _progress(total: int, kind: str, enabled: bool, unit: str = "img"):
+    return tqdm(total=total, desc=f"jaxinv {kind}", unit=unit, disable=not enabled or total == 0,
                 file=sys.stderr, dynamic_ncols=True)
+
+
+class _CompileClock:
+    """Seconds jax spent tracing, lowering and compiling (jax.monitoring events), summed since import."""
+
+    EVENTS = frozenset({"/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                        "/jax/core/compile/backend_compile_duration"})
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        jax.monitoring.register_event_duration_secs_listener(self._on_event)
+
+    def _on_event(self, name: str, duration: float, **_: Any) -> None:
+        if name in self.EVENTS:
+            self.total += duration
+
+
+_COMPILE_CLOCK = _CompileClock()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -589,7 +629,7 @@ def tree_fingerprint(tree: Any) -> str:
 
 
 def _invert_program(gen, sp, lossf, encoder, c, deg, targets, ids, seed, *, optimizer, steps, restarts, start_center,
-                    early_stop, max_reseeds, restart_shards=1, lane_group=None, layout=None):
+                    early_stop, max_reseeds, restart_shards=1, lane_group=None, layout=None, progress_every=None):
     """One padded batch through the engine (`jaxinv.invert._run_batch`), NaN/inf items reseeded, plus the
     per-item outputs the writer needs. Every output has the batch as leading axis. Runs per device under
     shard_map; with restart_shards > 1 the devices along mesh axis "restart" each run a contiguous block of
@@ -613,7 +653,8 @@ def _invert_program(gen, sp, lossf, encoder, c, deg, targets, ids, seed, *, opti
         offset = jax.lax.axis_index("restart") * local_r if restart_shards > 1 else 0
         out = engine._run_batch(gen, sp, lossf, t, i, s, optimizer=optimizer, steps=steps, restarts=local_r,
                                 start_center=start_center, early_stop=early_stop, restart_offset=offset,
-                                init_latents=given, lane_group=lane_group, c=cs, degradation=deg, deg_data=d)
+                                init_latents=given, lane_group=lane_group, c=cs, degradation=deg, deg_data=d,
+                                progress_every=progress_every)
         out = dict(out)
         out.pop("history")  # [steps, n, R]: not written by the job
         if restart_shards > 1:
@@ -699,10 +740,10 @@ def compile_batch_fn(program: Callable[..., Any], devices: Devices, static: tupl
     return call
 
 
-def format_metric(x: Any) -> str:
-    """A metric as its shortest exact text (floats by repr)."""
+def format_metric(x: Any) -> float | int | bool:
+    """A metric as a JSON number (floats round-trip exactly: json and csv write them by repr)."""
     x = np.asarray(x).item()
-    return repr(float(x)) if isinstance(x, float) else str(x)
+    return float(x) if isinstance(x, float) else x
 
 
 def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: Any = "z", loss: Any = "mse",
@@ -712,7 +753,7 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
                 max_reseeds: int = 2, devices: Devices | None = None,
                 preprocess: dict[str, Any] | None = None, encoder: Any = None,
                 lane_group: int | None | str = "auto", class_idx: int | None = None,
-                truncation_psi: float | None = None, degradation: Any = None) -> JobSpec:
+                truncation_psi: float | None = None, degradation: Any = None, progress: bool = False) -> JobSpec:
     """The JobSpec of `jaxinv invert`: per image DIR/<name>/ target.png, proj.png, latent.npz (the optimised
     variables of the best restart by name, leading axis 1) and, for spaces that produce ws, projected_w.npz
     (key "w", [1, num_ws, w_dim], the official projector's format). `load(ref)` returns the preprocessed
@@ -723,7 +764,8 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
     `jaxinv.degrade.Degradation`, as `invert`'s): `load` returns observations (its output shape); `mask:DIR`
     operators read each image's mask by name (a missing one is that image's error); the files are then
     target.png (the observation), proj.png = D(G(z*)), restored.png = G(z*), and the metrics compare proj with
-    the observation (masked as the loss sees it)."""
+    the observation (masked as the loss sees it). `progress`: the program reports its steps to `run_job`'s
+    progress bar from inside the loop (see `JobSpec.lane_steps_per_item`)."""
 
     gen = Generator.from_model(model, truncation_psi)
     sp = space_from_spec(space, space_options)
@@ -775,7 +817,8 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
     call = compile_batch_fn(_invert_program, devices, (gen, sp, lossf, encoder, c, static_deg), optimizer=opt,
                             steps=int(steps), restarts=int(restarts), start_center=start == "center",
                             early_stop=early_stop, max_reseeds=int(max_reseeds), restart_shards=devices.restart_shards,
-                            lane_group=group, layout=layout)
+                            lane_group=group, layout=layout,
+                            progress_every=engine.progress_interval(steps) if progress else None)
     manifest = {
         "model": gen.fingerprint(),
         "space": space if isinstance(space, str) else repr(space),
@@ -820,12 +863,16 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
         best = int(host["best"][row])
         f = format_metric
         return {"psnr": f(host["psnr"][row]), "ssim": f(host["ssim"][row]), "loss": f(host["losses"][row]),
+                **{col: f(v[row]) for col, v in zip(term_columns, host["terms"], strict=True)},
                 "best_restart": best, "steps": int(host["done"][row, best]), "reseeds": int(host["attempts"][row])}
+
+    term_columns = [f"loss_{name}" for name in lossf.names]  # each term unweighted, at the best restart
 
     return JobSpec(kind="invert", manifest=manifest, item_shape=item_shape, load=load_item,
                    compute=lambda x, ids: call(x, ids, int(seed)), write=write,
-                   columns=["psnr", "ssim", "loss", "best_restart", "steps", "reseeds"],
-                   bytes_per_image=(2 if deg is None else 3) * png_max + latent_bytes, batch_size=bs)
+                   columns=["psnr", "ssim", "loss", *term_columns, "best_restart", "steps", "reseeds"],
+                   bytes_per_image=(2 if deg is None else 3) * png_max + latent_bytes, batch_size=bs,
+                   lane_steps_per_item=int(steps) * int(restarts) if progress else 0)
 
 
 # ---------------------------------------------------------------------------------------------------------
