@@ -237,9 +237,9 @@ class Invert:
                        help="restoration: the images are observations of D(image) and every loss term compares "
                             "D(G(z)) with them; OP: mask:FILE or mask:DIR (white = observed; a folder holds one "
                             "mask per image, same name; aligned with the images by the same --crop) or "
-                            "mask:center:S (a central SxS hole), "
-                            "down:F[:bicubic|area] (default bicubic), gray, noise:SIGMA (Gaussian, [-1, 1] "
-                            "units; last). Writes restored.png = G(z*) beside proj.png = D(G(z*))")
+                            "mask:center:S (a central SxS hole), mask:random:P[:SEED] (a fraction P of the pixels "
+                            "missing), down:F[:bicubic|area|nvlabs] (default bicubic), gray, noise:SIGMA "
+                            "(Gaussian, [-1, 1] units; last). Writes restored.png = G(z*) beside proj.png = D(G(z*))")
         jobs.add_job_arguments(p)
         return p
 

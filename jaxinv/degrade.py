@@ -8,11 +8,14 @@ Operators (applied left to right, images NHWC in [-1, 1]):
 
     mask    x * m, m [H, W] in [0, 1] (1 = observed, 0 = missing; soft values allowed): inpainting. Shared
             by every image, or one per image (`Mask(masks, per_image=True)`, masks [N, H, W]). Specs:
-            mask:FILE, mask:DIR (one file per image, by name), mask:center:S (a central S x S hole).
+            mask:FILE, mask:DIR (one file per image, by name), mask:center:S (a central S x S hole),
+            mask:random:P[:SEED] (a fraction P of the pixels missing, drawn once from SEED, default 0).
     down:F  downsampling by an integer factor F with a stated kernel (super-resolution): `bicubic` (default;
             Keys a = -0.5 with its support stretched by F, i.e. antialiased, exactly pillow's
-            `Image.resize(..., BICUBIC)`) or `area` (mean of each F x F block, pillow's BOX). Both are one
-            separable matrix per axis (pillow's coefficients, borders renormalised as pillow does).
+            `Image.resize(..., BICUBIC)`), `area` (mean of each F x F block, pillow's BOX) or `nvlabs` (the
+            StyleGAN2/3 code's `upfirdn2d.downsample2d` with the [1, 3, 3, 1] filter: padded with zeros, no
+            renormalisation at the border). Each is one separable matrix per axis (pillow's coefficients, borders
+            renormalised as pillow does, for the first two).
     gray    ITU-R 601 luma 0.299 R + 0.587 G + 0.114 B, repeated on the 3 channels (colorization): the
             observation stays a 3-channel image, so a grayscale file loads as it is and LPIPS still applies.
     noise:S additive Gaussian noise of std S (in [-1, 1] units) (denoising). Its deterministic part is the
@@ -45,7 +48,8 @@ __all__ = ["Op", "Mask", "Down", "Gray", "Noise", "Degradation", "parse", "resam
            "KERNELS", "load_mask", "mask_for", "data_shapes", "item_masks"]
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as pillow's convert("L")
-KERNELS = ("bicubic", "area")
+KERNELS = ("bicubic", "area", "nvlabs")
+NVLABS_FILTER = (1.0, 3.0, 3.0, 1.0)  # the resample filter of the NVlabs StyleGAN2/3 networks
 _HI = jax.lax.Precision.HIGHEST  # resampling is a tiny matmul: keep float32 (no TF32 on GPUs)
 
 
@@ -76,6 +80,8 @@ def resample_matrix(n_in: int, n_out: int, kernel: str) -> np.ndarray:
     kernel's support is stretched by n_in / n_out; weights renormalised to sum 1 where the border cuts it)."""
     if kernel not in KERNELS:
         raise ConfigError(f"degradation: unknown resampling kernel {kernel!r} (choose from {', '.join(KERNELS)})")
+    if kernel == "nvlabs":
+        return _fir_down_matrix(n_in, n_in // n_out, NVLABS_FILTER)
     filt, support = (_bicubic, 2.0) if kernel == "bicubic" else (_box, 0.5)
     scale = n_in / n_out
     fscale = max(scale, 1.0)
@@ -87,6 +93,20 @@ def resample_matrix(n_in: int, n_out: int, kernel: str) -> np.ndarray:
         hi = min(int(center + support + 0.5), n_in)
         w = filt((np.arange(lo, hi) - center + 0.5) / fscale)
         out[o, lo:hi] = w / w.sum()
+    return out.astype(np.float32)
+
+
+def _fir_down_matrix(n_in: int, down: int, taps: Sequence[float]) -> np.ndarray:
+    """[n_in // down, n_in] float32 matrix of `upfirdn2d.downsample2d` along one axis: out[o] = sum_k f[k] *
+    x[down * o + k - p0] with p0 = (len(f) - down + 1) // 2, f normalised to sum 1, zeros outside the image."""
+    f = np.asarray(taps, np.float64) / np.sum(taps)
+    p0 = (len(f) - down + 1) // 2
+    out = np.zeros((n_in // down, n_in), np.float64)
+    for o in range(n_in // down):
+        for k, fk in enumerate(f):
+            i = down * o + k - p0
+            if 0 <= i < n_in:
+                out[o, i] += fk
     return out.astype(np.float32)
 
 
@@ -348,7 +368,8 @@ def mask_for(folder: str | Path, key: str) -> Path:
 def parse(spec: str | Degradation | None, resolution: int, channels: int = 3,
           preprocess: Any = None) -> Degradation | None:
     """A Degradation from a spec: ops joined by '+', each `mask:FILE`, `mask:DIR` (one mask per image, matched
-    by name: `mask_for`), `mask:center:S` (a central S x S hole), `down:F[:bicubic|area]`, `gray`,
+    by name: `mask_for`), `mask:center:S` (a central S x S hole), `mask:random:P[:SEED]` (a fraction P of the
+    pixels missing), `down:F[:bicubic|area|nvlabs]`, `gray`,
     `noise:SIGMA`. `resolution`, `channels`: the generator's images (masks are read at the resolution where they
     act; `preprocess` aligns them with the images, see `load_mask`). None / '' / 'none' -> None."""
     if spec is None or isinstance(spec, Degradation):
@@ -368,7 +389,17 @@ def parse(spec: str | Degradation | None, resolution: int, channels: int = 3,
                     raise ConfigError("mask needs a file or folder (mask:FILE or mask:DIR)")
                 p = Path(arg)
                 hole = re.fullmatch(r"center:(\d+)", arg)
-                if hole:  # a generated pattern: a central S x S hole
+                rnd = re.fullmatch(r"random:([0-9.eE+-]+)(?::(\d+))?", arg)
+                if rnd:  # a generated pattern: a fraction P of the pixels missing
+                    try:
+                        frac = float(rnd.group(1))
+                    except ValueError:
+                        frac = -1.0
+                    if not 0 < frac < 1:
+                        raise ConfigError(f"mask:{arg}: the missing fraction P must be in (0, 1)")
+                    rng = np.random.default_rng(int(rnd.group(2) or 0))
+                    op = Mask((rng.random(shape[:2]) >= frac).astype(np.float32), source=arg)
+                elif hole:  # a generated pattern: a central S x S hole
                     size, r = int(hole.group(1)), shape[0]
                     if not 0 < size < r:
                         raise ConfigError(f"mask:{arg}: the hole must be 1..{r - 1} pixels wide")
@@ -395,8 +426,8 @@ def parse(spec: str | Degradation | None, resolution: int, channels: int = 3,
                     raise ConfigError(f"noise:{arg}: expected noise:SIGMA (a number > 0, [-1, 1] units)") from None
                 op = Noise(sigma)
             else:
-                raise ConfigError(f"unknown operator {part.strip()!r} (mask:FILE|mask:DIR, down:F[:kernel], gray, "
-                                  "noise:SIGMA)")
+                raise ConfigError(f"unknown operator {part.strip()!r} (mask:FILE|mask:DIR|mask:center:S|"
+                                  "mask:random:P[:SEED], down:F[:kernel], gray, noise:SIGMA)")
             shape = op.out_shape(shape)
         except ConfigError as e:
             msg = str(e).removeprefix("degradation ").removeprefix("degradation: ")

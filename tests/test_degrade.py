@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from jaxinv import degrade as D
+from jaxinv import ops
 from jaxinv.errors import ConfigError
 from jaxinv.invert import invert
 from jaxinv.models import dcgan
@@ -30,6 +31,37 @@ def test_down_matches_pillow_and_block_means(factor):
     np.testing.assert_allclose(area, _pil_resize(X, 16 // factor, Image.BOX), atol=2e-6)
     blocks = X.reshape(2, 16 // factor, factor, 16 // factor, factor, 3).mean(axis=(2, 4))
     np.testing.assert_allclose(area, blocks, atol=2e-6)
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8])
+def test_down_nvlabs_is_the_official_downsample2d(factor):
+    """kernel "nvlabs" = upfirdn2d.downsample2d(x, setup_filter([1, 3, 3, 1]), down=F): against jaxinv.ops's
+    implementation (at parity with the official upfirdn2d on the goldens) and a direct numpy loop."""
+    got = np.asarray(D.Down(factor, "nvlabs")(jnp.asarray(X)))
+    ref = np.asarray(ops.downsample2d(jnp.asarray(X), ops.setup_filter(D.NVLABS_FILTER), down=factor))
+    np.testing.assert_allclose(got, ref, atol=2e-6)
+    f = np.asarray(D.NVLABS_FILTER) / 8.0
+    p0 = (4 - factor + 1) // 2
+    n = 16 // factor
+    direct = np.zeros((2, n, n, 3))
+    for oy in range(n):
+        for ox in range(n):
+            for ky in range(4):
+                for kx in range(4):
+                    iy, ix = factor * oy + ky - p0, factor * ox + kx - p0
+                    if 0 <= iy < 16 and 0 <= ix < 16:
+                        direct[:, oy, ox] += f[ky] * f[kx] * X[:, iy, ix]
+    np.testing.assert_allclose(got, direct, atol=2e-6)
+
+
+def test_random_mask_spec():
+    m = D.parse("mask:random:0.5:3", 64).ops[0].mask
+    assert m.shape == (64, 64) and set(np.unique(m)) == {0.0, 1.0} and abs(1 - m.mean() - 0.5) < 0.05
+    np.testing.assert_array_equal(m, D.parse("mask:random:0.5:3", 64).ops[0].mask)  # drawn from the seed
+    assert not np.array_equal(m, D.parse("mask:random:0.5", 64).ops[0].mask)
+    for bad in ("mask:random:1.5", "mask:random:0", "mask:random:x"):
+        with pytest.raises(ConfigError, match="mask"):
+            D.parse(bad, 64)
 
 
 def test_mask_gray_noise_and_composition_match_numpy():
