@@ -12,6 +12,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxinv import download
 from jaxinv.errors import CheckpointError, JaxinvError
 from jaxinv.models import Model, dcgan, family_module, from_source
 from weights_convert.source import read_sources
@@ -72,15 +73,17 @@ def save(model: Model, out_dir: str | Path, overwrite: bool = False) -> Path:
 
 def load(path_or_name: str | Path) -> Model:
     """"default" (the embedded DCGAN), a converted directory (jaxinv.json + params/), or any official checkpoint
-    (converted on the fly; of an e4e / pSp checkpoint or pair directory, the encoder)."""
+    (converted on the fly; of an e4e / pSp checkpoint or pair directory, the encoder), as a path or a URL."""
     return load_models(path_or_name)[0]
 
 
 def load_models(path_or_name: str | Path, decoder: bool = True) -> tuple[Model, ...]:
     """Every network `path_or_name` holds: (model,), or (encoder, decoder) of an e4e / pSp checkpoint or of a
-    directory with `encoder/` + `decoder/`. `decoder=False` leaves the decoder out (not even converted)."""
+    directory with `encoder/` + `decoder/`. `decoder=False` leaves the decoder out (not even converted). An
+    `https://` / `http://` URL of a file is downloaded once into the cache (`jaxinv.download`)."""
     if isinstance(path_or_name, str) and path_or_name in DEFAULT_NAMES:
         return (dcgan.load_default(),)
+    path_or_name = download.local_path(path_or_name)
     path = Path(path_or_name)
     if path.is_dir() and not (path / META_NAME).exists() and (path / "encoder").is_dir():
         encoder = _load_converted(path / "encoder")

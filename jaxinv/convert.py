@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from jaxinv import download
 from jaxinv.checkpoint import save
 from jaxinv.models import from_source
 from weights_convert.source import read_sources
@@ -23,7 +24,8 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.description = DESCRIPTION
-    p.add_argument("src", help="official checkpoint file or folder")
+    p.add_argument("src", help="official checkpoint file or folder, or a file's https:// URL (downloaded once into "
+                   "the cache)")
     p.add_argument("out_dir", help="output directory (orbax params/ + jaxinv.json)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing converted model in OUT_DIR")
     return p
@@ -31,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    models = [from_source(src) for src in read_sources(args.src)]
+    models = [from_source(src) for src in read_sources(download.local_path(args.src))]
     if len(models) == 1:
         outs = [save(models[0], args.out_dir, overwrite=args.overwrite)]
     else:  # an e4e / pSp checkpoint: encoder and decoder side by side

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinv import download
 from jaxinv.checkpoint import load, load_models
 from jaxinv.errors import CheckpointError, ConfigError
 from jaxinv.generators import Generator
@@ -102,8 +103,9 @@ def load_model_or_pair(spec: str | Path) -> tuple[Model, EncoderPair | None]:
 
 def load_encoder(path: str | Path, decoder: str | Path | None = None) -> EncoderPair:
     """An official e4e / pSp `.pt` (read without torch), a folder written by `python -m weights_convert`
-    (`encoder/` + `decoder/`), or a converted encoder folder. `decoder` overrides the checkpoint's decoder."""
-    path = Path(path)
+    (`encoder/` + `decoder/`), or a converted encoder folder (or a URL of a file: cached, `jaxinv.download`).
+    `decoder` overrides the checkpoint's decoder."""
+    path = Path(download.local_path(path))
     models = load_models(path, decoder=decoder is None)
     if models[0].family not in ENCODER_FAMILIES:
         raise CheckpointError(f"{path}: not an e4e / pSp encoder (model family {models[0].family!r})")

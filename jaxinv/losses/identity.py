@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxinv import download
 from jaxinv.models.nn import bind, param, shapes
 from jaxinv.state_dict import Entry, fill
 from weights_convert import tfjs as _tfjs
@@ -192,8 +193,9 @@ def face_id_params_from_weights(weights: Mapping[str, np.ndarray], src: str = "w
 
 
 def load_face_id(path: str | os.PathLike) -> dict:
-    """Params from the face-api.js weights manifest JSON (or the folder holding it)."""
-    path = os.fspath(path)
+    """Params from the face-api.js weights manifest JSON (or the folder holding it), or the manifest's URL (it and
+    its shards downloaded once into the cache, `jaxinv.download.fetch_tfjs`)."""
+    path = os.fspath(download.fetch_tfjs(path) if download.is_url(path) else path)
     if os.path.isdir(path):
         path = os.path.join(path, "face_recognition_model-weights_manifest.json")
     manifest = _tfjs.read_json(path)

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxinv import ops, winograd
+from jaxinv import download, ops, winograd
 from jaxinv.errors import CheckpointError
 from jaxinv.models.nn import bind, buffer, param
 from jaxinv.state_dict import Entry, conv_hwio, fill
@@ -255,8 +255,9 @@ def _flatten_state(obj: Any, prefix: str, out: dict[str, np.ndarray], depth: int
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Flat `name -> array` dict from a `.npz`, a torch.save file or a TorchScript archive (no torch)."""
-    path = os.fspath(path)
+    """Flat `name -> array` dict from a `.npz`, a torch.save file or a TorchScript archive (no torch); a URL is
+    downloaded once into the cache (`jaxinv.download`)."""
+    path = os.fspath(download.local_path(path))
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: file not found")
     if path.endswith(".npz"):
