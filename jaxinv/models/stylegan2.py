@@ -257,16 +257,15 @@ class MappingNetwork(nnx.Module):
     """``MappingNetwork``: ``embed`` (FullyConnectedLayer c_dim -> embed_features, conditional models only),
     ``fc0`` .. ``fc{n-1}`` (lr-multiplied FullyConnectedLayers), ``w_avg`` [w_dim] buffer.
 
-    z [B, z_dim] (+ c [B, c_dim]) -> ws [B, num_ws, w_dim]. Reads only the mapping fields of ``cfg`` (z_dim,
-    c_dim, w_dim, num_ws, mapping_layers, mapping_lr_multiplier, mapping_activation; embed_features /
-    layer_features where the config has them, else w_dim), so the StyleGAN3 family's config builds it too.
+    z [B, z_dim] (+ c [B, c_dim]) -> ws [B, num_ws, w_dim]. fc0 takes z_dim (+ embed_features), the others
+    layer_features, the last gives w_dim (embed_features / layer_features None = w_dim).
     """
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: Config) -> None:
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = cfg.z_dim, cfg.c_dim, cfg.w_dim, cfg.num_ws
         self.num_layers = cfg.mapping_layers
-        embed = getattr(cfg, "embed_features", None) or cfg.w_dim
-        layer = getattr(cfg, "layer_features", None) or cfg.w_dim
+        embed = cfg.embed_features or cfg.w_dim
+        layer = cfg.layer_features or cfg.w_dim
         feats = [cfg.z_dim + (embed if cfg.c_dim else 0)] + [layer] * (cfg.mapping_layers - 1) + [cfg.w_dim]
         if cfg.c_dim:
             self.embed = FullyConnectedLayer(cfg.c_dim, embed)
@@ -500,17 +499,16 @@ class Generator(nnx.Module):
 # The engine's free functions (one call into the bound module)
 
 
-def mapping(cfg: Any, params: dict, z: jax.Array, c: jax.Array | None = None, truncation_psi: float = 1.0,
+def mapping(cfg: Config, params: dict, z: jax.Array, c: jax.Array | None = None, truncation_psi: float = 1.0,
             truncation_cutoff: int | None = None) -> jax.Array:
-    """z [B, z_dim] (+ c [B, c_dim]) -> ws [B, num_ws, w_dim]. Also the StyleGAN3 family's mapping (``cfg`` a
-    stylegan3 Config): binds only ``params["mapping"]``."""
-    return bind(MappingNetwork, cfg, params["mapping"])(z, c, truncation_psi, truncation_cutoff)
+    """z [B, z_dim] (+ c [B, c_dim]) -> ws [B, num_ws, w_dim]."""
+    return bind(Generator, cfg, params).mapping(z, c, truncation_psi, truncation_cutoff)
 
 
-def truncate(cfg: Any, params: dict, ws: jax.Array, psi: float | jax.Array = 1.0,
+def truncate(cfg: Config, params: dict, ws: jax.Array, psi: float | jax.Array = 1.0,
              cutoff: int | None = None) -> jax.Array:
     """``w_avg.lerp(ws, psi)`` on the first ``cutoff`` layers (all if None)."""
-    return bind(MappingNetwork, cfg, params["mapping"]).truncate(ws, psi, cutoff)
+    return bind(Generator, cfg, params).mapping.truncate(ws, psi, cutoff)
 
 
 def styles(cfg: Config, params: dict, ws: jax.Array) -> dict[str, jax.Array]:
