@@ -1,4 +1,4 @@
-"""e4e / pSp image encoders (IR / IR-SE ResNet backbones and their style heads) as pure JAX functions.
+"""e4e / pSp image encoders (IR / IR-SE ResNet backbones and their style heads) as Flax NNX modules.
 
 Official code: eladrich/pixel2style2pixel 5cfff38 and omertov/encoder4editing 99ea505,
 ``models/encoders/{helpers,psp_encoders}.py``. Head classes:
@@ -15,6 +15,22 @@ Loading folds every eval-mode BatchNorm into the adjacent conv / linear (the BN 
 leaves a border-dependent bias, added as a small separable map), stacks the style blocks that share an
 input (coarse / middle / fine groups, run by ``lax.scan``) and stores the weights of the convs that run as
 Winograd algorithms (`jaxinv.winograd`) transformed. Tensors are NHWC inside; conv weights HWIO.
+
+Module tree (`jaxinv.models.nn`; one class per official head, `encoder_class(cfg)`), at the params paths:
+
+    input_layer                      InputLayer: weight [3, 3, input_nc, 64], bias, prelu [64]
+    body.<i> / body.<lo>-<hi>        Bottleneck (a run of identical stride-1 units stacked on a leading axis):
+        conv1                        BNConv2d (res_layer.0 BN + res_layer.1): weight | wino, tap_bias [3, 3, depth]
+        prelu                        res_layer.2 [depth]
+        conv2                        Conv2d (res_layer.3 + res_layer.4 BN): weight | wino, bias
+        se                           SEModule (res_layer.5): fc1 [depth, depth/16], fc2 [depth/16, depth]
+        shortcut                     Conv2d (shortcut_layer.0 1x1 + .1 BN), when in != depth
+    styles.<coarse|middle|fine>      GradualStyleBlock stacked per group: convs.<0|2|..> Conv2d, linear
+    latlayer1 / latlayer2            Lateral: weight [256 | 128, 512], bias
+    linear, output_layer_2           Linear (W / W+ heads)
+    latent_avg                       Buffer [n_styles, 512] when start_from_latent_avg
+
+`encoder_forward` / `encode` bind the weights to the module of ``cfg.encoder_type`` and call it.
 """
 
 from __future__ import annotations
@@ -27,16 +43,19 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from jax import lax
 
 from jaxinv import winograd
 from jaxinv.errors import CheckpointError, ConfigError
+from jaxinv.models.nn import bind, buffer, param
 from jaxinv.state_dict import Entry, fill
 
 __all__ = [
     "HEAD_CLASSES", "Config", "get_blocks", "state_dict_shapes", "config_from_source", "params_from_state_dict",
     "from_source", "encoder_forward", "add_latent_avg", "encode", "face_pool", "bilinear_matrix",
-    "adaptive_avg_matrix",
+    "adaptive_avg_matrix", "encoder_class", "GradualStyleEncoder", "Encoder4Editing",
+    "BackboneEncoderUsingLastLayerIntoW", "BackboneEncoderUsingLastLayerIntoWPlus", "GradualStyleBlock", "Bottleneck",
 ]
 
 HEAD_CLASSES = (
@@ -507,7 +526,8 @@ def _border_taps(n: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# Forward pieces
+# Modules (official names; BatchNorms folded at load time). Shapes: NHWC maps, B = batch; a stacked module
+# (``stack`` = n) holds n units' weights on a leading axis and runs them by ``lax.scan``.
 
 
 def _conv(x: jax.Array, w: jax.Array, stride: int = 1, padding: int = 1) -> jax.Array:
@@ -529,95 +549,362 @@ def _leaky(x: jax.Array) -> jax.Array:
 
 
 def _resize(x: jax.Array, h: int, w: int, matrix) -> jax.Array:
-    """Separable spatial resampling ``[B, H, W, C] -> [B, h, w, C]`` by two small dense matrices."""
+    """Separable spatial resampling ``[B, H, W, C] -> [B, h, w, C]`` by two small dense matrices (made from the
+    input size at trace time: the size is not part of the config)."""
     mh = jnp.asarray(matrix(h, x.shape[1]))
     mw = jnp.asarray(matrix(w, x.shape[2]))
     x = jnp.einsum("ih,bhwc->biwc", mh, x, precision=_HI)
     return jnp.einsum("jw,biwc->bijc", mw, x, precision=_HI)
 
 
-def _conv3x3(x: jax.Array, p: dict, stride: int = 1) -> jax.Array:
-    """3x3 pad-1 conv with plain (``weight``) or Winograd-transformed (``wino``) weights."""
-    if "wino" in p:
-        return winograd.conv3x3(x, p["wino"], winograd.F43 if stride == 1 else winograd.S2F2)
-    return _conv(x, p["weight"], stride)
-
-
-def _bn_conv3x3(x: jax.Array, p: dict) -> jax.Array:
-    """3x3 pad-1 stride-1 conv of BN(x): folded weights + the BN shift seen through the in-image taps."""
-    h, w = x.shape[1], x.shape[2]
-    # Broadcast sums, not an einsum: XLA fuses them into the consumer in NHWC order (the einsum's [o, i, j]
-    # result was transposed inside the PReLU fusion: 47 ms instead of 4 at 256x256x64, batch 8).
-    th, tw, tb = _border_taps(h), _border_taps(w), p["tap_bias"]
-    edge = sum(th[:, kh, None, None] * sum(tw[None, :, kw, None] * tb[kh, kw] for kw in range(3)) for kh in range(3))
-    return _conv3x3(x, p) + edge
-
-
-def _se_gate(p: dict, x: jax.Array) -> jax.Array:
-    s = jnp.mean(x, axis=(1, 2))
-    s = jnp.maximum(jnp.dot(s, p["fc1"], precision=_HI), 0.0)
-    return jax.nn.sigmoid(jnp.dot(s, p["fc2"], precision=_HI))[:, None, None, :]
-
-
-def _unit(p: dict, x: jax.Array, stride: int, se: bool) -> jax.Array:
-    """bottleneck_IR / bottleneck_IR_SE: res_layer(x) + shortcut_layer(x)."""
-    r = _prelu(_bn_conv3x3(x, p["conv1"]), p["prelu"])
-    r = _conv3x3(r, p["conv2"], stride) + p["conv2"]["bias"]
-    if se:
-        r = r * _se_gate(p["se"], r)
-    if "shortcut" in p:
-        sc = _conv(x, p["shortcut"]["weight"], stride, padding=0) + p["shortcut"]["bias"]
-    else:
-        sc = x[:, ::stride, ::stride]  # MaxPool2d(1, stride)
-    return r + sc
-
-
-def _lateral(p: dict, x: jax.Array) -> jax.Array:
-    return jnp.einsum("bhwc,co->bhwo", x, p["weight"], precision=_HI) + p["bias"]
-
-
 def _upsample_add(x: jax.Array, y: jax.Array) -> jax.Array:
+    """The official ``_upsample_add``: bilinear (align_corners) resize of ``x`` to ``y``'s size, plus ``y``."""
     return _resize(x, y.shape[1], y.shape[2], bilinear_matrix) + y
 
 
-def _style_block(p: dict, x: jax.Array, first: jax.Array | None = None) -> jax.Array:
-    """GradualStyleBlock: stride-2 3x3 convs + LeakyReLU down to 1x1, then EqualLinear -> ``[B, 512]``.
-    ``first``: the first conv's output when computed elsewhere (shared Winograd input transform)."""
-    keys = sorted(p["convs"], key=int)
-    for k in keys:
-        conv = p["convs"][k]
-        y = first if (k == keys[0] and first is not None) else _conv3x3(x, conv, 2)
-        x = _leaky(y + conv["bias"])
-    if x.shape[1:3] != (1, 1):
-        raise ConfigError(f"input size: the style heads end at {x.shape[1]}x{x.shape[2]}, not 1x1 "
-                          "(the official GradualStyleBlock needs 256x256 inputs)")
-    return jnp.dot(x[:, 0, 0], p["linear"]["weight"], precision=_HI) + p["linear"]["bias"]
+def _scan(stacked: nnx.Module, f, carry: Any, count: int | None = None) -> tuple[Any, Any]:
+    """``lax.scan`` of ``f(unit, carry) -> (carry, y)`` over the leading axis of a stacked module's weights
+    (the first ``count`` units only when given); ``unit`` is the module holding one unit's weights."""
+    graphdef, state = nnx.split(stacked)
+    w = nnx.to_pure_dict(state)
+    if count is not None and jax.tree_util.tree_leaves(w)[0].shape[0] != count:
+        w = jax.tree_util.tree_map(lambda a: a[:count], w)
+    return lax.scan(lambda c, p: f(nnx.merge(graphdef, nnx.State(p)), c), carry, w)
 
 
-def _style_group(group: dict, x: jax.Array, count: int, per_call_s2f4: bool = False) -> jax.Array:
-    """The first ``count`` style blocks of a group (stacked params), all reading the map ``x`` -> ``[B, count, 512]``.
+class Conv2d(nnx.Module):
+    """Conv2d(cin, cout, k, stride, padding) with a bias (a conv + eval BatchNorm folded, or the conv's own bias).
 
-    A scan runs the blocks one after the other: one block's activations are alive at a time (the unrolled
-    form kept every block's Winograd products, >1 GB at batch 8, and page-faulted them in on every call).
-    The first convs share one Winograd input transform: stored S2F2 weights (``wino``), or with
-    ``per_call_s2f4`` S2F4 weights made from the plain ones inside the scan.
+    ``weight`` ``[*lead, k, k, cin, cout]`` (HWIO), or for a 3x3 conv run as a Winograd algorithm (``alg``:
+    F43 for stride 1, S2F2 for stride 2) ``wino`` ``[*lead, n*n, cin, cout]`` stored transformed; ``bias``
+    ``[*lead, cout]``. ``[B, H, W, cin] -> [B, ceil(H / stride), ceil(W / stride), cout]``.
     """
-    if jax.tree_util.tree_leaves(group)[0].shape[0] != count:
-        group = jax.tree_util.tree_map(lambda a: a[:count], group)
-    alg = winograd.S2F2 if "wino" in group["convs"]["0"] else (winograd.S2F4 if per_call_s2f4 else None)
-    if alg is not None:
-        v, geometry = winograd.tile_input(x, alg)
 
-    def block(carry, p):
-        first = None
+    def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, *, wino: bool = False,
+                 lead: tuple[int, ...] = ()) -> None:
+        self.stride, self.padding = stride, (k - 1) // 2
+        self.alg = (winograd.F43 if stride == 1 else winograd.S2F2) if wino else None
+        if wino:
+            self.wino = param(*lead, self.alg.n ** 2, cin, cout)
+        else:
+            self.weight = param(*lead, k, k, cin, cout)
+        self.bias = param(*lead, cout)
+
+    def conv(self, x: jax.Array) -> jax.Array:
+        """The conv without its bias."""
+        if self.alg is not None:
+            return winograd.conv3x3(x, self.wino[...], self.alg)
+        return _conv(x, self.weight[...], self.stride, self.padding)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.conv(x) + self.bias[...]
+
+
+class BNConv2d(nnx.Module):
+    """BatchNorm2d(cin) then Conv2d(cin, cout, 3, 1, 1, bias=False) (``res_layer.0`` + ``res_layer.1``), folded:
+    the BN scale in ``weight`` ``[3, 3, cin, cout]`` (or F43 ``wino`` ``[36, cin, cout]``), its shift seen by
+    each tap as ``tap_bias`` ``[3, 3, cout]`` (zero padding does not see the shift: borders differ).
+    ``[B, H, W, cin] -> [B, H, W, cout]``."""
+
+    def __init__(self, cin: int, cout: int, *, wino: bool = False, lead: tuple[int, ...] = ()) -> None:
+        self.alg = winograd.F43 if wino else None
+        if wino:
+            self.wino = param(*lead, winograd.F43.n ** 2, cin, cout)
+        else:
+            self.weight = param(*lead, 3, 3, cin, cout)
+        self.tap_bias = param(*lead, 3, 3, cout)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h, w = x.shape[1], x.shape[2]
+        # Broadcast sums, not an einsum: XLA fuses them into the consumer in NHWC order (the einsum's [o, i, j]
+        # result was transposed inside the PReLU fusion: 47 ms instead of 4 at 256x256x64, batch 8).
+        th, tw, tb = _border_taps(h), _border_taps(w), self.tap_bias[...]
+        edge = sum(th[:, kh, None, None] * sum(tw[None, :, kw, None] * tb[kh, kw] for kw in range(3))
+                   for kh in range(3))
+        y = winograd.conv3x3(x, self.wino[...], self.alg) if self.alg is not None else _conv(x, self.weight[...])
+        return y + edge
+
+
+class Linear(nnx.Module):
+    """Linear / EqualLinear (its 1/sqrt(in) scale folded): ``weight`` ``[*lead, in, out]``, ``bias`` ``[*lead, out]``.
+    ``[B, in] -> [B, out]``."""
+
+    def __init__(self, cin: int, cout: int, lead: tuple[int, ...] = ()) -> None:
+        self.weight = param(*lead, cin, cout)
+        self.bias = param(*lead, cout)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jnp.dot(x, self.weight[...], precision=_HI) + self.bias[...]
+
+
+class Lateral(nnx.Module):
+    """``latlayer1`` / ``latlayer2``: Conv2d(cin, 512, 1) as ``weight`` ``[cin, 512]``, ``bias`` ``[512]``.
+    ``[B, H, W, cin] -> [B, H, W, 512]``."""
+
+    def __init__(self, cin: int, cout: int = 512) -> None:
+        self.weight = param(cin, cout)
+        self.bias = param(cout)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jnp.einsum("bhwc,co->bhwo", x, self.weight[...], precision=_HI) + self.bias[...]
+
+
+class InputLayer(nnx.Module):
+    """``input_layer``: Conv2d(input_nc, 64, 3, 1, 1, bias=False), BatchNorm2d(64) (folded: ``weight``
+    ``[3, 3, input_nc, 64]``, ``bias`` ``[64]``), PReLU(64) (``prelu`` ``[64]``).
+    ``[B, H, W, input_nc] -> [B, H, W, 64]``."""
+
+    def __init__(self, cin: int, cout: int = 64) -> None:
+        self.weight = param(3, 3, cin, cout)
+        self.bias = param(cout)
+        self.prelu = param(cout)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return _prelu(_conv(x, self.weight[...]) + self.bias[...], self.prelu[...])
+
+
+class SEModule(nnx.Module):
+    """``res_layer.5``: avg pool, fc1 (1x1 conv, no bias) ``[*lead, C, C/16]``, ReLU, fc2 ``[*lead, C/16, C]``,
+    sigmoid. ``[B, H, W, C] -> gate [B, 1, 1, C]``."""
+
+    def __init__(self, channels: int, lead: tuple[int, ...] = ()) -> None:
+        self.fc1 = param(*lead, channels, channels // SE_REDUCTION)
+        self.fc2 = param(*lead, channels // SE_REDUCTION, channels)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        s = jnp.mean(x, axis=(1, 2))
+        s = jnp.maximum(jnp.dot(s, self.fc1[...], precision=_HI), 0.0)
+        return jax.nn.sigmoid(jnp.dot(s, self.fc2[...], precision=_HI))[:, None, None, :]
+
+
+class Bottleneck(nnx.Module):
+    """``body.<i>``: bottleneck_IR / bottleneck_IR_SE = res_layer(x) + shortcut_layer(x).
+
+    res_layer: ``conv1`` (BN + 3x3 conv, `BNConv2d`), ``prelu`` ``[depth]``, ``conv2`` (3x3 conv, ``stride``, + BN:
+    `Conv2d`), ``se`` (IR-SE only). shortcut_layer: MaxPool2d(1, stride) when cin == depth, else ``shortcut``
+    (1x1 conv, stride, + BN). ``stack``: n identical stride-1 units (``body.<lo>-<hi>``), weights on a leading
+    axis, run one after the other. ``[B, H, W, cin] -> [B, H / stride, W / stride, depth]``.
+    """
+
+    def __init__(self, cin: int, depth: int, stride: int, se: bool, fast: bool, stack: int | None = None) -> None:
+        lead = () if stack is None else (stack,)
+        self.stride, self.stack = stride, stack
+        self.conv1 = BNConv2d(cin, depth, wino=fast and cin >= WINOGRAD_MIN_CIN, lead=lead)
+        self.prelu = param(*lead, depth)
+        self.conv2 = Conv2d(depth, depth, 3, stride, wino=fast and depth >= WINOGRAD_MIN_CIN, lead=lead)
+        if se:
+            self.se = SEModule(depth, lead)
+        if cin != depth:
+            self.shortcut = Conv2d(cin, depth, 1, stride, lead=lead)
+
+    def unit(self, x: jax.Array) -> jax.Array:
+        """One unit (the weights of one unit)."""
+        r = _prelu(self.conv1(x), self.prelu[...])
+        r = self.conv2(r)
+        if hasattr(self, "se"):
+            r = r * self.se(r)
+        sc = self.shortcut(x) if hasattr(self, "shortcut") else x[:, ::self.stride, ::self.stride]  # MaxPool2d(1, s)
+        return r + sc
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.stack is None:
+            return self.unit(x)
+        return _scan(self, lambda u, h: (u.unit(h), None), x)[0]
+
+
+class GradualStyleBlock(nnx.Module):
+    """``styles.<i>``: log2(spatial) stride-2 3x3 convs (``convs.0``, ``convs.2``, ...; each + LeakyReLU) down to
+    1x1, then EqualLinear(512, 512) ``linear``. ``[B, spatial, spatial, 512] -> [B, 512]``.
+
+    Stacked (``stack`` = the styles of one coarse / middle / fine group, which read the same map):
+    ``styles.<group>``, ``[B, spatial, spatial, 512] -> [B, count, 512]`` for the first ``count`` styles.
+    Convs stored as S2F2 Winograd weights per ``_STORED_S2F2``; ``per_call_s2f4``: the first conv as S2F4 with
+    weights transformed in the forward.
+    """
+
+    def __init__(self, group: str, spatial: int, fast: bool, stack: int | None = None) -> None:
+        lead = () if stack is None else (stack,)
+        self.stack = stack
+        self.per_call_s2f4 = fast and (group, "0") == _PER_CALL_S2F4
+        self.convs = nnx.Dict({str(2 * j): Conv2d(512, 512, 3, 2, wino=fast and (group, str(2 * j)) in _STORED_S2F2,
+                                                  lead=lead) for j in range(int(math.log2(spatial)))})
+        self.linear = Linear(512, STYLE_DIM, lead)
+
+    def block(self, x: jax.Array, first: jax.Array | None = None) -> jax.Array:
+        """One block; ``first``: the first conv's output when computed elsewhere (shared Winograd input
+        transform)."""
+        keys = sorted(self.convs, key=int)
+        for k in keys:
+            conv = self.convs[k]
+            y = first if (k == keys[0] and first is not None) else conv.conv(x)
+            x = _leaky(y + conv.bias[...])
+        if x.shape[1:3] != (1, 1):
+            raise ConfigError(f"input size: the style heads end at {x.shape[1]}x{x.shape[2]}, not 1x1 "
+                              "(the official GradualStyleBlock needs 256x256 inputs)")
+        return self.linear(x[:, 0, 0])
+
+    def __call__(self, x: jax.Array, count: int | None = None) -> jax.Array:
+        """The first ``count`` blocks of a stack, all reading ``x`` -> ``[B, count, 512]``.
+
+        A scan runs the blocks one after the other: one block's activations are alive at a time (the unrolled
+        form kept every block's Winograd products, >1 GB at batch 8, and page-faulted them in on every call).
+        The first convs share one Winograd input transform.
+        """
+        if self.stack is None:
+            return self.block(x)
+        conv0 = self.convs["0"]
+        alg = conv0.alg if conv0.alg is not None else (winograd.S2F4 if self.per_call_s2f4 else None)
         if alg is not None:
-            conv0 = p["convs"]["0"]
-            u = conv0["wino"] if "wino" in conv0 else winograd.transform_weight_jax(conv0["weight"], alg)
-            first = winograd.untile_output(winograd.multiply(v, u), geometry, alg)
-        return carry, _style_block(p, x, first)
+            v, geometry = winograd.tile_input(x, alg)
 
-    _, out = lax.scan(block, None, group)
-    return jnp.swapaxes(out, 0, 1)
+        def block(unit: GradualStyleBlock, carry):
+            first = None
+            if alg is not None:
+                c0 = unit.convs["0"]
+                u = c0.wino[...] if c0.alg is not None else winograd.transform_weight_jax(c0.weight[...], alg)
+                first = winograd.untile_output(winograd.multiply(v, u), geometry, alg)
+            return carry, unit.block(x, first)
+
+        _, out = _scan(self, block, None, count)
+        return jnp.swapaxes(out, 0, 1)
+
+
+class _Encoder(nnx.Module):
+    """What every head has: ``input_layer``, ``body`` (official units; runs of identical stride-1 units stacked
+    under ``"<lo>-<hi>"``), and pSp's ``latent_avg`` ``[n_styles, 512]`` when ``start_from_latent_avg``.
+    Subclasses are the official head classes; `encoder_class` picks one by ``cfg.encoder_type``."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.input_layer = InputLayer(cfg.input_nc)
+        units = cfg.units
+        self.body = nnx.Dict({
+            str(lo) if lo == hi else f"{lo}-{hi}": Bottleneck(*units[lo], cfg.se, cfg.fast,
+                                                               None if lo == hi else hi - lo + 1)
+            for lo, hi in cfg.body_segments})
+        if cfg.start_from_latent_avg:
+            self.latent_avg = buffer(cfg.n_styles, STYLE_DIM)  # checkpoints may also hold [1, 512] or [512]
+
+    def head(self, x: jax.Array, taps: dict[int, jax.Array], inter: dict[str, jax.Array]) -> jax.Array:
+        raise NotImplementedError
+
+    def __call__(self, x: jax.Array, *, return_intermediates: bool = False):
+        """The official ``encoder(x)``: NHWC ``[B, H, W, input_nc]`` -> ``[B, n_styles, 512]`` (``[B, 512]`` for
+        pSp's W head); with ``return_intermediates`` also the NHWC maps (see `encoder_forward`)."""
+        cfg = self.cfg
+        if x.ndim != 4 or x.shape[-1] != cfg.input_nc:
+            raise ConfigError(f"input shape {tuple(x.shape)}: expected NHWC [B, H, W, {cfg.input_nc}]")
+        inter: dict[str, jax.Array] = {}
+        x = self.input_layer(x)
+        inter["input_layer"] = x
+        taps = {}
+        for lo, hi in cfg.body_segments:
+            x = self.body[str(lo) if lo == hi else f"{lo}-{hi}"](x)
+            if hi in FPN_TAPS:
+                taps[hi] = x
+                inter[f"body.{hi}"] = x
+        out = self.head(x, taps, inter)
+        return (out, inter) if return_intermediates else out
+
+    def add_latent_avg(self, out: jax.Array) -> jax.Array:
+        """``pSp.forward``'s ``start_from_latent_avg`` step -> ``[B, n_styles, 512]`` codes."""
+        return _with_latent_avg(self.cfg, self.latent_avg[...] if self.cfg.start_from_latent_avg else None, out)
+
+    def encode(self, x: jax.Array, *, return_intermediates: bool = False):
+        """W+ codes ``[B, n_styles, 512]`` = ``encoder(x) (+ latent_avg)`` (see `encode`)."""
+        out, inter = self(x, return_intermediates=True)
+        codes = self.add_latent_avg(out)
+        if return_intermediates:
+            return codes, {"encoder_out": out, **inter}
+        return codes
+
+
+class GradualStyleEncoder(_Encoder):
+    """pSp's FPN head: ``styles`` (one `GradualStyleBlock` stack per coarse / middle / fine group: styles
+    0-2 read c3 = body.23 ``[B, 16, 16, 512]``, 3-6 read p2 ``[B, 32, 32, 512]``, 7+ read p1 ``[B, 64, 64, 512]``),
+    ``latlayer1`` (256 -> 512), ``latlayer2`` (128 -> 512). -> ``[B, n_styles, 512]``."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.styles = nnx.Dict({name: GradualStyleBlock(name, spatial, cfg.fast, hi - lo)
+                                for name, lo, hi, spatial in cfg.head_groups()})
+        self.latlayer1 = Lateral(256)
+        self.latlayer2 = Lateral(128)
+
+    def latents(self, taps: dict[int, jax.Array], inter: dict[str, jax.Array]) -> jax.Array:
+        """``[B, styles_used, 512]``: the style blocks the forward evaluates."""
+        cfg = self.cfg
+        c1, c2, c3 = (taps[i] for i in FPN_TAPS)
+        inter.update(c1=c1, c2=c2, c3=c3)
+        groups = cfg.head_groups(cfg.styles_used)
+        feats = {"coarse": c3}
+        if any(name != "coarse" for name, *_ in groups) or cfg.encoder_type == "GradualStyleEncoder":
+            feats["middle"] = inter["p2"] = _upsample_add(c3, self.latlayer1(c2))
+            feats["fine"] = inter["p1"] = _upsample_add(feats["middle"], self.latlayer2(c1))
+        return jnp.concatenate([self.styles[name](feats[name], hi - lo) for name, lo, hi, _ in groups], axis=1)
+
+    def head(self, x, taps, inter):
+        return self.latents(taps, inter)
+
+
+class Encoder4Editing(GradualStyleEncoder):
+    """e4e: the same modules; style 0 gives w0, styles 1..progressive_stage give deltas added to w0, the rest
+    repeat w0. -> ``[B, n_styles, 512]``."""
+
+    def head(self, x, taps, inter):
+        cfg = self.cfg
+        used = cfg.styles_used
+        latents = self.latents(taps, inter)
+        w0 = latents[:, :1]
+        deltas = jnp.concatenate([jnp.zeros_like(w0), latents[:, 1:]], axis=1)
+        w = w0 + deltas
+        if used < cfg.n_styles:
+            w = jnp.concatenate([w, jnp.broadcast_to(w0, (w0.shape[0], cfg.n_styles - used, STYLE_DIM))], axis=1)
+        return w
+
+
+class BackboneEncoderUsingLastLayerIntoW(_Encoder):
+    """AdaptiveAvgPool2d(1), EqualLinear(512, 512) ``linear``: ``[B, 512]`` (pSp), repeated to
+    ``[B, n_styles, 512]`` (e4e)."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.linear = Linear(512, STYLE_DIM)
+
+    def head(self, x, taps, inter):
+        out = self.linear(jnp.mean(x, axis=(1, 2)))
+        if self.cfg.family == "e4e":
+            out = jnp.broadcast_to(out[:, None], (out.shape[0], self.cfg.n_styles, STYLE_DIM))
+        return out
+
+
+class BackboneEncoderUsingLastLayerIntoWPlus(_Encoder):
+    """``output_layer_2`` (BatchNorm2d(512), AdaptiveAvgPool2d(7), Flatten, Linear(512 * 49, 512); the BN folded
+    into the Linear, weight ``[7 * 7 * 512, 512]`` in NHWC flatten order), EqualLinear(512, 512 * n_styles)
+    ``linear``. ``[B, H, W, 512] -> [B, n_styles, 512]``."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.output_layer_2 = Linear(7 * 7 * 512, 512)
+        self.linear = Linear(512, STYLE_DIM * cfg.n_styles)
+
+    def head(self, x, taps, inter):
+        pooled = _resize(x, 7, 7, adaptive_avg_matrix).reshape(x.shape[0], -1)
+        out = self.linear(self.output_layer_2(pooled))
+        return out.reshape(-1, self.cfg.n_styles, STYLE_DIM)
+
+
+_HEADS = {cls.__name__: cls for cls in (GradualStyleEncoder, Encoder4Editing, BackboneEncoderUsingLastLayerIntoW,
+                                        BackboneEncoderUsingLastLayerIntoWPlus)}
+
+
+def encoder_class(cfg: Config) -> type[_Encoder]:
+    """The module class of ``cfg.encoder_type`` (its ``__init__(cfg)`` declares exactly the params dict)."""
+    return _HEADS[cfg.encoder_type]
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine's functions
 
 
 def encoder_forward(cfg: Config, params: dict, x: jax.Array, *, return_intermediates: bool = False):
@@ -627,71 +914,25 @@ def encoder_forward(cfg: Config, params: dict, x: jax.Array, *, return_intermedi
     ``BackboneEncoderUsingLastLayerIntoW``); with ``return_intermediates`` also a dict of NHWC maps:
     ``input_layer``, ``body.<i>`` for the FPN taps (``c1``/``c2``/``c3`` aliases) and ``p2``/``p1``.
     """
-    if x.ndim != 4 or x.shape[-1] != cfg.input_nc:
-        raise ConfigError(f"input shape {tuple(x.shape)}: expected NHWC [B, H, W, {cfg.input_nc}]")
-    inter: dict[str, jax.Array] = {}
-    p = params["input_layer"]
-    x = _prelu(_conv(x, p["weight"]) + p["bias"], p["prelu"])
-    inter["input_layer"] = x
-    taps = {}
-    for lo, hi in cfg.body_segments:
-        if lo == hi:
-            x = _unit(params["body"][str(lo)], x, cfg.units[lo][2], cfg.se)
-        else:
-            x, _ = lax.scan(lambda h, p: (_unit(p, h, 1, cfg.se), None), x, params["body"][f"{lo}-{hi}"])
-        if hi in FPN_TAPS:
-            taps[hi] = x
-            inter[f"body.{hi}"] = x
-    if cfg.fpn:
-        c1, c2, c3 = (taps[i] for i in FPN_TAPS)
-        inter.update(c1=c1, c2=c2, c3=c3)
-        out = _fpn_heads(cfg, params, c1, c2, c3, inter)
-    elif cfg.encoder_type == "BackboneEncoderUsingLastLayerIntoW":
-        feat = jnp.mean(x, axis=(1, 2))  # AdaptiveAvgPool2d((1, 1))
-        out = jnp.dot(feat, params["linear"]["weight"], precision=_HI) + params["linear"]["bias"]
-        if cfg.family == "e4e":
-            out = jnp.broadcast_to(out[:, None], (out.shape[0], cfg.n_styles, STYLE_DIM))
-    else:
-        pooled = _resize(x, 7, 7, adaptive_avg_matrix).reshape(x.shape[0], -1)
-        feat = jnp.dot(pooled, params["output_layer_2"]["weight"], precision=_HI) + params["output_layer_2"]["bias"]
-        out = jnp.dot(feat, params["linear"]["weight"], precision=_HI) + params["linear"]["bias"]
-        out = out.reshape(-1, cfg.n_styles, STYLE_DIM)
-    return (out, inter) if return_intermediates else out
-
-
-def _fpn_heads(cfg: Config, params: dict, c1, c2, c3, inter: dict) -> jax.Array:
-    used = cfg.styles_used
-    groups = cfg.head_groups(used)
-    feats = {"coarse": c3}
-    if any(name != "coarse" for name, *_ in groups) or cfg.encoder_type == "GradualStyleEncoder":
-        feats["middle"] = inter["p2"] = _upsample_add(c3, _lateral(params["latlayer1"], c2))
-        feats["fine"] = inter["p1"] = _upsample_add(feats["middle"], _lateral(params["latlayer2"], c1))
-    latents = jnp.concatenate(
-        [_style_group(params["styles"][name], feats[name], hi - lo, cfg.fast and (name, "0") == _PER_CALL_S2F4)
-         for name, lo, hi, _ in groups], axis=1)
-    if cfg.encoder_type == "GradualStyleEncoder":
-        return latents
-    # Encoder4Editing: w0 repeated; styles 1..used-1 add their deltas.
-    w0 = latents[:, :1]
-    deltas = jnp.concatenate([jnp.zeros_like(w0), latents[:, 1:]], axis=1)
-    w = w0 + deltas
-    if used < cfg.n_styles:
-        w = jnp.concatenate([w, jnp.broadcast_to(w0, (w0.shape[0], cfg.n_styles - used, STYLE_DIM))], axis=1)
-    return w
+    return bind(encoder_class(cfg), cfg, params)(x, return_intermediates=return_intermediates)
 
 
 def face_pool(img: jax.Array, size: int = 256) -> jax.Array:
-    """``pSp.face_pool``: ``AdaptiveAvgPool2d((size, size))`` of NHWC generator images."""
+    """``pSp.face_pool``: ``AdaptiveAvgPool2d((size, size))`` of NHWC generator images (no weights)."""
     return _resize(img, size, size, adaptive_avg_matrix)
 
 
-def add_latent_avg(cfg: Config, params: dict, out: jax.Array) -> jax.Array:
-    """``pSp.forward``'s ``start_from_latent_avg`` step, broadcast to ``[B, n_styles, 512]`` codes."""
+def _with_latent_avg(cfg: Config, avg: jax.Array | None, out: jax.Array) -> jax.Array:
     codes = out if out.ndim == 3 else jnp.broadcast_to(out[:, None], (out.shape[0], cfg.n_styles, STYLE_DIM))
-    if cfg.start_from_latent_avg:
-        avg = params["latent_avg"]
+    if avg is not None:
         codes = codes + (avg if avg.ndim == 2 else avg[None])
     return codes
+
+
+def add_latent_avg(cfg: Config, params: dict, out: jax.Array) -> jax.Array:
+    """``pSp.forward``'s ``start_from_latent_avg`` step, broadcast to ``[B, n_styles, 512]`` codes. Reads only
+    ``params["latent_avg"]`` (the parity handler passes a case's own latent_avg alone)."""
+    return _with_latent_avg(cfg, params["latent_avg"] if cfg.start_from_latent_avg else None, out)
 
 
 def encode(cfg: Config, params: dict, x: jax.Array, *, return_intermediates: bool = False):
@@ -700,8 +941,4 @@ def encode(cfg: Config, params: dict, x: jax.Array, *, return_intermediates: boo
     With ``return_intermediates``: ``(codes, aux)``, aux holding ``encoder_out`` (official shape) and the
     NHWC intermediates of :func:`encoder_forward`.
     """
-    out, inter = encoder_forward(cfg, params, x, return_intermediates=True)
-    codes = add_latent_avg(cfg, params, out)
-    if return_intermediates:
-        return codes, {"encoder_out": out, **inter}
-    return codes
+    return bind(encoder_class(cfg), cfg, params).encode(x, return_intermediates=return_intermediates)
