@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from jaxinv import console
 from jaxinv.errors import ConfigError, ImageError
 from jaxinv.models import faceapi
 
@@ -475,7 +476,7 @@ def run(args: argparse.Namespace) -> int:
             al = align_face(nets, read_photo(p), args.size, name=str(p), score_threshold=args.min_score)
         except ImageError as e:
             errors.append((str(p), str(e).removeprefix(f"{p}: ")))
-            _log(f"{p}: skipped ({str(e).removeprefix(str(p) + ': ')})")
+            console.log(f"{p}: skipped ({str(e).removeprefix(str(p) + ': ')})")
             continue
         tmp = out / f".{stem}.png.tmp"
         Image.fromarray(al.image).save(tmp, format="PNG")
@@ -488,17 +489,13 @@ def run(args: argparse.Namespace) -> int:
         wr = csv.writer(fh)
         wr.writerow(["image", "reason"])
         wr.writerows(errors)
-    _log(f"{done} aligned, {len(errors)} failed -> {out} ({time.perf_counter() - t0:.1f} s)")
+    console.log(f"{done} aligned, {len(errors)} failed -> {out} ({time.perf_counter() - t0:.1f} s)")
     if errors:
-        _log(f"see {out / 'errors.csv'}")
+        console.log(f"see {out / 'errors.csv'}")
         return 3
     return 0
 
 
-def _log(msg: str) -> None:
-    from jaxinv.cli import _log as log
-
-    log(msg)
 
 
 # ----------------------------------------------------------------------------------------------------
