@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from jaxinv import console
+
 # name -> ("package.module" or "package.module:object", one-line help); the target has add_arguments / run.
 COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("jaxinv.cli:Sample", "sample a generator (default: the embedded DCGAN): images and latents"),
@@ -53,12 +55,7 @@ def load_model_and_encoder(spec: str | None) -> tuple[Any, Any]:
     return load_model_or_pair(DEFAULT_MODEL if spec is None else spec)
 
 
-_QUIET = False  # --quiet: errors only
-
-
-def _log(msg: str) -> None:
-    if not _QUIET:
-        print(msg, file=sys.stderr, flush=True)
+_log = console.log
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -506,9 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    global _QUIET
-    _QUIET = bool(getattr(args, "quiet", False))
-    if _QUIET and hasattr(args, "no_progress"):
+    console.quiet = bool(getattr(args, "quiet", False))
+    if console.quiet and hasattr(args, "no_progress"):
         args.no_progress = True
     out = Path(args.out) if isinstance(getattr(args, "out", None), str) else None
     out_existed = out is None or out.exists()
