@@ -2,7 +2,8 @@
 
 The model is a Keras 2.2 Sequential-style graph stored as TF.js `model.json` + weight shards. The
 loader reads the topology into a static `Config` (a tuple of layer specs, hashable for jit) and the
-weights into params keyed by Keras layer name:
+weights into params keyed by Keras layer name; `Darknet` (NNX) has one submodule per Keras layer at that name
+(`darknet_forward` / `darknet_perceptual_features` bind it):
     params["conv2d_1"]["kernel"]                  [3, 3, 3, 16]  (HWIO, as stored)
     params["batch_normalization_1"]["gamma"|"beta"|"moving_mean"|"moving_variance"]
     params["conv2d_16"]["kernel"|"bias"]

@@ -1,7 +1,9 @@
 """Identity loss on the dlib face-recognition ResNet (128-D descriptor), TF.js port of face-api.js.
 
 Weights: `face_recognition_model-weights_manifest.json` + `face_recognition_model.bin` (uint8-quantised
-TF.js tensors). Params keep the TF.js names, nested at "/":
+TF.js tensors). Module tree `FaceRecognitionNet` (NNX; `face_descriptor` & co. bind it): `conv32_down`
+(ConvLayer: `conv` {filters, bias}, `scale` {weights, biases}), `conv32_1` .. `conv256_down_out` (ResidualLayer:
+`conv1`, `conv2` ConvLayers), `fc`. Params keep the TF.js names, nested at "/":
     params["conv32_down"]["conv"]["filters"]            [7, 7, 3, 32]  (HWIO, as stored)
     params["conv64_1"]["conv1"]["scale"]["weights"]     [64]
     params["fc"]                                        [256, 128]

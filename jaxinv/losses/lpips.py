@@ -12,8 +12,12 @@ So targets' features are computed once (`lpips_features`) and every step needs o
 synthesised images plus `lpips_distance`. Features here are flattened per tap in NHWC order (the
 official flattens NCHW); distances are identical.
 
+Module tree (`LPIPS`, NNX; `lpips_features` / `nvlabs_vgg16_call` bind it to the params):
+    vgg16.features.{i}.weight / .bias   the torchvision VGG16 trunk (`jaxinv.losses.vgg16.VGG16`)
+    lin0 .. lin4                        head weights w_t [64], [128], [256], [512], [512]
 Params: {"vgg16": <jaxinv.losses.vgg16 params>, "lin0": [64], "lin1": [128], "lin2": [256],
-         "lin3": [512], "lin4": [512]}   (head weights w_t as 1-D float32 arrays).
+         "lin3": [512], "lin4": [512]}   (head weights w_t as 1-D float32 arrays; the official lpips package
+stores them as `lin{k}.model.1.weight` [1, C, 1, 1], NVlabs `vgg16.pt` as `lpips{k}`).
 On CPU `lpips_params` also gives the trunk's convs F(4x4,3x3) Winograd weights (`vgg16.winograd_params`),
 transformed once here; the feature functions take ``direct=True`` to run the direct convs instead.
 """
@@ -188,8 +192,10 @@ class LPIPS(nnx.Module):
         self.vgg16 = _vgg.VGG16(cfg.vgg16)
         for k, ch in enumerate(_vgg.TAP_CHANNELS):
             setattr(self, f"lin{k}", param(ch))
-        self.shift = const(LPIPS_SHIFT)
-        self.scale = const(LPIPS_SCALE)
+        # float64 here, cast to the input's dtype: float32 constants for float32 images, and the float64
+        # reference (`jaxinv.parity.projector.float64_engine`) keeps them unrounded
+        self.shift = const(LPIPS_SHIFT, np.float64)
+        self.scale = const(LPIPS_SCALE, np.float64)
 
     def __call__(self, img: jax.Array, resize_images: bool = False, *, direct: bool = False) -> jax.Array:
         """`vgg16(img, resize_images, return_lpips=True)` of the NVlabs TorchScript: img [B, H, W, 3] in
@@ -197,7 +203,7 @@ class LPIPS(nnx.Module):
         x = _float(img) / 127.5 - 1.0
         if resize_images:
             x = area_resize(x, (224, 224))
-        x = (x - self.shift[...]) / self.scale[...]
+        x = (x - self.shift[...].astype(x.dtype)) / self.scale[...].astype(x.dtype)
         taps = self.vgg16(x, _vgg.TAP_NAMES, direct=direct)
         out = []
         for k, name in enumerate(_vgg.TAP_NAMES):

@@ -1,5 +1,6 @@
 """VGG16 convolutional stack (torchvision `vgg16().features[0:30]`), NHWC, with the five LPIPS taps.
 
+Module tree: `VGG16` (NNX) with `features` = {str(i): `Conv2d`}; `vgg16_features` binds it to the params.
 Params (plain dict, torchvision names, jaxinv layouts):
     params["features"][str(i)] = {"weight": [3, 3, in, out] (HWIO), "bias": [out]}
 for the conv indices i = 0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28 of torchvision's `features`
