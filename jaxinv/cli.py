@@ -155,10 +155,78 @@ def _lane_group(text: str) -> int | None | str:
     raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1, 'all' or 'auto'")
 
 
+# `jaxinv invert`'s defaults of the options a preset sets (argparse's are None: given or not is known).
+_INVERT_DEFAULTS: dict[str, Any] = {"noise": False, "steps": 400, "restarts": 1, "optimizer": "adam", "lr": 0.1,
+                                    "schedule": "official", "noise_factor": 0.05, "loss": "mse", "seed": 0,
+                                    "crop": "auto"}
+# Options outside every preset: given with --preset, they are refused (dest -> flag).
+_NOT_IN_PRESETS = {"sphere": "--sphere", "embedding": "--embedding", "init": "--init", "encoder": "--encoder",
+                   "early_stop": "--early-stop", "degrade": "--degrade", "resize_first": "--resize-first"}
+
+
+def _invert_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What `jaxinv invert` runs: --preset's settings (a given option that contradicts them is refused, one
+    line naming it) or the options with their defaults. Sets the omitted options on `args` and returns
+    {space, space_options, loss, optimizer (an optim object), steps, restarts, seed, start, crop, preset}."""
+    from jaxinv import presets
+    from jaxinv.errors import ConfigError
+    from jaxinv.optim import LBFGS, Adam
+
+    preset = None if args.preset is None else presets.get(args.preset)
+    if preset is not None:
+        name = f"--preset {preset.name}"
+        for dest, flag in _NOT_IN_PRESETS.items():
+            if getattr(args, dest, None) not in (None, False):
+                raise ConfigError(f"{flag}: not part of {name}")
+        opt = preset.optimizer
+        want = [("space", "--space", preset.space, f"space {preset.space}"),
+                ("noise", "--noise", dict(preset.space_options).get("noise", False), "free noise maps"),
+                ("loss", "--loss", preset.loss, f"loss {preset.loss}"),
+                ("steps", "--steps", preset.steps, f"{preset.steps} steps"),
+                ("restarts", "--restarts", preset.restarts, f"{preset.restarts} restart(s)"),
+                ("seed", "--seed", preset.seed, f"seed {preset.seed}"),
+                ("start", "--start", preset.start, f"start {preset.start}"),
+                ("crop", "--crop", preset.crop, f"crop {preset.crop}"),
+                ("optimizer", "--optimizer", "adam", "adam"),
+                ("lr", "--lr", opt.learning_rate, f"lr {opt.learning_rate}"),
+                ("schedule", "--schedule", opt.schedule, f"schedule {opt.schedule}"),
+                ("noise_factor", "--noise-factor", opt.initial_noise_factor,
+                 f"noise factor {opt.initial_noise_factor}")]
+        for dest, flag, value, what in want:
+            given = getattr(args, dest)
+            if given is None:
+                pass
+            elif not (presets.loss_weights(given) == presets.loss_weights(value) if dest == "loss"
+                      else str(given).lower() == str(value).lower() if isinstance(value, str) else given == value):
+                raise ConfigError(f"{flag} {given}: contradicts {name} ({what})")
+            setattr(args, dest, value)
+        for need in preset.needs:
+            if need == "lpips" and not args.lpips_weights:
+                raise ConfigError(f"{name}: needs --lpips-weights FILE|URL (the projector's VGG16, e.g. "
+                                  "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt)")
+        return {"space": preset.space, "space_options": dict(preset.space_options), "loss": preset.loss,
+                "optimizer": opt, "steps": preset.steps, "restarts": preset.restarts, "seed": preset.seed,
+                "start": preset.start, "crop": preset.crop, "preset": preset}
+    for dest, value in _INVERT_DEFAULTS.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, value)
+    options: dict[str, Any] = {}
+    for dest in ("noise", "sphere", "embedding"):
+        if getattr(args, dest):
+            options[dest] = True
+    if args.optimizer == "adam":
+        optimizer = Adam(learning_rate=args.lr, schedule=args.schedule, initial_noise_factor=args.noise_factor)
+    else:
+        optimizer = LBFGS()
+    return {"space": args.space, "space_options": options, "loss": args.loss, "optimizer": optimizer,
+            "steps": args.steps, "restarts": args.restarts, "seed": args.seed, "start": args.start, "crop": args.crop,
+            "preset": None}
+
+
 class Invert:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        from jaxinv import jobs
+        from jaxinv import jobs, presets
 
         p.add_argument("--images", nargs="+", required=True, metavar="PATH",
                        help="image files and/or folders (searched recursively)")
@@ -166,11 +234,16 @@ class Invert:
                        help="output folder: DIR/<image>/{target,proj}.png, latent.npz (+ projected_w.npz for "
                             "spaces with ws), DIR/metrics.csv, DIR/errors.csv; a rerun resumes")
         p.add_argument("--model", default=DEFAULT_MODEL,
-                       help="'default' (the embedded DCGAN face GAN), a converted directory or an official file")
+                       help="'default' (the embedded DCGAN face GAN), a converted directory, an official file or its "
+                            "https:// URL (downloaded once into the cache)")
+        p.add_argument("--preset", default=None, choices=sorted(presets.PRESETS),
+                       help="official: the stylegan2-ada-pytorch projector (W with free noise maps, lpips=1,noise=1e5, "
+                            "Adam with its schedule, 1000 steps, seed 303, start at w_avg, 1 restart, centre crop; "
+                            "needs --lpips-weights); options that contradict it are refused")
         p.add_argument("--space", default=None,
                        help="z | w | w+ | s | p | pn | mgan:N@L (N codes composed after block L, DCGAN) (default: z "
                             "for z-only models, else w)")
-        p.add_argument("--noise", action="store_true",
+        p.add_argument("--noise", action="store_true", default=None,
                        help="also optimise the per-layer noise maps (StyleGAN spaces; add noise=1e5 to --loss)")
         p.add_argument("--sphere", action="store_true", help="Z space on the sqrt(z_dim) hypersphere (PULSE)")
         p.add_argument("--class", dest="class_idx", type=int, default=None, metavar="N",
@@ -181,46 +254,55 @@ class Invert:
                             "statistics; StyleGAN: psi when rendering from Z) (default 1.0)")
         p.add_argument("--embedding", action="store_true",
                        help="BigGAN: also optimise the class embedding, starting at --class's (Huh et al.)")
-        p.add_argument("--steps", type=int, default=400, help="optimisation steps (default 400)")
-        p.add_argument("--restarts", type=int, default=1, help="random restarts per image, best kept (default 1)")
-        p.add_argument("--optimizer", default="adam", choices=["adam", "lbfgs"], help="default adam")
-        p.add_argument("--lr", type=float, default=0.1, help="Adam initial learning rate (default 0.1)")
-        p.add_argument("--schedule", default="official", choices=["official", "constant"],
+        # Defaults of None tell a given option from an omitted one (--preset refuses contradicting ones); the
+        # defaults proper are in _INVERT_DEFAULTS.
+        p.add_argument("--steps", type=int, default=None, help="optimisation steps (default 400)")
+        p.add_argument("--restarts", type=int, default=None, help="random restarts per image, best kept (default 1)")
+        p.add_argument("--optimizer", default=None, choices=["adam", "lbfgs"], help="default adam")
+        p.add_argument("--lr", type=float, default=None, help="Adam initial learning rate (default 0.1)")
+        p.add_argument("--schedule", default=None, choices=["official", "constant"],
                        help="Adam lr schedule: the stylegan2-ada projector's ramps, or constant (default official)")
-        p.add_argument("--noise-factor", type=float, default=0.05,
+        p.add_argument("--noise-factor", type=float, default=None,
                        help="Adam latent noise at step 0 in units of the space's spread, ramped to 0 (default "
                             "0.05, official)")
-        p.add_argument("--loss", default="mse",
+        p.add_argument("--loss", default=None,
                        help="weighted terms, e.g. mse=1,l1=0.5,lpips=1,id=0.1,noise=1e5,prior=1e-3 (default mse)")
-        p.add_argument("--lpips-weights", default=None, metavar="FILE",
-                       help="VGG16 checkpoint for lpips (torchvision .pth or NVlabs vgg16.pt)")
-        p.add_argument("--lpips-heads", default=None, metavar="FILE",
+        p.add_argument("--lpips-weights", default=None, metavar="FILE|URL",
+                       help="VGG16 checkpoint for lpips (torchvision .pth or NVlabs vgg16.pt), a path or an https:// "
+                            "URL (downloaded once into the cache)")
+        p.add_argument("--lpips-heads", default=None, metavar="FILE|URL",
                        help="LPIPS v0.1 linear heads (vgg_v0.1.npz / .pth); default: from --lpips-weights")
-        p.add_argument("--id-weights", default=None, metavar="DIR",
-                       help="face-ID network (face-api.js face_recognition_model-weights_manifest.json folder)")
+        p.add_argument("--id-weights", default=None, metavar="DIR|URL",
+                       help="face-ID network (face-api.js face_recognition_model-weights_manifest.json folder, or "
+                            "that file's URL)")
         p.add_argument("--batch", type=int, default=8, help="images per compiled batch (default 8)")
         p.add_argument("--lane-group", default="auto", type=_lane_group, metavar="K|all|auto",
                        help="images optimised together inside a batch (groups run one after another); results "
                             "are the same bits for any --batch / --devices given K (default auto: 1 on CPU, all "
                             "on GPU/TPU)")
-        p.add_argument("--seed", type=int, default=0, help="base seed; each image's draws derive from it and the "
-                                                           "image's name (default 0)")
+        p.add_argument("--seed", type=int, default=None, help="base seed; each image's draws derive from it and the "
+                                                              "image's name (default 0)")
         p.add_argument("--start", default=None, choices=["center", "random"],
                        help="start of restart 0 (default: center = mean latent, random for Z)")
         p.add_argument("--init", default=None, choices=["encoder"],
                        help="encoder: restart 0 starts at an e4e / pSp encoder's W+ codes of the image (hybrid "
                             "inversion; the encoder of --model when it is an e4e / pSp checkpoint, else --encoder)")
-        p.add_argument("--encoder", default=None, metavar="PATH",
+        p.add_argument("--encoder", default=None, metavar="PATH|URL",
                        help="e4e / pSp checkpoint (.pt or converted folder) for --init encoder")
         p.add_argument("--early-stop", default=None, metavar="TOL,PATIENCE",
                        help="stop an image's restart after PATIENCE steps improving the loss by < TOL (relative)")
-        p.add_argument("--crop", default="auto",
+        p.add_argument("--crop", default=None,
                        help="x0,y0,x1,y1 (pixels, after --resize-first), a preset (dcgan-faces = resize 256, box "
                             "32,35,220,223) or none (centre square). Default: dcgan-faces for the embedded model, "
                             "else none")
         p.add_argument("--resize-first", type=int, default=None, metavar="S",
                        help="resize to SxS before cropping (with an x0,y0,x1,y1 crop)")
         p.add_argument("--grid", action="store_true", help="also write DIR/grid.png (target | reconstruction)")
+        p.add_argument("--video", action="store_true",
+                       help="also write DIR/<image>/proj.mp4 as the official --save-video: 10 fps, the target beside "
+                            "G(w) after every --video-every steps (stored noise); needs pip install 'jaxinv[video]'")
+        p.add_argument("--video-every", type=int, default=None, metavar="K",
+                       help="--video: one frame per K steps (K divides --steps; default 1, as the official)")
         p.add_argument("--align", action="store_true",
                        help="FFHQ-align each photo to the model's resolution first (face detector + 68 landmarks, "
                             "jaxinv align); the quad goes to DIR/<image>/align.json, photos without a face to "
@@ -247,13 +329,22 @@ class Invert:
         from jaxinv import degrade, jobs
         from jaxinv.errors import ConfigError
 
+        settings = _invert_settings(args)  # --preset, or the options with their defaults
+        if args.video_every is not None and not args.video:
+            raise ConfigError("--video-every: only with --video")
+        video_every = (args.video_every or 1) if args.video else None
+        if video_every is not None:
+            from jaxinv import video
+
+            video.require()
+            if video_every < 1 or args.steps % video_every:
+                raise ConfigError(f"--video-every {video_every}: must be >= 1 and divide --steps {args.steps}")
         early = _early_stop(args.early_stop)
         info, refs = _start(args)  # the model is loaded after the cheap checks; its resolution sets the crop
         from jaxinv.distributed import Devices
         from jaxinv.generators import Generator
         from jaxinv.images import load_image, preprocess_for
         from jaxinv.invert import default_space
-        from jaxinv.optim import LBFGS, Adam
 
         model, pair = load_model_and_encoder(args.model)
         if args.encoder is not None and args.init != "encoder":
@@ -269,6 +360,9 @@ class Invert:
                                   "with --encoder PATH")
             encoder = pair.net
         gen = Generator.from_model(model, args.truncation)
+        if settings["preset"] is not None and not gen.noise_layers:
+            raise ConfigError(f"--preset {args.preset}: needs a StyleGAN generator with noise inputs (--model "
+                              f"{args.model} is {gen.family})")
         crop = args.crop
         pre = preprocess_for(model, crop, args.resize_first)
         if crop == "auto":
@@ -277,21 +371,13 @@ class Invert:
         if deg is not None:  # the images are observations: loaded at D's output resolution
             res = gen.img_resolution
             pre = dataclasses.replace(pre, resolution=deg.out_shape((res, res, gen.img_channels))[0])
-        space = args.space or default_space(gen)
-        space_options: dict[str, Any] = {}
-        if args.noise:
-            space_options["noise"] = True
-        if args.sphere:
-            space_options["sphere"] = True
-        if args.embedding:
-            space_options["embedding"] = True
-        if args.optimizer == "adam":
-            optimizer = Adam(learning_rate=args.lr, schedule=args.schedule, initial_noise_factor=args.noise_factor)
-        else:
-            optimizer = LBFGS()
+        space = settings["space"] or default_space(gen)
+        space_options, optimizer = settings["space_options"], settings["optimizer"]
         resources = _resources(args)
-        _log(f"model {gen.family} {gen.img_resolution}px, space {space}, {args.optimizer} x {args.steps} steps, "
-             f"{args.restarts} restart(s), loss {args.loss}, crop {crop}"
+        _log((f"preset {args.preset}: " if args.preset else "")
+             + f"model {gen.family} {gen.img_resolution}px, space {space}"
+             + (" + noise maps" if space_options.get("noise") else "") + f", {args.optimizer} x {args.steps} steps, "
+             f"{args.restarts} restart(s), loss {args.loss}, seed {args.seed}, crop {crop}"
              + (f" (images already {pre.resolution}x{pre.resolution} as they are)" if pre.as_is_at_resolution else "")
              + (f", restart 0 from the {pair.encoder.family} encoder" if encoder is not None else "")
              + (f", degradation {deg.spec()}" if deg is not None else ""))
@@ -315,7 +401,8 @@ class Invert:
             preprocess={"crop": crop, **_pre_dict(pre)}, max_reseeds=args.max_reseeds, space=space, loss=args.loss,
             optimizer=optimizer, steps=args.steps, restarts=args.restarts, seed=args.seed, start=args.start,
             early_stop=early, resources=resources, space_options=space_options, encoder=encoder,
-            lane_group=args.lane_group, class_idx=args.class_idx, degradation=deg, progress=not args.no_progress)
+            lane_group=args.lane_group, class_idx=args.class_idx, degradation=deg, progress=not args.no_progress,
+            video_every=video_every)
         rep = jobs.run_job(spec, refs, Path(args.out), process=info, workers=args.workers, prefetch=args.prefetch,
                            progress=not args.no_progress, log=_log)
         if args.paste_back:
@@ -476,7 +563,7 @@ _FLAGS.update({"overwrite=True": "--overwrite", "paths=": "--images ", "batch_si
 _FLAGS.update({"loss=": "--loss ", "steps=": "--steps ", "restarts=": "--restarts ", "space=": "--space ",
                "out_dir=": "--out ", "max_reseeds=": "--max-reseeds ", "init from encoder": "--init encoder",
                "resources['lpips']": "--lpips-weights FILE", "resources['id']": "--id-weights DIR",
-               "direction=": "--direction ", "layers=": "--layers "})
+               "direction=": "--direction ", "layers=": "--layers ", "video_every=": "--video-every "})
 _FLAG_RE = re.compile(r"\b(" + "|".join(re.escape(k) for k in _FLAGS) + r")")
 
 

@@ -316,11 +316,12 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
                early_stop: tuple[float, int] | None, restart_offset: jax.Array | int = 0,
                init_latents: Any = None, record_every: int | None = None, lane_group: int | None = None,
                c: jax.Array | None = None, degradation: Degradation | None = None, deg_data: Any = None,
-               progress_every: int | None = None):
+               progress_every: int | None = None, record_noise: bool = True):
     # restart_offset: global index of this call's first restart (jaxinv.jobs shards restarts over devices).
     # init_latents: optional latents [n, ...] (the space's layout, or some of its entries), or a function of a
     # group's targets returning them: restart 0 starts there.
-    # record_every: also return every lane's latent after each k steps ("trajectory", best restart only).
+    # record_every: also return every lane's latent after each k steps ("trajectory", best restart only);
+    # record_noise=False leaves the free noise maps out of it (videos: frames render with the stored noise).
     # lane_group: images per vmapped group (n must be a multiple), groups run one after another; None = all n.
     # Everything per image (target features, warm starts, steps) is computed inside its group, so an image's
     # arithmetic has the same shapes whatever n is: see `per_group`.
@@ -376,7 +377,8 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
         if record_every:  # chunks of k steps; the latent is recorded after each chunk
             def chunk(carry, c):
                 carry, h = jax.lax.scan(body, carry, c * record_every + jnp.arange(record_every))
-                return carry, (h, carry[0].latent)
+                lat = carry[0].latent
+                return carry, (h, lat if record_noise else {k: v for k, v in lat.items() if k != "noise"})
 
             (state, _, _, _, done, evals), (hist, traj) = jax.lax.scan(chunk, carry0,
                                                                        jnp.arange(steps // record_every))
@@ -438,7 +440,8 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
 
 
 _run_batch_jit = jax.jit(_run_batch, static_argnames=("optimizer", "steps", "restarts", "start_center",
-                                                      "early_stop", "record_every", "lane_group", "progress_every"))
+                                                      "early_stop", "record_every", "lane_group", "progress_every",
+                                                      "record_noise"))
 
 
 def default_lane_group(gen: Generator) -> int | None:

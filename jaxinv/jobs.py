@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from jaxinv import degrade, metrics
+from jaxinv import degrade, metrics, video
 from jaxinv import invert as engine
 from jaxinv.distributed import (
     Devices,
@@ -629,7 +629,8 @@ def tree_fingerprint(tree: Any) -> str:
 
 
 def _invert_program(gen, sp, lossf, encoder, c, deg, targets, ids, seed, *, optimizer, steps, restarts, start_center,
-                    early_stop, max_reseeds, restart_shards=1, lane_group=None, layout=None, progress_every=None):
+                    early_stop, max_reseeds, restart_shards=1, lane_group=None, layout=None, progress_every=None,
+                    record_every=None):
     """One padded batch through the engine (`jaxinv.invert._run_batch`), NaN/inf items reseeded, plus the
     per-item outputs the writer needs. Every output has the batch as leading axis. Runs per device under
     shard_map; with restart_shards > 1 the devices along mesh axis "restart" each run a contiguous block of
@@ -639,7 +640,8 @@ def _invert_program(gen, sp, lossf, encoder, c, deg, targets, ids, seed, *, opti
     (or None): the class vector [c_dim] of every item (conditional generators). `deg` (or None): a
     `jaxinv.degrade.Degradation` (static part); targets are then observations, or, with per-image masks
     (`layout`: the observation's shape and each operator's mask shape or None), rows holding the observation
-    and its masks flattened one after another (`_pack_item`)."""
+    and its masks flattened one after another (`_pack_item`). `record_every` (or None): also output the best
+    restart's latent without noise maps after every k steps ("trajectory" [B, steps / k, ...], for videos)."""
 
     local_r = restarts // restart_shards
     given = None if encoder is None else lambda t: sp.from_ws(gen, encoder.from_generator_images(t))
@@ -654,7 +656,7 @@ def _invert_program(gen, sp, lossf, encoder, c, deg, targets, ids, seed, *, opti
         out = engine._run_batch(gen, sp, lossf, t, i, s, optimizer=optimizer, steps=steps, restarts=local_r,
                                 start_center=start_center, early_stop=early_stop, restart_offset=offset,
                                 init_latents=given, lane_group=lane_group, c=cs, degradation=deg, deg_data=d,
-                                progress_every=progress_every)
+                                progress_every=progress_every, record_every=record_every, record_noise=False)
         out = dict(out)
         out.pop("history")  # [steps, n, R]: not written by the job
         if restart_shards > 1:
@@ -753,7 +755,8 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
                 max_reseeds: int = 2, devices: Devices | None = None,
                 preprocess: dict[str, Any] | None = None, encoder: Any = None,
                 lane_group: int | None | str = "auto", class_idx: int | None = None,
-                truncation_psi: float | None = None, degradation: Any = None, progress: bool = False) -> JobSpec:
+                truncation_psi: float | None = None, degradation: Any = None, progress: bool = False,
+                video_every: int | None = None) -> JobSpec:
     """The JobSpec of `jaxinv invert`: per image DIR/<name>/ target.png, proj.png, latent.npz (the optimised
     variables of the best restart by name, leading axis 1) and, for spaces that produce ws, projected_w.npz
     (key "w", [1, num_ws, w_dim], the official projector's format). `load(ref)` returns the preprocessed
@@ -765,7 +768,10 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
     operators read each image's mask by name (a missing one is that image's error); the files are then
     target.png (the observation), proj.png = D(G(z*)), restored.png = G(z*), and the metrics compare proj with
     the observation (masked as the loss sees it). `progress`: the program reports its steps to `run_job`'s
-    progress bar from inside the loop (see `JobSpec.lane_steps_per_item`)."""
+    progress bar from inside the loop (see `JobSpec.lane_steps_per_item`). `video_every` k (dividing steps): also
+    DIR/<name>/proj.mp4 (`jaxinv.video`: imageio + imageio-ffmpeg), as the official `--save-video`: at 10 fps, one
+    frame per k steps, the target beside G(w) of the latent after those steps, rendered after the batch with the
+    generator's stored noise (noise_mode='const', as the official video; proj.png uses the optimised maps)."""
 
     gen = Generator.from_model(model, truncation_psi)
     sp = space_from_spec(space, space_options)
@@ -778,6 +784,12 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
         raise ConfigError(f"steps={steps} / restarts={restarts}: both must be >= 1")
     if int(max_reseeds) < 0:
         raise ConfigError(f"max_reseeds={max_reseeds}: must be >= 0")
+    if video_every is not None:
+        video.require()
+        if int(video_every) < 1 or int(steps) % int(video_every):
+            raise ConfigError(f"video_every={video_every}: must be >= 1 and divide steps={steps}")
+        if degradation is not None:
+            raise ConfigError("video_every: not with a degradation")
     start = start or ("random" if isinstance(sp, ZSpace) else "center")
     if start not in ("center", "random"):
         raise ConfigError(f"start={start!r}: expected 'center' or 'random'")
@@ -818,7 +830,8 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
                             steps=int(steps), restarts=int(restarts), start_center=start == "center",
                             early_stop=early_stop, max_reseeds=int(max_reseeds), restart_shards=devices.restart_shards,
                             lane_group=group, layout=layout,
-                            progress_every=engine.progress_interval(steps) if progress else None)
+                            progress_every=engine.progress_interval(steps) if progress else None,
+                            record_every=int(video_every) if video_every else None)
     manifest = {
         "model": gen.fingerprint(),
         "space": space if isinstance(space, str) else repr(space),
@@ -839,6 +852,12 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
         manifest["truncation_psi"] = gen.truncation_psi
     if deg is not None:  # likewise; shared masks by content (per-image ones are read per image, like the images)
         manifest["degradation"] = {"spec": deg.spec(), "arrays": tree_fingerprint(static_deg)}
+    render_frames, video_bytes = None, 0
+    if video_every:  # likewise: a video job's folders hold proj.mp4
+        manifest["video_every"] = int(video_every)
+        render_frames = _frame_renderer(gen, sp, c)
+        n_frames = int(steps) // int(video_every)
+        video_bytes = n_frames * min(2 * int(np.prod(shape)), 2 * 10**6 // video.FPS) + 65536  # <= 16 Mbit/s
     probe = jax.eval_shape(lambda g, s, cc: s.to_input(g, s.init(jax.random.PRNGKey(0), g, 1, c=cc)), gen, sp,
                            c if c is None else c[None])
     latent_bytes = sum(int(np.prod(x.shape)) * 4 for x in jax.tree_util.tree_leaves(probe)) * 2 + 4096
@@ -858,6 +877,10 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
             w.write("restored.png", png_bytes(host["images"][row]))
         lat = flatten_tree(jax.tree_util.tree_map(lambda a: a[row][None], host["latents"]))
         w.write("latent.npz", npz_bytes(lat))
+        if render_frames is not None:
+            traj = jax.tree_util.tree_map(lambda a: a[row], host["trajectory"])  # [T, ...]
+            w.write("proj.mp4", video.mp4_bytes(video.side_by_side(to_uint8(np.asarray(target)),
+                                                                   render_frames(traj))))
         if ws_key in host["inputs"]:
             w.write("projected_w.npz", npz_bytes({"w": np.asarray(host["inputs"][ws_key][row][None], np.float32)}))
         best = int(host["best"][row])
@@ -871,8 +894,32 @@ def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: An
     return JobSpec(kind="invert", manifest=manifest, item_shape=item_shape, load=load_item,
                    compute=lambda x, ids: call(x, ids, int(seed)), write=write,
                    columns=["psnr", "ssim", "loss", *term_columns, "best_restart", "steps", "reseeds"],
-                   bytes_per_image=(2 if deg is None else 3) * png_max + latent_bytes, batch_size=bs,
+                   bytes_per_image=(2 if deg is None else 3) * png_max + latent_bytes + video_bytes, batch_size=bs,
                    lane_steps_per_item=int(steps) * int(restarts) if progress else 0)
+
+
+def _frame_renderer(gen: Generator, sp: Any, c: Any, chunk: int = 8) -> Callable[[Any], np.ndarray]:
+    """latents [T, ...] (a trajectory without noise maps) -> uint8 frames [T, H, W, C]: G of each with the stored
+    noise, `chunk` frames per call (one compiled shape)."""
+    import dataclasses
+
+    frame_sp = dataclasses.replace(sp, noise=False) if getattr(sp, "noise", False) else sp
+    render = jax.jit(lambda g, s, lat, cc: s.render(g, lat, cc))
+    state: dict[str, Any] = {}
+
+    def frames(traj: Any) -> np.ndarray:
+        if "gen" not in state:  # params to the device once, on first use (the writer thread)
+            state["gen"] = jax.device_put(gen)
+        t = jax.tree_util.tree_leaves(traj)[0].shape[0]
+        pad = -t % chunk
+        traj = jax.tree_util.tree_map(lambda a: np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]), traj)
+        cc = None if c is None else jnp.broadcast_to(c, (chunk, c.shape[-1]))
+        out = [to_uint8(np.asarray(render(state["gen"], frame_sp,
+                                          jax.tree_util.tree_map(lambda a, i=i: a[i:i + chunk], traj), cc)))
+               for i in range(0, t + pad, chunk)]
+        return np.concatenate(out)[:t]
+
+    return frames
 
 
 # ---------------------------------------------------------------------------------------------------------

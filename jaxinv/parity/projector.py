@@ -96,14 +96,9 @@ def run(case: Case) -> Iterator[Check]:
     recorded = [n.removesuffix(_SUFFIX) for n in meta["noise_buffer_order"]]
     if recorded != layers:
         raise CaseError(f"{case.name}: recorded noise buffers {recorded} differ from the generator's {layers}")
-    num_steps, num_samples, seed = int(io["num_steps"]), int(io["w_avg_samples"]), int(io["z_seed"])
-    call = meta.get("call", "")
-    opt = Adam(learning_rate=_call_arg(call, "initial_learning_rate", 0.1),
-               initial_noise_factor=_call_arg(call, "initial_noise_factor", 0.05),
-               lr_rampdown_length=_call_arg(call, "lr_rampdown_length", 0.25),
-               lr_rampup_length=_call_arg(call, "lr_rampup_length", 0.05),
-               noise_ramp_length=_call_arg(call, "noise_ramp_length", 0.75))
-    reg_weight = _call_arg(call, "regularize_noise_weight", 1e5)
+    rec = recorded_settings(case)
+    num_steps, num_samples, seed = rec["num_steps"], rec["num_samples"], rec["seed"]
+    opt, reg_weight = rec["optimizer"], rec["reg_weight"]
 
     # Space statistics exactly as project(): w_avg / w_std from RandomState(z_seed) samples.
     w_avg, w_std = w_statistics(gen, num_samples, seed)
@@ -189,6 +184,20 @@ def run(case: Case) -> Iterator[Check]:
     yield Check("free_running.loss", loss_traj, ref_loss, tol=1e-3 * float(np.abs(ref_loss).max()))
 
     yield from _float64_replay(case, gen, lp, opt, reg_weight)
+
+
+def recorded_settings(case: Case) -> dict:
+    """The recorded `project()` call in the engine's terms, as `run` drives it: {optimizer (`optim.Adam`),
+    reg_weight (the noise term's weight), num_steps, num_samples (w_avg_samples), seed (of the w samples)};
+    arguments the call leaves out take the official signature's defaults."""
+    io, call = case.io, case.meta.get("call", "")
+    opt = Adam(learning_rate=_call_arg(call, "initial_learning_rate", 0.1),
+               initial_noise_factor=_call_arg(call, "initial_noise_factor", 0.05),
+               lr_rampdown_length=_call_arg(call, "lr_rampdown_length", 0.25),
+               lr_rampup_length=_call_arg(call, "lr_rampup_length", 0.05),
+               noise_ramp_length=_call_arg(call, "noise_ramp_length", 0.75))
+    return {"optimizer": opt, "reg_weight": _call_arg(call, "regularize_noise_weight", 1e5),
+            "num_steps": int(io["num_steps"]), "num_samples": int(io["w_avg_samples"]), "seed": int(io["z_seed"])}
 
 
 def _f32_step_tol(case: Case) -> float:
