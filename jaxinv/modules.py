@@ -1,64 +1,53 @@
-"""Flax NNX handle of a jaxinv generator, for embedding it in Flax code (fine-tuning, a training loop).
+"""A jaxinv model as the Flax NNX module of its family, to hold in Flax code (fine-tuning, a training loop, a
+larger model).
 
-`GeneratorModule(model)` holds every parameter as an `nnx.Param` at the path the official code names it
-(`synthesis.b64.conv1.weight`, `mapping.fc0.bias`; PGGAN / StyleGAN v1: the TF scopes, `4x4.Dense.weight`), and
-calls the family's forward (`Generator`: mapping, synthesis, styles, __call__) on the current values, so
-`nnx.jit`, `nnx.grad` and optimizers over `nnx.Param` work as for any NNX module. The static config stays on the
-module (`cfg`); `to_model()` gives the engine's `Model` back with the current weights.
+    module = jaxinv.modules.module(jaxinv.load("ffhq.pkl"))   # stylegan2.Generator: mapping, synthesis
+    module.synthesis.b64.conv1.weight                          # nnx.Param at the official name, HWIO
+    model = jaxinv.modules.to_model(module, like=old_model)    # back to the engine, current weights
 
-This is a handle over the families' functional forwards, not a module per official layer: the layers
-themselves are still the functions of `jaxinv/models/<family>.py`.
+The module tree is the family's own (`jaxinv/models/<family>.py`, built as `jaxinv.models.nn` says): its
+parameter paths are the official names, `nnx.jit` / `nnx.grad` / optax over `nnx.Param` work as for any module,
+and it calls the same kernels as the engine, which runs the same classes functionally (`nn.bind`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from jaxinv.errors import ConfigError
-from jaxinv.generators import Generator
-from jaxinv.models import Model
+from jaxinv.models import Model, biggan, dcgan, encoders, nn, pggan, rosinality, stylegan1, stylegan2, stylegan3
+
+# family -> the class of its whole model (the official top-level module)
+_TOP: dict[str, Any] = {
+    "stylegan2": lambda cfg: stylegan2.Generator,
+    "stylegan3": lambda cfg: stylegan3.Generator,
+    "rosinality": lambda cfg: rosinality.Generator,
+    "stylegan1": lambda cfg: stylegan1.Generator,
+    "pggan": lambda cfg: pggan.Generator,
+    "dcgan": lambda cfg: dcgan.Generator,
+    "biggan": lambda cfg: biggan.BigGAN,
+    "e4e": encoders.encoder_class,
+    "psp": encoders.encoder_class,
+}
 
 
-def _is_variable(x: Any) -> bool:
-    return isinstance(x, nnx.Variable)
+def module_class(model: Model) -> type[nnx.Module]:
+    """The NNX class of `model`'s family (for its config)."""
+    if model.family not in _TOP:
+        raise ConfigError(f"model: family {model.family!r} has no NNX module (known: {', '.join(_TOP)})")
+    return _TOP[model.family](model.cfg)
 
 
-class GeneratorModule(nnx.Module):
-    """NNX module of a generator `Model`; attributes = the official top-level modules (mapping, synthesis, ...)."""
+def module(model: Model) -> nnx.Module:
+    """`model` as its family's NNX module, holding its weights (device arrays; shapes checked)."""
+    return nn.build(module_class(model), model.cfg, model.params)
 
-    def __init__(self, model: Model, truncation_psi: float = 1.0) -> None:
-        if not isinstance(model.params, dict):
-            raise ConfigError(f"model: params of family {model.family!r} are not a dict of modules")
-        Generator(model.family, model.cfg, model.params, truncation_psi)  # validates family / truncation_psi
-        self.family, self.cfg, self.truncation_psi = model.family, model.cfg, float(truncation_psi)
-        self.provenance = dict(model.provenance)
-        self._names = tuple(model.params)
-        for name, tree in model.params.items():
-            setattr(self, name, nnx.data(jax.tree.map(lambda a: nnx.Param(jnp.asarray(a)), tree)))
 
-    def param_tree(self) -> dict[str, Any]:
-        """The current values as the engine's params pytree."""
-        return {n: jax.tree.map(lambda v: v[...], getattr(self, n), is_leaf=_is_variable) for n in self._names}
-
-    def generator(self) -> Generator:
-        return Generator(self.family, self.cfg, self.param_tree(), self.truncation_psi)
-
-    def to_model(self) -> Model:
-        return Model(self.family, self.cfg, self.param_tree(), dict(self.provenance))
-
-    def __call__(self, z: jax.Array, c: jax.Array | None = None) -> jax.Array:
-        return self.generator()(z, c)
-
-    def mapping(self, z: jax.Array, c: jax.Array | None = None, truncation_psi: float = 1.0) -> jax.Array:
-        return self.generator().mapping(z, c, truncation_psi)
-
-    def synthesis(self, ws: jax.Array | None = None, *, styles: dict | None = None,
-                  noise: dict | None = None) -> jax.Array:
-        return self.generator().synthesis(ws, styles=styles, noise=noise)
-
-    def styles(self, ws: jax.Array) -> dict[str, jax.Array]:
-        return self.generator().styles(ws)
+def to_model(module: nnx.Module, like: Model) -> Model:
+    """The engine's `Model` with `module`'s current weights (family, config and provenance from `like`)."""
+    if not isinstance(module, module_class(like)):
+        raise ConfigError(f"module: a {type(module).__name__}, not the {like.family} model's "
+                          f"{module_class(like).__name__}")
+    return Model(like.family, like.cfg, nn.weights(module), dict(like.provenance))

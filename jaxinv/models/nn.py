@@ -13,7 +13,7 @@ once per (class, cfg). The engine keeps the weights as a plain nested dict at th
 jits, vmaps, differentiates, shards and saves as any pytree; `bind(cls, cfg, params)` merges them into the built
 module (`nnx.merge`, at trace time only, so a compiled program is exactly the kernels the modules call).
 `build(cls, cfg, params)` gives a concrete module to hold (fine-tuning, embedding in other Flax code), and
-`nnx.split(module, (nnx.Param, Buffer), Const)` takes it apart again.
+`nnx.split(module, (nnx.Param, Buffer))` takes it apart again.
 """
 
 from __future__ import annotations
@@ -36,11 +36,34 @@ class Buffer(nnx.Variable):
     """A checkpoint array that is not a trained weight (w_avg, noise_const, BN statistics)."""
 
 
-class Const(nnx.Variable):
-    """A static of the module computed at build time from its config (filters, design constants)."""
+class Const:
+    """A static array of a module, computed at build time from its config (filters, design constants). Not a
+    Variable: it is part of the graph definition (hashable by value), never of the state, so it stays a numpy
+    constant under `nn.bind`, `nnx.jit`, `nnx.split` alike (kernels such as `ops.upfirdn2d` need it concrete).
+    Read it as `self.filter[...]`."""
+
+    __slots__ = ("_key", "value")
+
+    def __init__(self, value: np.ndarray) -> None:
+        value = np.array(value)
+        value.setflags(write=False)
+        self.value = value
+        self._key = (value.dtype.str, value.shape, value.tobytes())
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return self.value[index]
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Const) and self._key == other._key
+
+    def __repr__(self) -> str:
+        return f"Const({self.value.dtype}{list(self.value.shape)})"
 
 
-WEIGHTS = (nnx.Param, Buffer)  # what `params` holds; Const stays with the built module
+WEIGHTS = (nnx.Param, Buffer)  # what `params` holds (every Variable of a module); Consts are in the graph
 
 
 def param(*shape: int, dtype: Any = jnp.float32) -> nnx.Param:
@@ -56,10 +79,10 @@ def const(value: Any, dtype: Any = np.float32) -> Const:
 
 
 @functools.cache
-def _built(cls: type[M], cfg: Any) -> tuple[Any, dict, Any, jax.tree_util.PyTreeDef]:
-    graphdef, weights, consts = nnx.split(cls(cfg), WEIGHTS, Const)
+def _built(cls: type[M], cfg: Any) -> tuple[Any, dict, jax.tree_util.PyTreeDef]:
+    graphdef, weights = nnx.split(cls(cfg), WEIGHTS)
     abstract = nnx.to_pure_dict(weights)
-    return graphdef, abstract, consts, jax.tree.structure(abstract)
+    return graphdef, abstract, jax.tree.structure(abstract)
 
 
 def shapes(cls: type[nnx.Module], cfg: Any) -> dict:
@@ -93,10 +116,10 @@ def check(cls: type[nnx.Module], cfg: Any, params: Any) -> None:
 
 def bind(cls: type[M], cfg: Any, params: Any) -> M:
     """The module `cls(cfg)` holding `params` (arrays or tracers), ready to call."""
-    graphdef, _, consts, treedef = _built(cls, cfg)
+    graphdef, _, treedef = _built(cls, cfg)
     if jax.tree.structure(params) != treedef:
         check(cls, cfg, params)  # names the difference
-    return nnx.merge(graphdef, nnx.State(params), consts)
+    return nnx.merge(graphdef, nnx.State(params))
 
 
 def build(cls: type[M], cfg: Any, params: Any) -> M:
