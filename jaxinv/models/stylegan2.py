@@ -264,8 +264,8 @@ class MappingNetwork(nnx.Module):
     def __init__(self, cfg: Config) -> None:
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = cfg.z_dim, cfg.c_dim, cfg.w_dim, cfg.num_ws
         self.num_layers = cfg.mapping_layers
-        embed = cfg.embed_features or cfg.w_dim
-        layer = cfg.layer_features or cfg.w_dim
+        embed = getattr(cfg, "embed_features", None) or cfg.w_dim  # (the stylegan3 repo's config has neither)
+        layer = getattr(cfg, "layer_features", None) or cfg.w_dim
         feats = [cfg.z_dim + (embed if cfg.c_dim else 0)] + [layer] * (cfg.mapping_layers - 1) + [cfg.w_dim]
         if cfg.c_dim:
             self.embed = FullyConnectedLayer(cfg.c_dim, embed)
@@ -277,12 +277,15 @@ class MappingNetwork(nnx.Module):
     def __call__(self, z: jax.Array, c: jax.Array | None = None, truncation_psi: float = 1.0,
                  truncation_cutoff: int | None = None) -> jax.Array:
         """z [B, z_dim] (+ c [B, c_dim]) -> ws [B, num_ws, w_dim] (truncated, see `truncate`)."""
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ConfigError(f"mapping: z must be [B, {self.z_dim}], got {list(z.shape)}")
         parts = []
         if self.z_dim > 0:
             parts.append(ops.normalize_2nd_moment(z.astype(jnp.float32)))
         if self.c_dim > 0:
-            if c is None:
-                raise ConfigError(f"conditional generator (c_dim={self.c_dim}) needs a class vector c")
+            if c is None or c.ndim != 2 or c.shape[1] != self.c_dim:
+                raise ConfigError(f"mapping: c must be [B, {self.c_dim}] (conditional generator), got "
+                                  f"{None if c is None else list(c.shape)}")
             parts.append(ops.normalize_2nd_moment(self.embed(c.astype(jnp.float32))))
         x = jnp.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
         for i in range(self.num_layers):

@@ -39,6 +39,7 @@ from jax import lax
 from jaxinv import ops
 from jaxinv.errors import CheckpointError, ConfigError
 from jaxinv.models.nn import bind, buffer, const, param, shapes
+from jaxinv.models.stylegan2 import FullyConnectedLayer, MappingNetwork  # the same modules in the official repo
 from jaxinv.state_dict import Entry, as_is, conv_hwio, fill, linear_t
 
 # ---------------------------------------------------------------------------------------------
@@ -313,63 +314,6 @@ def _design(cfg: Config) -> tuple[InputSpec, tuple[LayerSpec, ...]]:
 
 # ---------------------------------------------------------------------------------------------
 # Modules (the official hierarchy: Generator.mapping / Generator.synthesis.{input, L0_36_512, ...})
-
-
-class FullyConnectedLayer(nnx.Module):
-    """``FullyConnectedLayer``: equalised-lr dense; ``weight`` [in, out] (stored unscaled), ``bias`` [out]."""
-
-    def __init__(self, in_features: int, out_features: int, *, lr_multiplier: float = 1.0,
-                 activation: str = "linear") -> None:
-        self.weight = param(in_features, out_features)
-        self.bias = param(out_features)
-        self.lr_multiplier, self.activation = lr_multiplier, activation
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """[B, in] -> [B, out]."""
-        return ops.fully_connected(x, self.weight[...], self.bias[...], lr_multiplier=self.lr_multiplier,
-                                   activation=self.activation)
-
-
-class MappingNetwork(nnx.Module):
-    """``MappingNetwork``: ``embed`` (c_dim > 0 only), ``fc0`` .. ``fc{mapping_layers-1}`` (lrelu, lr-multiplied)
-    and the ``w_avg`` buffer [w_dim] (the truncation centre)."""
-
-    def __init__(self, cfg: Config) -> None:
-        self.z_dim, self.c_dim, self.w_dim, self.num_ws = cfg.z_dim, cfg.c_dim, cfg.w_dim, cfg.num_ws
-        self.num_layers = cfg.mapping_layers
-        if cfg.c_dim > 0:
-            self.embed = FullyConnectedLayer(cfg.c_dim, cfg.w_dim)
-        features = [cfg.z_dim + (cfg.w_dim if cfg.c_dim > 0 else 0)] + [cfg.w_dim] * cfg.mapping_layers
-        for idx in range(cfg.mapping_layers):
-            setattr(self, f"fc{idx}", FullyConnectedLayer(features[idx], features[idx + 1],
-                                                          activation=cfg.mapping_activation,
-                                                          lr_multiplier=cfg.mapping_lr_multiplier))
-        self.w_avg = buffer(cfg.w_dim)
-
-    def __call__(self, z: jax.Array, c: jax.Array | None = None, truncation_psi: Any = 1.0,
-                 truncation_cutoff: int | None = None) -> jax.Array:
-        """z [B, z_dim] (+ c [B, c_dim]) -> ws [B, num_ws, w_dim], lerped towards ``w_avg`` by
-        ``truncation_psi`` on the first ``truncation_cutoff`` ws (None = all)."""
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise ConfigError(f"stylegan3.mapping: z must be [B, {self.z_dim}], got {list(z.shape)}")
-        if self.c_dim > 0 and (c is None or c.ndim != 2 or c.shape[1] != self.c_dim):
-            raise ConfigError(f"stylegan3.mapping: c must be [B, {self.c_dim}] (conditional model), got "
-                              f"{None if c is None else list(c.shape)}")
-        x = ops.normalize_2nd_moment(z.astype(jnp.float32))
-        if self.c_dim > 0:
-            y = ops.normalize_2nd_moment(self.embed(c.astype(jnp.float32)))
-            x = jnp.concatenate([x, y], axis=1)
-        for idx in range(self.num_layers):
-            x = getattr(self, f"fc{idx}")(x)
-        ws = jnp.broadcast_to(x[:, None], (x.shape[0], self.num_ws, self.w_dim))
-        if isinstance(truncation_psi, int | float) and truncation_psi == 1:
-            return ws
-        w_avg = self.w_avg[...]
-        trunc = w_avg + truncation_psi * (ws - w_avg)
-        if truncation_cutoff is None:
-            return trunc
-        layer_mask = (jnp.arange(self.num_ws) < truncation_cutoff)[None, :, None]
-        return jnp.where(layer_mask, trunc, ws)
 
 
 class SynthesisInput(nnx.Module):
