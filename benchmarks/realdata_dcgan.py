@@ -71,11 +71,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="also write the markdown table here")
     args = ap.parse_args(argv)
 
+    model = dcgan.load_default()
     files = images.list_images(args.faces)[:: args.every][: args.n]
-    x, names, errors = images.load_images(files, images.parse_crop("dcgan-faces", 64))
+    x, names, errors = images.load_images(files, model)  # the CLI's crop for the embedded model (dcgan-faces)
     for _, msg in errors:
         print(f"skipped {msg}", file=sys.stderr)
-    model = dcgan.load_default()
     id_params = load_face_id(args.id_weights)
     desc = jax.jit(lambda p, im: face_descriptor_from_image(p, im))
     target01 = jnp.asarray((x + 1) / 2)

@@ -106,11 +106,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "restoration"))
     args = ap.parse_args(argv)
 
+    model = dcgan.load_default()
     files = images.list_images(args.faces)[:: args.every][: args.n]
-    x, names, errors = images.load_images(files, images.parse_crop("dcgan-faces", 64))
+    x, names, errors = images.load_images(files, model)  # the CLI's crop for the embedded model (dcgan-faces)
     for _, msg in errors:
         print(f"skipped {msg}", file=sys.stderr)
-    model = dcgan.load_default()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cmd = "python benchmarks/restoration.py " + " ".join(sys.argv[1:] if argv is None else argv)
