@@ -47,6 +47,7 @@ from PIL import Image
 
 from jaxinv import console
 from jaxinv.errors import ConfigError, ImageError
+from jaxinv.images import read_image
 from jaxinv.models import faceapi
 
 DETECTOR_SIZE = 416  # TinyYolov2Options default inputSize
@@ -412,8 +413,6 @@ def align_face(nets: FaceNets, img: Any, size: int = 1024, name: str = "image", 
 
 def read_photo(path: str | os.PathLike) -> np.ndarray:
     """A photo file -> float32 [H, W, 3] 0..255 (the CLI's decoder, `jaxinv.images.read_image`)."""
-    from jaxinv.images import read_image
-
     im, a = read_image(path, 3)
     return as_float_rgb(im) if im is not None else np.clip(a, 0.0, 1.0).astype(np.float32) * 255.0
 
@@ -502,14 +501,31 @@ def run(args: argparse.Namespace) -> int:
 # `jaxinv invert --align [--paste-back]`
 
 
-def job_loader(nets: FaceNets, resolution: int, channels: int, out_dir: str | os.PathLike, names: dict[str, str]):
+def crop_aligned(al: Aligned, size: int, box: tuple[int, int, int, int], resolution: int) -> Aligned:
+    """A model's crop of an FFHQ-aligned face (e.g. the dcgan-faces preset: box (x0, y0, x1, y1) of the aligned
+    `size` x `size` image), resized to `resolution`, with the quad of that crop in the photo (for paste-back)."""
+    a = quad_to_affine(al.quad, size)
+    x0, y0, x1, y1 = box
+    quad = np.stack([a @ np.array([u, v, 1.0]) for u, v in ((x0, y0), (x0, y1), (x1, y1), (x1, y0))])
+    img = Image.fromarray(al.image).crop(box).resize((resolution, resolution), Image.LANCZOS)
+    return Aligned(np.asarray(img), quad, al.face)
+
+
+def job_loader(nets: FaceNets, resolution: int, channels: int, out_dir: str | os.PathLike, names: dict[str, str],
+               crop: tuple[int, int, int, int] | None = None, crop_from: int | None = None):
     """A batch job's image loader (ref -> float32 [R, R, C] in [-1, 1]): each photo FFHQ-aligned to the model's
-    resolution; its record (quad, landmarks, score, source) goes to OUT/<name>/align.json. No face: ImageError
-    (the job lists it in errors.csv)."""
+    resolution, or, for a model trained on a crop of aligned faces (`crop` box of the `crop_from`-pixel aligned
+    image, e.g. the embedded DCGAN's dcgan-faces), aligned at `crop_from`, cropped and resized; its record (the
+    quad of the final image, landmarks, score, source) goes to OUT/<name>/align.json. No face: ImageError (the
+    job lists it in errors.csv)."""
     out_dir = Path(out_dir)
 
     def load(ref) -> np.ndarray:
-        al = align_face(nets, read_photo(ref.path), resolution, name=str(ref.path))
+        if crop is None:
+            al = align_face(nets, read_photo(ref.path), resolution, name=str(ref.path))
+        else:
+            al = crop_aligned(align_face(nets, read_photo(ref.path), crop_from, name=str(ref.path)), crop_from, crop,
+                              resolution)
         d = out_dir / names[ref.key]
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / ".align.json.tmp"

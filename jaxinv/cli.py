@@ -377,8 +377,11 @@ class Invert:
         _log((f"preset {args.preset}: " if args.preset else "")
              + f"model {gen.family} {gen.img_resolution}px, space {space}"
              + (" + noise maps" if space_options.get("noise") else "") + f", {args.optimizer} x {args.steps} steps, "
-             f"{args.restarts} restart(s), loss {args.loss}, seed {args.seed}, crop {crop}"
-             + (f" (images already {pre.resolution}x{pre.resolution} as they are)" if pre.as_is_at_resolution else "")
+             f"{args.restarts} restart(s), loss {args.loss}, seed {args.seed}, "
+             + (("FFHQ alignment" + (f" then crop {crop}" if pre.crop is not None else "")) if args.align
+                else f"crop {crop}")
+             + (f" (images already {pre.resolution}x{pre.resolution} as they are)"
+                if pre.as_is_at_resolution and not args.align else "")
              + (f", restart 0 from the {pair.encoder.family} encoder" if encoder is not None else "")
              + (f", degradation {deg.spec()}" if deg is not None else ""))
 
@@ -393,9 +396,11 @@ class Invert:
             if deg is not None:
                 raise ConfigError("--align: not with --degrade")
             names = jobs.output_names(refs)
+            # a model trained on a crop of aligned faces (the embedded DCGAN's dcgan-faces) gets that crop after it
+            box = (pre.crop, pre.resize_to) if pre.crop is not None and pre.resize_to else (None, None)
             loader = align.job_loader(align.load_face_nets(args.face_weights), gen.img_resolution,
-                                      gen.img_channels, Path(args.out), names)
-            crop = "ffhq-align"
+                                      gen.img_channels, Path(args.out), names, *box)
+            crop = "ffhq-align" if box[0] is None else f"ffhq-align+{crop}"
         spec = jobs.invert_spec(
             gen, loader, batch_size=args.batch, devices=devices,
             preprocess={"crop": crop, **_pre_dict(pre)}, max_reseeds=args.max_reseeds, space=space, loss=args.loss,
