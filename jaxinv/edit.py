@@ -21,6 +21,7 @@ and with `--video` an animated `edit.webp` / `.gif` sweeping the strength.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -31,7 +32,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
+from jaxinv import align, images
 from jaxinv.encode import load_model_or_pair
 from jaxinv.errors import ConfigError, ImageError
 from jaxinv.generators import Generator, render_jit
@@ -242,8 +245,8 @@ def render_ws(model: Any, ws: Any, batch_size: int = 8) -> np.ndarray:
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
-    """Generator output ([-1, 1]) -> uint8 RGB/gray."""
-    x = np.clip(np.rint((np.asarray(img, np.float32) + 1) * 127.5), 0, 255).astype(np.uint8)
+    """Generator output ([-1, 1]) -> uint8 RGB/gray (`images.to_uint8`, one channel dropped for pillow)."""
+    x = images.to_uint8(img)
     return x[..., 0] if x.shape[-1] == 1 else x
 
 
@@ -260,8 +263,6 @@ def grid(images: np.ndarray, pad: int = 2) -> np.ndarray:
 
 
 def save_grid(images: np.ndarray, path: str | Path) -> Path:
-    from PIL import Image
-
     path = Path(path)
     Image.fromarray(grid(images)).save(path)
     return path
@@ -269,8 +270,6 @@ def save_grid(images: np.ndarray, path: str | Path) -> Path:
 
 def save_video(frames: np.ndarray, path: str | Path, fps: float = 12.0) -> Path:
     """frames [T, N, H, W, C] (float) -> an animated WebP/GIF (by suffix) of the N images side by side."""
-    from PIL import Image
-
     path = Path(path)
     if path.suffix.lower() not in (".webp", ".gif"):
         raise ConfigError(f"{path}: video must be .webp or .gif (animated, written with pillow)")
@@ -346,6 +345,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=int, default=24, help="video frames per sweep (-S..S..-S)")
     parser.add_argument("--samples", type=int, default=10000, help="GANSpace: mapped w samples for the PCA")
     parser.add_argument("--batch", type=int, default=8, help="images per rendered batch")
+    parser.add_argument("--paste-back", action="store_true",
+                        help="--latents from `jaxinv invert --align`: also write OUT/<name>/pasted_<k>.png, each "
+                             "edit warped back into the original photo (the quad in <latents>/<name>/align.json)")
     return parser
 
 
@@ -369,6 +371,10 @@ def run(args: argparse.Namespace) -> int:
     np.savez(out / "edited_ws.npz", ws=np.asarray(apply_edit(ws[:, None], d, strengths[None], layers)),
              strengths=strengths, names=np.asarray(names))
     dirs.save(out / "directions.npz")
+    if args.paste_back:
+        n = paste_back_edits(Path(args.latents), names, imgs, out)
+        print(f"pasted back {n} x {len(strengths)} edits (OUT/<name>/pasted_<k>.png, k = strength index)",
+              file=sys.stderr)
     if args.video:
         half = np.linspace(-args.strength, args.strength, args.frames // 2 + 1, dtype=np.float32)
         sweep = np.concatenate([half, half[-2:0:-1]])
@@ -377,6 +383,24 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(ws)} codes x {len(strengths)} strengths along {args.direction} -> {out / 'grid.png'} "
           f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     return 0
+
+
+def paste_back_edits(latents: Path, names: Sequence[str], imgs: np.ndarray, out: Path) -> int:
+    """Each code's edits imgs [N, T, H, W, C] ([-1, 1]) warped into its photo (`align.paste_back`, the quad of
+    `latents/<name>/align.json`) -> out/<name>/pasted_<k>.png. Returns how many codes had a quad."""
+    if not latents.is_dir():
+        raise ConfigError("paste_back: needs latents from a `jaxinv invert --align` output folder")
+    missing = [n for n in names if not (latents / n / "align.json").is_file()]
+    if missing:
+        raise ImageError(f"{latents / missing[0] / 'align.json'}: no alignment record (invert with --align)")
+    for name, row in zip(names, imgs, strict=True):
+        rec = json.loads((latents / name / "align.json").read_text())
+        photo = align.read_photo(rec["source"])
+        (out / name).mkdir(parents=True, exist_ok=True)
+        for k, img in enumerate(row):
+            pasted = align.paste_back(photo, to_uint8(img), np.asarray(rec["quad"]))
+            Image.fromarray(pasted).save(out / name / f"pasted_{k}.png")
+    return len(names)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

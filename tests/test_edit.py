@@ -1,6 +1,8 @@
 """Editing: SeFa / GANSpace directions (orthonormal, ordered, against numpy references), exact strength-0 edits,
 layer ranges, and the `jaxinv edit` command's files."""
 
+import json
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -120,3 +122,29 @@ def test_errors(sg2):
     with pytest.raises(ConfigError, match="out of range"):
         edit.sefa(sg2, num_directions=2).direction(5)
     assert jnp.asarray(edit.apply_edit(np.zeros((1, 8, 64)), np.ones(64), 0.0)).sum() == 0
+
+
+def test_edit_paste_back(sg2, tmp_path):
+    """--paste-back: each edit goes back into the photo at the quad that `invert --align` recorded."""
+    photo = (np.random.RandomState(0).rand(80, 100, 3) * 255).astype(np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    ws = np.repeat(edit.mapped_w(sg2, 1, seed=5)[:, None], sg2.cfg.num_ws, axis=1)
+    lat = tmp_path / "inv" / "photo"
+    lat.mkdir(parents=True)
+    np.savez(lat / "projected_w.npz", w=ws)
+    quad = [[30, 20], [30, 52], [62, 52], [62, 20]]  # TL, BL, BR, TR: a 32 x 32 square
+    (lat / "align.json").write_text(json.dumps({"source": str(tmp_path / "photo.png"), "quad": quad}))
+    out = tmp_path / "out"
+    assert edit.main(["--model", str(GOLDEN / f"{SG2}.weights.npz"), "--latents", str(tmp_path / "inv"),
+                      "--direction", "sefa:1", "--strength", "3", "--steps", "3", "--out", str(out),
+                      "--paste-back"]) == 0
+    pasted = [np.asarray(Image.open(out / "photo" / f"pasted_{k}.png")) for k in range(3)]
+    assert all(p.shape == photo.shape for p in pasted)
+    for p in pasted:
+        np.testing.assert_array_equal(p[:15], photo[:15])  # away from the quad: the photo
+        np.testing.assert_array_equal(p[:, :25], photo[:, :25])
+    assert not np.array_equal(pasted[0][30:45, 40:55], photo[30:45, 40:55])  # the edit is inside
+    assert not np.array_equal(pasted[0][30:45, 40:55], pasted[2][30:45, 40:55])  # strengths differ there
+    (lat / "align.json").unlink()
+    assert edit.main(["--model", str(GOLDEN / f"{SG2}.weights.npz"), "--latents", str(tmp_path / "inv"),
+                      "--direction", "sefa:1", "--strength", "3", "--out", str(out), "--paste-back"]) == 2
