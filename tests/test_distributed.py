@@ -4,6 +4,7 @@ The subprocess tests force host devices with XLA_FLAGS and share one compilation
 (the same programs as tests/test_jobs.py), so each configuration compiles once.
 """
 
+import csv
 import os
 import socket
 import subprocess
@@ -182,7 +183,7 @@ def test_restart_shards_are_exact_for_a_given_split(images, one_device_run, tmp_
         assert r.returncode == 0, r.stderr[-2000:]
         runs[devices] = out
     assert compare_dirs(runs[4], runs[2]) >= 6 * 3
-    best = [row.split(",")[4] for row in (runs[4] / "metrics.csv").read_text().splitlines()[1:]]
+    best = [row["best_restart"] for row in csv.DictReader(open(runs[4] / "metrics.csv"))]
     assert set(best) == {"0", "1"}, best  # winners come from both restart shards
     for i in range(6):
         a, b = (np.load(d / f"img{i}" / "latent.npz") for d in (one_device_run, runs[4]))
