@@ -28,25 +28,16 @@ import numpy as np
 
 from jaxinv.errors import ConfigError
 from jaxinv.generators import Generator
+from jaxinv.models import dcgan
+from jaxinv.models.nn import bind
 from jaxinv.spaces import Latent, Space, _register
 
 _SPEC = re.compile(r"^mgan:(\d+)@(\d+)$")
 
 
 def _dcgan_blocks(gen: Generator, x: jax.Array, first: int, last: int) -> jax.Array:
-    """DCGAN blocks first..last (1-based, as `jaxinv.models.dcgan.generate` runs them); block 1 takes z."""
-    from jaxinv.models import dcgan
-
-    p, n_layers = gen.params["main"], gen.cfg.num_layers
-    for i in range(first, last + 1):
-        if i == 1:  # a transposed conv of a 1x1 input is a matmul (as dcgan.generate computes it)
-            x = jnp.einsum("bi,yxio->byxo", jnp.asarray(x, jnp.float32), p["0"]["weight"][::-1, ::-1])
-        else:
-            x = dcgan.conv_transpose(x, p[str(3 * (i - 1))]["weight"], stride=2, padding=1)
-        if i < n_layers:
-            bn = p[str(3 * (i - 1) + 1)]
-            x = jax.nn.relu(x * bn["scale"] + bn["shift"])
-    return jnp.tanh(x) if last == n_layers else x
+    """DCGAN blocks first..last (1-based; `dcgan.Generator.blocks`); block 1 takes z."""
+    return bind(dcgan.Generator, gen.cfg, gen.params).blocks(jnp.asarray(x, jnp.float32), first, last)
 
 
 def feature_channels(gen: Generator, layer: int) -> int:

@@ -190,17 +190,20 @@ class Generator(nnx.Module):
 
     def __call__(self, z: jax.Array) -> jax.Array:
         """z [B, z_dim] -> images [B, R, R, img_channels] in [-1, 1]."""
-        cfg = self.cfg
         z = jnp.asarray(z, jnp.float32)
-        if z.ndim != 2 or z.shape[1] != cfg.z_dim:
-            raise ValueError(f"dcgan.generate: z must be [B, {cfg.z_dim}], got {z.shape}")
-        x = self.main["0"].from_vector(z)
-        for i in range(cfg.num_layers):
-            if i > 0:
-                x = self.main[str(_conv_index(i))](x)
-            if i < cfg.num_layers - 1:
+        if z.ndim != 2 or z.shape[1] != self.cfg.z_dim:
+            raise ValueError(f"dcgan.generate: z must be [B, {self.cfg.z_dim}], got {z.shape}")
+        return self.blocks(z, 1, self.cfg.num_layers)
+
+    def blocks(self, x: jax.Array, first: int, last: int) -> jax.Array:
+        """Blocks first..last (1-based; block i = main.{3(i-1)} conv, then BatchNorm + ReLU, or tanh after the last
+        block): block 1 takes z [B, z_dim], block i > 1 the features [B, 2^i, 2^i, channels[i-2]] of block i - 1
+        (the split forward of the multi-code prior, `jaxinv.mgan`)."""
+        for i in range(first - 1, last):
+            x = self.main["0"].from_vector(x) if i == 0 else self.main[str(_conv_index(i))](x)
+            if i < self.cfg.num_layers - 1:
                 x = jax.nn.relu(self.main[str(_bn_index(i))](x))
-        return jnp.tanh(x)
+        return jnp.tanh(x) if last == self.cfg.num_layers else x
 
 
 def generate(cfg: Config, params: dict, z: jax.Array) -> jax.Array:
