@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-# family key -> module with Config, from_source(src) and pure forward functions.
+# family key -> module with Config, from_source(src), its NNX module tree and the engine's functions (one bind each).
 FAMILIES = {
     "stylegan2": "jaxinv.models.stylegan2",
     "stylegan3": "jaxinv.models.stylegan3",
