@@ -46,8 +46,9 @@ import numpy as np
 from PIL import Image
 
 from jaxinv import console
+from jaxinv.degrade import LUMA
 from jaxinv.errors import ConfigError, ImageError
-from jaxinv.images import read_image
+from jaxinv.images import list_images, read_image
 from jaxinv.models import faceapi
 
 DETECTOR_SIZE = 416  # TinyYolov2Options default inputSize
@@ -420,7 +421,7 @@ def read_photo(path: str | os.PathLike) -> np.ndarray:
 def record(path: str | os.PathLike, al: Aligned, size: int) -> dict:
     """The JSON record written beside an aligned image."""
     f = al.face
-    return {"source": str(path), "size": size, "quad": np.round(al.quad, 4).tolist(),
+    return {"source": str(Path(path).resolve()), "size": size, "quad": np.round(al.quad, 4).tolist(),
             "quad_order": "TL, BL, BR, TR (x, y), pixel-index coordinates of the source",
             "box": [round(v, 3) for v in f.box], "score": round(f.score, 6), "faces_found": f.faces_found,
             "landmarks": np.round(f.landmarks, 3).tolist(),
@@ -447,8 +448,6 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jaxinv.images import list_images
-
     if args.size < 8:
         raise ConfigError(f"--size {args.size}: must be >= 8")
     if not 0.0 < args.min_score < 1.0:
@@ -532,7 +531,7 @@ def job_loader(nets: FaceNets, resolution: int, channels: int, out_dir: str | os
         tmp.write_text(json.dumps(record(ref.path, al, resolution), indent=1))
         os.replace(tmp, d / "align.json")
         x = al.image.astype(np.float32) / 127.5 - 1.0
-        return x.mean(axis=2, keepdims=True) if channels == 1 else x
+        return (x @ np.asarray(LUMA, np.float32))[..., None] if channels == 1 else x  # as pillow's "L"
 
     return load
 

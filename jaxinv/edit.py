@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from jaxinv import align, images
+from jaxinv import align, console, images
 from jaxinv.encode import load_model_or_pair
 from jaxinv.errors import ConfigError, ImageError
 from jaxinv.generators import Generator, render_jit
@@ -373,15 +373,14 @@ def run(args: argparse.Namespace) -> int:
     dirs.save(out / "directions.npz")
     if args.paste_back:
         n = paste_back_edits(Path(args.latents), names, imgs, out)
-        print(f"pasted back {n} x {len(strengths)} edits (OUT/<name>/pasted_<k>.png, k = strength index)",
-              file=sys.stderr)
+        console.log(f"pasted back {n} x {len(strengths)} edits (OUT/<name>/pasted_<k>.png, k = strength index)")
     if args.video:
         half = np.linspace(-args.strength, args.strength, args.frames // 2 + 1, dtype=np.float32)
         sweep = np.concatenate([half, half[-2:0:-1]])
         frames = render_edits(model, ws, d, sweep, layers, batch_size=args.batch)  # [N, T, ...]
         save_video(np.moveaxis(frames, 1, 0), out / f"edit.{args.video_format}")
-    print(f"{len(ws)} codes x {len(strengths)} strengths along {args.direction} -> {out / 'grid.png'} "
-          f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    console.log(f"{len(ws)} codes x {len(strengths)} strengths along {args.direction} -> {out / 'grid.png'} "
+                f"({time.perf_counter() - t0:.1f} s)")
     return 0
 
 
@@ -389,10 +388,10 @@ def paste_back_edits(latents: Path, names: Sequence[str], imgs: np.ndarray, out:
     """Each code's edits imgs [N, T, H, W, C] ([-1, 1]) warped into its photo (`align.paste_back`, the quad of
     `latents/<name>/align.json`) -> out/<name>/pasted_<k>.png. Returns how many codes had a quad."""
     if not latents.is_dir():
-        raise ConfigError("paste_back: needs latents from a `jaxinv invert --align` output folder")
+        raise ConfigError(f"latents={str(latents)!r}: paste-back needs the output folder of an aligned inversion")
     missing = [n for n in names if not (latents / n / "align.json").is_file()]
     if missing:
-        raise ImageError(f"{latents / missing[0] / 'align.json'}: no alignment record (invert with --align)")
+        raise ImageError(f"{latents / missing[0] / 'align.json'}: no alignment record (an inversion without alignment)")
     for name, row in zip(names, imgs, strict=True):
         rec = json.loads((latents / name / "align.json").read_text())
         photo = align.read_photo(rec["source"])

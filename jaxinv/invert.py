@@ -617,19 +617,29 @@ def invert(model: Any, images: Any, *, space: str | Space | None = None, loss: A
         hist = out.pop("history")[:, :m]
         out = jax.tree_util.tree_map(lambda a, m=m: a[:m], out)
         out["history"] = hist
+        # quality against the images as the loss sees them (with a degradation: D(G(z*)) vs the masked observation)
+        seen = xb[:m] if deg is None else np.asarray(_observed_target(deg, jnp.asarray(xb), db))[:m]
+        out["psnr"], out["ssim"] = (np.asarray(q) for q in _quality(out["images" if deg is None else "observed"],
+                                                                    seen))
         outs.append(out)
         if on_batch is not None:
             on_batch(min(b0 + bs, n), n)
     cat = lambda *a: np.concatenate(a, axis=0)  # noqa: E731
     res = jax.tree_util.tree_map(cat, *[{k: v for k, v in o.items() if k != "history"} for o in outs])
     history = np.concatenate([o["history"] for o in outs], axis=1)
-    compared = res["images"] if res.get("observed") is None else res["observed"]
-    psnr, ssim = (np.asarray(q).reshape(n) for q in jax.jit(metrics.psnr_ssim_signed)(compared, x))
     return InvertResult(latents=res["latents"], images=res["images"], losses=res["losses"],
                         terms=dict(zip(lossf.names, res["terms"], strict=True)), best_restart=res["best"],
                         restart_losses=res["restart_losses"], history=history, evals=res["evals"],
                         steps_done=res["done"], space=sp, seconds=time.perf_counter() - t0,
-                        trajectory=res.get("trajectory"), observed=res.get("observed"), psnr=psnr, ssim=ssim)
+                        trajectory=res.get("trajectory"), observed=res.get("observed"), psnr=res["psnr"],
+                        ssim=res["ssim"])
+
+
+_quality = jax.jit(metrics.psnr_ssim_signed)
+
+
+def _observed_target(deg: Degradation, y: jax.Array, data: Any) -> jax.Array:
+    return deg.target(y, None if data is None else jax.tree_util.tree_map(jnp.asarray, data))
 
 
 def likelihood_loss(loss: Loss, degradation: Degradation) -> Loss:

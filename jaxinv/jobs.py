@@ -367,8 +367,7 @@ class JobSpec:
     bytes_per_image: int  # upper estimate of one image's files (free-space check)
     batch_size: int  # global batch (compiled shape)
     fetch: Callable[[Any], Any] = lambda out: jax.tree_util.tree_map(np.asarray, out)
-    # > 0: `compute` reports lane-steps via jaxinv.invert.progress_hook (the bar's unit). Such a program returns
-    # when it is done (XLA:CPU runs host callbacks synchronously), so its batch is written at once.
+    # > 0: `compute` reports lane-steps via jaxinv.invert.progress_hook (the bar's unit)
     lane_steps_per_item: int = 0
 
 
@@ -446,9 +445,17 @@ def run_job(spec: JobSpec, images: Sequence[str | os.PathLike] | Sequence[ImageR
     unit = max(1, spec.lane_steps_per_item)  # progress unit per image: lane-steps, or the image itself
     bar = _progress(len(todo) * unit, spec.kind, progress, "step" if spec.lane_steps_per_item else "img")
     finished = [0]  # images through (written, flagged or unreadable): the bar is set to that after each batch
+    bar_lock = threading.Lock()  # the bar moves from XLA's threads (in-loop reports) and the writer thread
 
     def report(lane_steps: float) -> None:  # in-loop reports include padded lanes: capped at the total
-        bar.update(int(min(lane_steps, max(0, bar.total - bar.n))))
+        with bar_lock:
+            bar.update(int(min(lane_steps, max(0, bar.total - bar.n))))
+
+    def count_through(n: int) -> None:
+        with bar_lock:
+            finished[0] += n
+            bar.n = max(bar.n, finished[0] * unit)  # at least exact after each batch
+            bar.refresh()
 
     pending = None
     watches: list[_Watch] = []
@@ -472,21 +479,20 @@ def run_job(spec: JobSpec, images: Sequence[str | os.PathLike] | Sequence[ImageR
             entries.append({"key": ref.key, "status": "ok", "files": w.files, "metrics": metrics})
         journal.append(entries)
         rep.done += len(entries) - sum(e["status"] != "ok" for e in entries)
-        finished[0] += len(entries)
-        bar.n = finished[0] * unit  # exact after each batch (the in-loop reports count padded lanes too)
-        bar.refresh()
+        count_through(len(entries))
 
     writer = _BackgroundWriter(finish)
     try:
-        with stream_batches(todo, spec.load, batch_size=spec.batch_size, item_shape=spec.item_shape,
-                            workers=workers, prefetch=prefetch) as stream:
+        with engine.progress_hook(report if spec.lane_steps_per_item else None), \
+                stream_batches(todo, spec.load, batch_size=spec.batch_size, item_shape=spec.item_shape,
+                               workers=workers, prefetch=prefetch) as stream:
             n_waits = 0
             for batch in stream:
                 if batch.errors:
                     journal.append({"key": r.key, "status": "error", "files": [], "reason": why}
                                    for r, why in batch.errors)
                     rep.errors += len(batch.errors)
-                    finished[0] += len(batch.errors)
+                    count_through(len(batch.errors))
                     for r, why in batch.errors:
                         log(f"jaxinv {spec.kind}: skipped " + (why if str(r.path) in why else f"{r.path}: {why}"))
                 if batch.count == 0:
@@ -494,10 +500,9 @@ def run_job(spec: JobSpec, images: Sequence[str | os.PathLike] | Sequence[ImageR
                 ids = np.asarray([image_id(k) for k in batch.keys], np.int32)
                 ids = np.concatenate([ids, np.repeat(ids[-1:], spec.batch_size - len(ids))])
                 t_dispatch = time.perf_counter()
-                compiled_before = _COMPILE_CLOCK.total
-                with engine.progress_hook(report if spec.lane_steps_per_item else None):
-                    dev_out = spec.compute(batch.images, ids)
-                compile_s = _COMPILE_CLOCK.total - compiled_before  # jit compiles before it dispatches
+                compiled_before = _COMPILE_CLOCK.seconds()
+                dev_out = spec.compute(batch.images, ids)
+                compile_s = _COMPILE_CLOCK.seconds() - compiled_before  # jit compiles before it dispatches
                 rep.compile_seconds += compile_s
                 watch = _Watch(dev_out, t_dispatch, watches[-1] if watches else None, stream.waits[n_waits:],
                                compile_s)
@@ -507,7 +512,7 @@ def run_job(spec: JobSpec, images: Sequence[str | os.PathLike] | Sequence[ImageR
                 if pending is not None:  # batch k-1 to the host (done by now or soon), written in the background
                     writer.submit(pending[0], spec.fetch(pending[1]), pending[2])
                 pending = (batch, dev_out, watch)
-                if spec.lane_steps_per_item:  # finished already (see JobSpec): written now
+                if _ready(dev_out):  # finished already (a program with host callbacks on XLA:CPU): written now
                     writer.submit(batch, spec.fetch(dev_out), watch)
                     pending = None
             if pending is not None:
@@ -595,19 +600,28 @@ def _progress(total: int, kind: str, enabled: bool, unit: str = "img"):
                 file=sys.stderr, dynamic_ncols=True)
 
 
+def _ready(out: Any) -> bool:
+    return all(getattr(a, "is_ready", lambda: True)() for a in jax.tree_util.tree_leaves(out))
+
+
 class _CompileClock:
-    """Seconds jax spent tracing, lowering and compiling (jax.monitoring events), summed since import."""
+    """Seconds jax spent tracing, lowering and compiling (jax.monitoring events) per thread, summed since import
+    (the job loop reads its own thread's: compiles of loader or writer threads are not its batch's)."""
 
     EVENTS = frozenset({"/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
                         "/jax/core/compile/backend_compile_duration"})
 
     def __init__(self) -> None:
-        self.total = 0.0
+        self._by_thread: dict[int, float] = {}
         jax.monitoring.register_event_duration_secs_listener(self._on_event)
 
     def _on_event(self, name: str, duration: float, **_: Any) -> None:
         if name in self.EVENTS:
-            self.total += duration
+            t = threading.get_ident()
+            self._by_thread[t] = self._by_thread.get(t, 0.0) + duration
+
+    def seconds(self) -> float:
+        return self._by_thread.get(threading.get_ident(), 0.0)
 
 
 _COMPILE_CLOCK = _CompileClock()
@@ -742,10 +756,13 @@ def compile_batch_fn(program: Callable[..., Any], devices: Devices, static: tupl
     return call
 
 
-def format_metric(x: Any) -> float | int | bool:
-    """A metric as a JSON number (floats round-trip exactly: json and csv write them by repr)."""
+def format_metric(x: Any) -> float | int | bool | str:
+    """A metric as a JSON number (floats round-trip exactly: json and csv write them by repr); inf / nan (e.g. the
+    PSNR of an exact reconstruction) as the strings "inf" / "nan", which standard JSON has no numbers for."""
     x = np.asarray(x).item()
-    return float(x) if isinstance(x, float) else x
+    if isinstance(x, float):
+        return x if np.isfinite(x) else repr(x)
+    return x
 
 
 def invert_spec(model: Any, load: Callable[[ImageRef], np.ndarray], *, space: Any = "z", loss: Any = "mse",

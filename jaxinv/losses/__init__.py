@@ -1,4 +1,5 @@
-"""Losses of the inversion engine: pure functions, NHWC images, plain-dict params, one value per item.
+"""Losses of the inversion engine: NHWC images, one value per item; the networks are NNX module trees at their
+official names, called functionally on plain-dict params (`jaxinv.models.nn.bind`).
 
 Modules: `pixel` (L2 / L1), `vgg16` (VGG16 conv stack + loaders), `lpips` (LPIPS-VGG16 as the official
 projector computes it), `identity` (dlib face-ID ResNet, face-api.js TF.js weights), `darknet` (real

@@ -11,7 +11,7 @@ Official module (chien-liu/DCGAN-PyTorch, the same as the PyTorch DCGAN tutorial
 Channel counts come from the weight shapes. BatchNorm runs in eval mode (running statistics), so it is folded
 into a per-channel scale/shift when the weights are loaded.
 
-Params (NHWC / HWIO, see CONVENTIONS.md): params["main"][str(i)] = {"weight": [4, 4, in, out]} for each
+Params (NHWC images, HWIO kernels): params["main"][str(i)] = {"weight": [4, 4, in, out]} for each
 transposed conv, already flipped spatially (a transposed conv is a stride-1 conv of the dilated input with the
 flipped kernel), and {"scale": [C], "shift": [C]} for each folded BatchNorm.
 """
@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxinv.errors import CheckpointError
+from jaxinv.errors import CheckpointError, ConfigError
 from jaxinv.models.nn import bind, param
 from jaxinv.state_dict import Entry, fill
 
@@ -192,7 +192,7 @@ class Generator(nnx.Module):
         """z [B, z_dim] -> images [B, R, R, img_channels] in [-1, 1]."""
         z = jnp.asarray(z, jnp.float32)
         if z.ndim != 2 or z.shape[1] != self.cfg.z_dim:
-            raise ValueError(f"dcgan.generate: z must be [B, {self.cfg.z_dim}], got {z.shape}")
+            raise ConfigError(f"dcgan.Generator: z must be [B, {self.cfg.z_dim}], got {list(z.shape)}")
         return self.blocks(z, 1, self.cfg.num_layers)
 
     def blocks(self, x: jax.Array, first: int, last: int) -> jax.Array:

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxinv.models.nn import bind, const, param
+from jaxinv.models.nn import bind, const, param, shapes
 from jaxinv.state_dict import Entry, fill
 from weights_convert import tfjs as _tfjs
 
@@ -196,8 +196,6 @@ def _manifest(path: str | os.PathLike, model: str) -> str:
 
 def params_from_weights(cls: type[nnx.Module], cfg, weights: dict, src: str) -> dict:
     """Shape-check a flat TF.js `name -> array` map against `cls(cfg)` and nest it into params."""
-    from jaxinv.models.nn import shapes
-
     return fill(_table(shapes(cls, cfg)), weights, src, what=f"{cls.__name__} TF.js weights")
 
 

@@ -53,6 +53,14 @@ class Const:
     def __getitem__(self, index: Any) -> np.ndarray:
         return self.value[index]
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.value.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.value.dtype
+
     def __hash__(self) -> int:
         return hash(self._key)
 
@@ -119,6 +127,8 @@ def bind(cls: type[M], cfg: Any, params: Any) -> M:
     graphdef, _, treedef = _built(cls, cfg)
     if jax.tree.structure(params) != treedef:
         check(cls, cfg, params)  # names the difference
+        raise ConfigError(f"{cls.__module__}.{cls.__qualname__}: params are not a nested dict of arrays shaped "
+                          f"like `shapes(cls, cfg)` ({jax.tree.structure(params)})")
     return nnx.merge(graphdef, nnx.State(params))
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from flax import nnx
 
 from jaxinv import ops
-from jaxinv.errors import CheckpointError
+from jaxinv.errors import CheckpointError, ConfigError
 from jaxinv.models.nn import bind, param
 from jaxinv.models.progressive import Scopes, ToRGB, conv2d_same, fill_tf, grow, scaled, upscale2d
 from jaxinv.state_dict import Entry, as_is
@@ -247,7 +247,7 @@ class Generator(Scopes):
         cfg = self.cfg
         z = jnp.asarray(z, jnp.float32)
         if z.ndim != 2 or z.shape[1] != cfg.z_dim:
-            raise ValueError(f"pggan.generate: z must be [B, {cfg.z_dim}], got {z.shape}")
+            raise ConfigError(f"pggan.Generator: z must be [B, {cfg.z_dim}], got {list(z.shape)}")
         x = z if not cfg.c_dim else jnp.concatenate([z, jnp.asarray(c, jnp.float32)], axis=1)
         if cfg.normalize_latents:
             x = _pixel_norm(cfg, x, force=True)
