@@ -88,6 +88,7 @@ def test_invert_tiny_run_real_faces(tmp_path, capsys):
     assert sorted(r["image"] for r in rows) == sorted(p.name for p in src.glob("*.jpg"))
     for r in rows:
         assert 5.0 < float(r["psnr"]) < 40.0 and 0.0 < float(r["ssim"]) <= 1.0 and r["steps"] == "6"
+        assert float(r["loss_mse"]) == float(r["loss"]) and float(r["seconds"]) >= 0  # per-term column (mse only)
         d = out / r["image"].rsplit(".", 1)[0]
         assert np.asarray(Image.open(d / "proj.png")).shape == (64, 64, 3)
         assert np.asarray(Image.open(d / "target.png")).shape == (64, 64, 3)
