@@ -29,6 +29,7 @@ import numpy as np
 from flax import nnx
 
 from jaxinv.errors import CheckpointError
+from jaxinv.losses.lpips import lpips_distance, normalize_channels
 from jaxinv.models.nn import bind, buffer, param, shapes
 from jaxinv.state_dict import Entry, fill
 from weights_convert import tfjs as _tfjs
@@ -260,7 +261,7 @@ class Darknet(nnx.Module):
         _, feats = self(x, taps)
         out = []
         for n in taps:
-            f = _unit_channels(feats[n])
+            f = normalize_channels(feats[n])
             _, h, w, _ = f.shape
             out.append((f / np.float32(np.sqrt(h * w))).reshape(f.shape[0], -1))
         return jnp.concatenate(out, axis=1)
@@ -287,13 +288,6 @@ def preprocess_darknet(img: jax.Array, *, drange: tuple[float, float] = (-1.0, 1
     return x
 
 
-def _unit_channels(f: jax.Array) -> jax.Array:
-    s = jnp.sum(jnp.square(f), axis=-1, keepdims=True)
-    pos = s > 0
-    norm = jnp.where(pos, jnp.sqrt(jnp.where(pos, s, 1.0)), 0.0)
-    return f / (norm + 1e-10)
-
-
 def darknet_perceptual_features(cfg: Config, params: Mapping[str, Any], img: jax.Array, *,
                                 taps: Sequence[str] = DEFAULT_TAPS,
                                 drange: tuple[float, float] = (-1.0, 1.0),
@@ -302,6 +296,4 @@ def darknet_perceptual_features(cfg: Config, params: Mapping[str, Any], img: jax
     return bind(Darknet, cfg, params).perceptual_features(img, taps=taps, drange=drange, size=size)
 
 
-def perceptual_distance(feat_a: jax.Array, feat_b: jax.Array) -> jax.Array:
-    """Per-item squared distance of flat perceptual features ([B, D] x [B or 1, D] -> [B])."""
-    return jnp.sum(jnp.square(feat_a - feat_b), axis=-1)
+perceptual_distance = lpips_distance  # per-item squared distance of flat features, as LPIPS

@@ -165,7 +165,8 @@ def _float(img: jax.Array) -> jax.Array:
     return img.astype(jnp.float64 if img.dtype == jnp.float64 else jnp.float32)
 
 
-def _normalize_channels(f: jax.Array) -> jax.Array:
+def normalize_channels(f: jax.Array) -> jax.Array:
+    """f / ||f|| over the channel axis (LPIPS' normalize_tensor; also Darknet's perceptual features)."""
     s = jnp.sum(jnp.square(f), axis=-1, keepdims=True)
     # sqrt with a finite gradient at 0 (all-zero ReLU columns happen); same forward value.
     pos = s > 0
@@ -207,7 +208,7 @@ class LPIPS(nnx.Module):
         taps = self.vgg16(x, _vgg.TAP_NAMES, direct=direct)
         out = []
         for k, name in enumerate(_vgg.TAP_NAMES):
-            f = _normalize_channels(taps[name])
+            f = normalize_channels(taps[name])
             _, h, w, _ = f.shape
             f = f * jnp.sqrt(getattr(self, f"lin{k}")[...]) / np.float32(np.sqrt(h * w))
             out.append(f.reshape(f.shape[0], -1))
