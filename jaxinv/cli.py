@@ -241,8 +241,8 @@ class Invert:
                             "Adam with its schedule, 1000 steps, seed 303, start at w_avg, 1 restart, centre crop; "
                             "needs --lpips-weights); options that contradict it are refused")
         p.add_argument("--space", default=None,
-                       help="z | w | w+ | s | p | pn | mgan:N@L (N codes composed after block L, DCGAN) (default: z "
-                            "for z-only models, else w)")
+                       help="z | w | w+ | s | p | pn | mgan:N@L (N codes composed after generator block L; DCGAN, "
+                            "StyleGAN2/3, BigGAN) (default: z for z-only models, else w)")
         p.add_argument("--noise", action="store_true", default=None,
                        help="also optimise the per-layer noise maps (StyleGAN spaces; add noise=1e5 to --loss)")
         p.add_argument("--sphere", action="store_true", help="Z space on the sqrt(z_dim) hypersphere (PULSE)")

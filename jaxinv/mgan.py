@@ -6,18 +6,29 @@ input), and the N feature maps combined with per-code channel importance alpha_n
     F = sum_n alpha_n * head_L(z_n)          image = tail_L(F)
 
 z and alpha are optimised jointly in the engine's batched lanes (images x restarts), so every solver, loss,
-degradation and lane group applies unchanged. Generators: the DCGAN (blocks = ConvTranspose + BatchNorm + ReLU,
-composed after block L's ReLU, 1 <= L < number of blocks; the embedded face GAN has 5 blocks: 4x4x512, 8x8x256,
-16x16x128, 32x32x64, then the 64x64 image). Other families are refused with a one-line error (not supported
-yet).
+degradation and lane group applies unchanged. Blocks per family (1 <= L < number of blocks):
 
-Start: z_n ~ N(0, I) (no deterministic centre: `center` draws the same way), alpha_n = 1 / N (the average of
-the N feature maps). Prior and Adam's latent noise act on the z codes exactly as the Z space's; alpha has no
-prior. `importance=False` keeps alpha at 1 (not optimised): with N = 1 this is the Z space, step for step.
+- DCGAN: block i = ConvTranspose + BatchNorm + ReLU (`dcgan.Generator.blocks`); the embedded face GAN has 5:
+  4x4x512, 8x8x256, 16x16x128, 32x32x64, then the 64x64 image.
+- StyleGAN2 (NVlabs / stylegan3 repo / TF): block i = SynthesisBlock b{4 * 2^(i-1)}; each code's w =
+  mapping(z_n, c, truncation_psi) styles its head, the tail is styled by the mean of the N codes' w, and the
+  'skip' architecture's partial RGB images are averaged (1/N each).
+- StyleGAN3: block 1 = `input`, block i + 2 = layer L{i}; the tail styled by the mean w as for StyleGAN2.
+- BigGAN-deep: block 1 = gen_z, block k + 2 = layers.<k> (GenBlock or SelfAttn), the last = bn, conv_to_rgb;
+  codes u_n ~ truncnorm(-2, 2) as in the Z space (z_n = truncation_psi * u_n), the tail conditioned on the
+  mean of the N codes' z with the fixed class's embedding.
+
+Other families (rosinality, StyleGAN v1, PGGAN) are refused with a one-line error. With N = 1 the mean code is
+the code itself, so `importance=False` (alpha = 1, not optimised) is the Z space step for step.
+
+Start: z_n drawn as the Z space draws (no deterministic centre: `center` draws the same way), alpha_n = 1 / N
+(the average of the N feature maps). Prior and Adam's latent noise act on the z codes exactly as the Z space's;
+alpha has no prior.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -28,20 +39,72 @@ import numpy as np
 
 from jaxinv.errors import ConfigError
 from jaxinv.generators import Generator
-from jaxinv.models import dcgan
+from jaxinv.models import biggan, dcgan, stylegan2, stylegan3
 from jaxinv.models.nn import bind
 from jaxinv.spaces import Latent, Space, _register
 
 _SPEC = re.compile(r"^mgan:(\d+)@(\d+)$")
+FAMILIES = ("dcgan", "stylegan2", "stylegan3", "biggan")
 
 
-def _dcgan_blocks(gen: Generator, x: jax.Array, first: int, last: int) -> jax.Array:
-    """DCGAN blocks first..last (1-based; `dcgan.Generator.blocks`); block 1 takes z."""
-    return bind(dcgan.Generator, gen.cfg, gen.params).blocks(jnp.asarray(x, jnp.float32), first, last)
+def num_blocks(gen: Generator) -> int:
+    """Blocks of `gen`'s split forward (see the module docstring)."""
+    if gen.family == "dcgan":
+        return int(gen.cfg.num_layers)
+    if gen.family == "stylegan2":
+        return len(gen.cfg.block_resolutions)
+    if gen.family == "stylegan3":
+        return len(gen.cfg.layer_names) + 1
+    return bind(biggan.BigGAN, gen.cfg, gen.params).generator.num_blocks
+
+
+def _codes_z(gen: Generator, z: jax.Array) -> jax.Array:
+    """The generator's z of latent codes (BigGAN: truncation_psi * clip(u, -2, 2), as the Z space)."""
+    b = gen.z_bound
+    return z if b is None else gen.truncation_psi * jnp.clip(z, -b, b)
+
+
+def head(gen: Generator, z: jax.Array, c: Any, layer: int) -> tuple[jax.Array, jax.Array | None]:
+    """Blocks 1..layer of codes z [M, z_dim] (c [M, c_dim] or None) -> (features [M, h, w, C], the partial RGB
+    image of StyleGAN2's 'skip' architecture or None)."""
+    z = _codes_z(gen, jnp.asarray(z, jnp.float32))
+    if gen.family == "dcgan":
+        return bind(dcgan.Generator, gen.cfg, gen.params).blocks(z, 1, layer), None
+    if gen.family == "biggan":
+        g = bind(biggan.BigGAN, gen.cfg, gen.params)
+        return g.generator.blocks(None, g.cond_vector(z, c), gen.truncation_psi, 1, layer), None
+    styles = gen.styles(gen.mapping(z, c, gen.truncation_psi))
+    if gen.family == "stylegan2":
+        return bind(stylegan2.Generator, gen.cfg, gen.params).synthesis.blocks(None, None, styles, 1, layer)
+    return bind(stylegan3.Generator, gen.cfg, gen.params).synthesis.blocks(None, styles, 1, layer), None
+
+
+def tail(gen: Generator, feats: jax.Array, img: jax.Array | None, z: jax.Array, c: Any, layer: int) -> jax.Array:
+    """Blocks layer+1.. of composed features [B, h, w, C] -> image; z [B, N, z_dim]: the codes (the tail's
+    style / condition is their mean, see the module docstring)."""
+    last = num_blocks(gen)
+    if gen.family == "dcgan":
+        return bind(dcgan.Generator, gen.cfg, gen.params).blocks(feats, layer + 1, last)
+    zc = _codes_z(gen, jnp.asarray(z, jnp.float32))
+    if gen.family == "biggan":
+        g = bind(biggan.BigGAN, gen.cfg, gen.params)
+        cond = g.cond_vector(jnp.mean(zc, axis=1), c)
+        return g.generator.blocks(feats, cond, gen.truncation_psi, layer + 1, last)
+    b, n = zc.shape[:2]
+    cc = None if c is None else jnp.repeat(c, n, axis=0)
+    ws = gen.mapping(zc.reshape(b * n, -1), cc, gen.truncation_psi)
+    styles = gen.styles(jnp.mean(ws.reshape(b, n, *ws.shape[1:]), axis=1))
+    if gen.family == "stylegan2":
+        synth = bind(stylegan2.Generator, gen.cfg, gen.params).synthesis
+        return synth.blocks(feats, img, styles, layer + 1, last)[1]
+    return bind(stylegan3.Generator, gen.cfg, gen.params).synthesis.blocks(feats, styles, layer + 1, last)
 
 
 def feature_channels(gen: Generator, layer: int) -> int:
-    return int(gen.cfg.channels[layer - 1])
+    """Channels C_L of block `layer`'s output (the length of each alpha_n)."""
+    c = jnp.zeros((1, gen.c_dim), jnp.float32) if gen.c_dim else None
+    out = jax.eval_shape(lambda z: head(gen, z, c, layer)[0], jax.ShapeDtypeStruct((1, gen.z_dim), jnp.float32))
+    return int(out.shape[-1])
 
 
 @dataclass(frozen=True)
@@ -52,20 +115,27 @@ class MGanSpace(Space):
     codes: int = 4
     layer: int = 2
     importance: bool = True  # optimise alpha (False: alpha = 1, fixed)
+    z_bound: float | None = None  # filled by prepare: the generator's truncated-normal support (None: normal)
 
     def __post_init__(self) -> None:
         if self.codes < 1 or self.layer < 1:
             raise ConfigError(f"space='mgan:{self.codes}@{self.layer}': N and L must be >= 1")
 
     def check(self, gen: Generator) -> None:
-        if gen.family != "dcgan":
-            raise ConfigError(f"space='mgan': the {gen.family} generator is not supported yet (DCGAN only)")
-        if not 1 <= self.layer < gen.cfg.num_layers:
-            raise ConfigError(f"space='mgan:{self.codes}@{self.layer}': L must be in 1..{gen.cfg.num_layers - 1} "
-                              f"for this DCGAN ({gen.cfg.num_layers} blocks)")
+        if gen.family not in FAMILIES:
+            raise ConfigError(f"space='mgan': the {gen.family} generator is not supported (supported: "
+                              f"{', '.join(FAMILIES)})")
+        if not 1 <= self.layer < num_blocks(gen):
+            raise ConfigError(f"space='mgan:{self.codes}@{self.layer}': L must be in 1..{num_blocks(gen) - 1} "
+                              f"for this {gen.family} generator ({num_blocks(gen)} blocks)")
+
+    def prepare(self, gen):
+        return dataclasses.replace(self, z_bound=gen.z_bound)
 
     def init(self, key, gen, n, center=False, c=None):
-        z = jax.random.normal(key, (n, self.codes, gen.z_dim), jnp.float32)
+        shape, b = (n, self.codes, gen.z_dim), gen.z_bound
+        z = jax.random.normal(key, shape) if b is None else jax.random.truncated_normal(key, -b, b, shape)
+        z = z.astype(jnp.float32)
         if not self.importance:
             return {"z": z}
         alpha = jnp.full((n, self.codes, feature_channels(gen, self.layer)), 1.0 / self.codes, jnp.float32)
@@ -74,11 +144,14 @@ class MGanSpace(Space):
     def render(self, gen: Generator, latent: Latent, c: Any = None) -> jax.Array:
         z = latent["z"]
         n = z.shape[0]
-        feats = _dcgan_blocks(gen, z.reshape(n * self.codes, z.shape[-1]), 1, self.layer)
+        cc = None if c is None else jnp.repeat(jnp.asarray(c, jnp.float32), self.codes, axis=0)
+        feats, img = head(gen, z.reshape(n * self.codes, z.shape[-1]), cc, self.layer)
         feats = feats.reshape(n, self.codes, *feats.shape[1:])  # [n, N, h, w, C]
         if self.importance:
             feats = feats * latent["alpha"][:, :, None, None, :]
-        return _dcgan_blocks(gen, jnp.sum(feats, axis=1), self.layer + 1, gen.cfg.num_layers)
+        if img is not None:
+            img = jnp.mean(img.reshape(n, self.codes, *img.shape[1:]), axis=1)
+        return tail(gen, jnp.sum(feats, axis=1), img, z, c, self.layer)
 
     def to_input(self, gen, latent):
         # Not a plain generator input: the codes (and importance) of the split forward (`render`).
@@ -91,6 +164,11 @@ class MGanSpace(Space):
     def perturb(self, latent, key, scale):
         z = latent["z"]
         return {**latent, "z": z + (scale * np.sqrt(z.shape[-1])) * jax.random.normal(key, z.shape)}
+
+    def project(self, latent):
+        if self.z_bound is None:
+            return latent
+        return {**latent, "z": jnp.clip(latent["z"], -self.z_bound, self.z_bound)}
 
 
 _register(MGanSpace, ())

@@ -336,15 +336,28 @@ class Generator(nnx.Module):
         self.bn = BigGANBatchNorm(cfg, ch, conditional=False)
         self.conv_to_rgb = SNConv2d(ch, ch, 3)
 
+    @property
+    def num_blocks(self) -> int:
+        """Blocks of the split forward (`blocks`): gen_z, each of layers.<k>, the output head."""
+        return self.num_layers + 2
+
+    def blocks(self, x: jax.Array | None, cond_vector: jax.Array, truncation: float, first: int,
+               last: int) -> jax.Array:
+        """Blocks first..last (1-based): block 1 = gen_z (from cond_vector; x = None), block k + 2 = layers.<k>,
+        block num_blocks = bn, ReLU, conv_to_rgb, tanh: the split forward of the multi-code prior (`jaxinv.mgan`)."""
+        for b in range(first, last + 1):
+            if b == 1:  # the official view(-1, 4, 4, 16*ch) is NHWC already (TF weight order)
+                x = self.gen_z(cond_vector).reshape(-1, 4, 4, 16 * self.cfg.channel_width)
+            elif b < self.num_blocks:
+                layer = self.layers[str(b - 2)]
+                x = layer(x) if isinstance(layer, SelfAttn) else layer(x, cond_vector, truncation)
+            else:
+                # Only the first 3 output channels of conv_to_rgb are kept: slice the weight, not the output.
+                x = jnp.tanh(self.conv_to_rgb(jax.nn.relu(self.bn(x, truncation)), out_channels=3))
+        return x
+
     def __call__(self, cond_vector: jax.Array, truncation: float) -> jax.Array:
-        # The official view(-1, 4, 4, 16*ch) is NHWC already (TF weight order); it then permutes to NCHW.
-        x = self.gen_z(cond_vector).reshape(-1, 4, 4, 16 * self.cfg.channel_width)
-        for k in range(self.num_layers):
-            layer = self.layers[str(k)]
-            x = layer(x) if isinstance(layer, SelfAttn) else layer(x, cond_vector, truncation)
-        x = jax.nn.relu(self.bn(x, truncation))
-        # Only the first 3 output channels of conv_to_rgb are kept: slice the weight instead of the output.
-        return jnp.tanh(self.conv_to_rgb(x, out_channels=3))
+        return self.blocks(None, cond_vector, truncation, 1, self.num_blocks)
 
 
 class BigGAN(nnx.Module):

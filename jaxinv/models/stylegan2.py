@@ -462,6 +462,14 @@ class SynthesisNetwork(nnx.Module):
             raise ConfigError(f"ws has shape {tuple(ws.shape)}, expected [B, {cfg.num_ws}, {cfg.w_dim}]")
         return {name: self.layer(name).affine(ws[:, self.layer(name).w_idx]) for name in cfg.layer_names}
 
+    def blocks(self, x: jax.Array | None, img: jax.Array | None, styles: dict[str, jax.Array], first: int,
+               last: int, noise_mode: str = "const", noise: dict | None = None) -> tuple[jax.Array, jax.Array | None]:
+        """SynthesisBlocks first..last (1-based: block 1 is b4, taking x = img = None) -> (x, img): the split
+        forward of the multi-code prior (`jaxinv.mgan`); stored ('const') or given noise."""
+        for res in self.cfg.block_resolutions[first - 1:last]:
+            x, img = getattr(self, f"b{res}")(x, img, styles, noise_mode, noise)
+        return x, img
+
     def __call__(self, ws: jax.Array | None = None, *, styles: dict | None = None, noise_mode: str = "const",
                  noise: dict | None = None, key: jax.Array | None = None, return_blocks: bool = False):
         """See the free function `synthesis`."""

@@ -428,6 +428,19 @@ class SynthesisNetwork(nnx.Module):
             out[name] = getattr(self, name).affine(ws[:, idx + 1])
         return out
 
+    def blocks(self, x: jax.Array | None, styles: Mapping[str, jax.Array], first: int, last: int) -> jax.Array:
+        """Layers first..last of (input, L0, L1, ...) (1-based: block 1 is ``input``, taking x = None; the last
+        one's output scaled by ``output_scale``): the split forward of the multi-code prior (`jaxinv.mgan`)."""
+        for i in range(first - 1, last):
+            if i == 0:
+                x = self.input(styles["input"].astype(jnp.float32))
+            else:
+                name = self.layer_names[i - 1]
+                x = getattr(self, name)(x, styles[name].astype(jnp.float32))
+        if last == len(self.layer_names) + 1 and self.output_scale != 1:
+            x = x * np.float32(self.output_scale)
+        return x
+
     def __call__(self, ws: jax.Array | None = None, *, styles: Mapping[str, jax.Array] | None = None,
                  noise_mode: str = "const", noise: Mapping[str, jax.Array] | None = None,
                  key: jax.Array | None = None,
