@@ -428,14 +428,14 @@ def _run_batch(gen: Generator, space: Space, loss: Loss, targets: jax.Array, ima
                                                                              fixed_given, c, deg_data)
     best = jnp.argmin(jnp.where(jnp.isfinite(final), final, jnp.inf), axis=1)  # [n]
     pick = lambda x: x[jnp.arange(n), best]  # noqa: E731
-    best_latents = jax.tree_util.tree_map(lambda x: pick(x)[:, 0], latents)  # drop the lane batch axis
+    best_latents = space.canonical(jax.tree_util.tree_map(lambda x: pick(x)[:, 0], latents))  # drop lane axis
     out = dict(latents=best_latents, images=pick(imgs), losses=pick(final),
                terms=tuple(pick(v) for v in vals), best=best, restart_losses=final,
                history=jnp.moveaxis(hist, 2, 0), evals=evals, done=done)
     if degradation is not None:
         out["observed"] = pick(obs)
     if record_every:
-        out["trajectory"] = jax.tree_util.tree_map(lambda x: pick(x)[:, :, 0], traj)  # [n, T, ...]
+        out["trajectory"] = space.canonical(jax.tree_util.tree_map(lambda x: pick(x)[:, :, 0], traj))  # [n, T, ...]
     return out
 
 

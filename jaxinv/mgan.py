@@ -41,7 +41,7 @@ from jaxinv.errors import ConfigError
 from jaxinv.generators import Generator
 from jaxinv.models import biggan, dcgan, stylegan2, stylegan3
 from jaxinv.models.nn import bind
-from jaxinv.spaces import Latent, Space, _register
+from jaxinv.spaces import Latent, Space, _register, reflect_into
 
 _SPEC = re.compile(r"^mgan:(\d+)@(\d+)$")
 FAMILIES = ("dcgan", "stylegan2", "stylegan3", "biggan")
@@ -59,9 +59,9 @@ def num_blocks(gen: Generator) -> int:
 
 
 def _codes_z(gen: Generator, z: jax.Array) -> jax.Array:
-    """The generator's z of latent codes (BigGAN: truncation_psi * clip(u, -2, 2), as the Z space)."""
+    """The generator's z of latent codes (BigGAN: truncation_psi * reflect_into(u, 2), as the Z space)."""
     b = gen.z_bound
-    return z if b is None else gen.truncation_psi * jnp.clip(z, -b, b)
+    return z if b is None else gen.truncation_psi * reflect_into(z, b)
 
 
 def head(gen: Generator, z: jax.Array, c: Any, layer: int) -> tuple[jax.Array, jax.Array | None]:
@@ -166,9 +166,12 @@ class MGanSpace(Space):
         return {**latent, "z": z + (scale * np.sqrt(z.shape[-1])) * jax.random.normal(key, z.shape)}
 
     def project(self, latent):
+        return self.canonical(latent)
+
+    def canonical(self, latent):
         if self.z_bound is None:
             return latent
-        return {**latent, "z": jnp.clip(latent["z"], -self.z_bound, self.z_bound)}
+        return {**latent, "z": reflect_into(latent["z"], self.z_bound)}
 
 
 _register(MGanSpace, ())

@@ -14,6 +14,8 @@ pytrees (statistics = leaves), so a prepared space can be passed into jitted fun
     perturb(latent, key, scale) -> latent      Adam's latent noise: scale x the space's root total variance
                                                per vector (the official w_std for W), on every dimension
     project(latent) -> latent                  after each Adam step (noise renormalisation, hypersphere)
+    canonical(latent) -> latent                the returned latent's own form, same generator input (truncated
+                                               normal: reflected into the support)
     noise_maps(latent) -> dict | None          the free noise maps (for the noise regulariser)
 
 Spaces: Z (optional PULSE hypersphere), W (one w broadcast to num_ws), W+ (one w per layer), S (per-layer
@@ -38,6 +40,14 @@ from jaxinv.errors import ConfigError
 from jaxinv.generators import Generator
 
 Latent = dict[str, Any]
+
+
+def reflect_into(u: jax.Array, b: float) -> jax.Array:
+    """u folded into [-b, b] by reflection at the bounds (a triangle wave; exactly u inside). Unlike a clip, it
+    leaves no dead coordinates: an unconstrained solver (L-BFGS) that steps past a bound still gets a gradient
+    (measured on the golden BigGAN: L-BFGS left 6-9 of 128 coordinates stuck beyond a clip, 0.4-0.6 dB lost)."""
+    folded = b - jnp.abs(jnp.mod(u + b, 4 * b) - 2 * b)
+    return jnp.where(jnp.abs(u) <= b, u, folded)
 
 
 def _register(cls: type, data: tuple[str, ...]) -> type:
@@ -180,6 +190,9 @@ class Space:
     def project(self, latent: Latent) -> Latent:
         return latent
 
+    def canonical(self, latent: Latent) -> Latent:
+        return latent
+
     def noise_maps(self, latent: Latent) -> dict[str, jax.Array] | None:
         return latent.get("noise")
 
@@ -199,9 +212,9 @@ class ZSpace(Space):
     """z ~ N(0, I). `sphere=True`: z is used at radius sqrt(z_dim) (PULSE's hypersphere) and renormalised.
 
     Truncated-normal generators (BigGAN, `Generator.z_bound` = b): the latent is the unscaled sample
-    u ~ truncnorm(-b, b), the generator takes z = truncation_psi * clip(u, -b, b) (the official sampler's
-    `truncnorm(-2, 2) * truncation`); Adam's projection clips u back into the support after every step, the
-    clip in `to_input` keeps any solver's z inside it. `embedding=True` (BigGAN): the class embedding is
+    u ~ truncnorm(-b, b), the generator takes z = truncation_psi * reflect_into(u, b) (the official sampler's
+    `truncnorm(-2, 2) * truncation`); Adam's projection reflects u back into the support after every step, the
+    reflection in `to_input` keeps any solver's z inside it, and results are returned reflected (`canonical`). `embedding=True` (BigGAN): the class embedding is
     optimised with z (Huh et al. 2020), starting at the embedding of the fixed class c."""
 
     name: ClassVar[str] = "z"
@@ -242,7 +255,7 @@ class ZSpace(Space):
         if self.sphere:
             z = self._on_sphere(z)
         elif b is not None:
-            z = gen.truncation_psi * jnp.clip(z, -b, b)
+            z = gen.truncation_psi * reflect_into(z, b)
         inp = {"z": z}
         if self.embedding:
             inp["embedding"] = latent["embedding"]
@@ -266,8 +279,11 @@ class ZSpace(Space):
     def project(self, latent):
         if self.sphere:
             return {**latent, "z": self._on_sphere(latent["z"])}
-        if self.z_bound is not None:
-            return {**latent, "z": jnp.clip(latent["z"], -self.z_bound, self.z_bound)}
+        return self.canonical(latent)
+
+    def canonical(self, latent):
+        if self.z_bound is not None and not self.sphere:
+            return {**latent, "z": reflect_into(latent["z"], self.z_bound)}
         return latent
 
 

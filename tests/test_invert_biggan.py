@@ -50,8 +50,14 @@ def test_z_space_is_truncated_normal(model):
     assert float(jnp.max(jnp.abs(lat["z"]))) <= 2.0
     wide = {"z": 3.0 * lat["z"]}
     assert float(jnp.max(jnp.abs(sp.project(wide)["z"]))) <= 2.0
-    z = sp.to_input(gen, wide)["z"]  # what the generator takes: truncation_psi * clip(u, -2, 2)
-    np.testing.assert_array_equal(np.asarray(z), TRUNCATION * np.clip(3.0 * np.asarray(lat["z"]), -2, 2))
+    z = sp.to_input(gen, wide)["z"]  # what the generator takes: truncation_psi * u reflected into [-2, 2]
+    v = 3.0 * np.asarray(lat["z"])  # within [-6, 6]: one reflection at most
+    np.testing.assert_allclose(np.asarray(z), TRUNCATION * np.where(v > 2, 4 - v, np.where(v < -2, -4 - v, v)),
+                               rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(sp.to_input(gen, lat)["z"]), TRUNCATION * np.asarray(lat["z"]))
+    # no dead coordinates beyond the bound (a clip would give them a zero gradient)
+    grad = jax.grad(lambda u: jnp.sum(sp.to_input(gen, {"z": u})["z"]))(wide["z"])
+    np.testing.assert_array_equal(np.abs(np.asarray(grad)), TRUNCATION)
     img = render_jit(gen, {"z": z, "c": c})
     ref = jax.jit(biggan.generate, static_argnums=(0, 4))(model.cfg, model.params, z, c, TRUNCATION)
     assert_parity(np.asarray(img), np.asarray(ref), "Generator.render vs biggan.generate")
@@ -117,15 +123,19 @@ def test_conditional_stylegan2_class(tmp_path):
 
 
 # Settings within the budget: an Adam step evaluates once, an L-BFGS step once per line-search trial (res.evals
-# counts both), and the engine evaluates every restart's final latent once more. Measured (2 shared CPU cores):
-# Adam 1 x 400 steps 32.7 / 35.7 / 39.1 dB (401 evaluations); L-BFGS 3 x 110 steps 33.5 / 37.9 / 39.2 dB
-# (368 / 347 / 359). Target 0 stalls at MSE ~0.002 (~33 dB) whatever the solver, restarts (Adam 2 x 200: 31.0,
-# L-BFGS 1 x 120: 32.9) or the embedding option (33.4): a basin away from the true z (relative z error ~1.2).
+# counts both), and the engine evaluates every restart's final latent once more. Measured (AVX-512 EPYC):
+# Adam 1 x 400 steps 32.7 / 35.7 / 39.1 dB (401 evaluations); L-BFGS (memory 60) 1 x 360 steps 35.6 / 40.3 / 44.1
+# dB (381 / 381 / 375). Target 0 is an ill-conditioned valley, not a wrong basin: its PSNR still rises at the end
+# of the budget (Adam +0.6 dB per 100 steps; L-BFGS memory 10: 34.9, memory 60: 35.6); restarts cost more than
+# they find (Adam 4 x 99: 28.8; L-BFGS 3 x 110: 33.9), as do coarse-to-fine (a down:4 first stage, 31.9), larger
+# learning rates (0.1-0.2 with the official schedule: 33.1-33.4, but target 1 falls to 28.6) and the embedding
+# option (33.4).
 RECOVERY = {
     "adam": dict(optimizer=Adam(learning_rate=0.05, schedule="constant", initial_noise_factor=0.0), steps=400,
                  restarts=1),
-    "lbfgs": dict(optimizer=LBFGS(), steps=110, restarts=3),
+    "lbfgs": dict(optimizer=LBFGS(memory_size=60), steps=360, restarts=1),
 }
+PSNR_FLOOR = {"adam": (31.5, 34.5), "lbfgs": (34.5, 39.0)}  # (every target, median): ~1 dB below the measured
 
 
 @pytest.mark.parametrize("solver", sorted(RECOVERY))
@@ -138,5 +148,7 @@ def test_known_latent_recovery(model, known, solver):
     print(f"{solver}: PSNR {np.round(psnr, 2).tolist()} dB, evaluations {evals.tolist()}")
     assert np.all(evals <= BUDGET), f"{solver}: {evals} evaluations > {BUDGET}"
     # Below the measured figures by ~1 dB (float32 rounding differs across CPU kinds and compounds over 400
-    # steps). The acceptance (> 35 dB on all 3 targets) is not met on target 0: see the figures above.
-    assert np.all(psnr > 31.5) and np.median(psnr) > 34.5, f"{solver}: PSNR {psnr} dB"
+    # steps). The acceptance (> 35 dB on all 3 targets) is met by L-BFGS, not by Adam on target 0.
+    floor, median = PSNR_FLOOR[solver]
+    assert np.all(psnr > floor) and np.median(psnr) > median, f"{solver}: PSNR {psnr} dB"
+    assert np.abs(res.latents["z"]).max() <= 2.0  # returned in the support (`ZSpace.canonical`)
