@@ -214,7 +214,8 @@ class ZSpace(Space):
     Truncated-normal generators (BigGAN, `Generator.z_bound` = b): the latent is the unscaled sample
     u ~ truncnorm(-b, b), the generator takes z = truncation_psi * reflect_into(u, b) (the official sampler's
     `truncnorm(-2, 2) * truncation`); Adam's projection reflects u back into the support after every step, the
-    reflection in `to_input` keeps any solver's z inside it, and results are returned reflected (`canonical`). `embedding=True` (BigGAN): the class embedding is
+    reflection in `to_input` keeps any solver's z inside it, and results are returned reflected (`canonical`).
+    `embedding=True` (BigGAN): the class embedding is
     optimised with z (Huh et al. 2020), starting at the embedding of the fixed class c."""
 
     name: ClassVar[str] = "z"
