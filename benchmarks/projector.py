@@ -113,7 +113,8 @@ SHARED = Path(os.environ.get("JAXINV_SHARED", ROOT.parent / "shared"))
 MANIFESTS = SHARED / "golden" / "manifests"
 HEADS = SHARED / "realdata" / "weights" / "lpips_linear_heads" / "vgg_v0.1.npz"
 CONFIGS = {"paper256": "sg2ada_256_paper256", "ffhq1024": "sg2ada_ffhq1024_stylegan2cfg"}
-XLA_SETTINGS = {"default": "", "eigen": "--xla_cpu_experimental_ynn_fusion_type="}
+XLA_SETTINGS = {"default": "", "eigen": "--xla_cpu_experimental_ynn_fusion_type=",
+                "direct": ""}  # direct: default flags, the generator's convs without Winograd (ops.WINOGRAD_MIN_CIN)
 OFFICIAL_COMMIT = "d72cc7d"
 NOISE_WEIGHT = 1e5  # official regularize_noise_weight
 VGG_SEED = 20240601
@@ -875,7 +876,8 @@ def _xla_env(setting: str) -> dict[str, str]:
     if XLA_SETTINGS[setting]:
         flags.append(XLA_SETTINGS[setting])
     # The flag is set here; JAXINV_XLA_CPU_CONVS tells jaxinv's import the same.
-    return {"XLA_FLAGS": " ".join(flags), "JAXINV_XLA_CPU_CONVS": "default" if setting == "default" else "eigen"}
+    return {"XLA_FLAGS": " ".join(flags), "JAXINV_XLA_CPU_CONVS": "eigen" if setting == "eigen" else "default",
+            "BENCH_GENERATOR_WINOGRAD": "0" if setting == "direct" else "1"}
 
 
 def _role_main(role: str, payload: dict[str, Any]) -> None:
@@ -897,6 +899,10 @@ def _role_main(role: str, payload: dict[str, Any]) -> None:
                            heads=payload["heads"], device=payload.get("device", "cpu"),
                            plugins=payload.get("plugins", False))
     elif role == "jaxinv":
+        if os.environ.get("BENCH_GENERATOR_WINOGRAD") == "0":
+            from jaxinv import ops
+
+            ops.WINOGRAD_MIN_CIN = None
         res = run_jaxinv(payload["weights"], payload["init_json"], payload["target"], batch=payload["batch"],
                          steps=payload["steps"], w_avg_samples=payload["w_avg_samples"],
                          restarts=payload["restarts"], heads=payload["heads"], repeat=payload["repeat"],
@@ -1087,7 +1093,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=0, help="extra timed invert() calls after the compiling one")
     ap.add_argument("--w-avg-samples", type=int, default=1000, help="w_avg samples, both sides (setup only)")
     ap.add_argument("--xla", default="default,eigen",
-                    help="XLA settings to run: default (jax's own), eigen (JAXINV_XLA_CPU_CONVS=eigen)")
+                    help="XLA settings to run: default (jax's own), eigen (JAXINV_XLA_CPU_CONVS=eigen), direct "
+                         "(default, the generator's 3x3 convs direct instead of Winograd)")
     ap.add_argument("--lane-groups", default="auto",
                     help="jaxinv lane groups to run, each under every --xla setting: auto (the engine's choice), "
                     "all (every lane of the batch in one vmapped program), or K (lanes vmapped at a time)")

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxinv import winograd
+
 _DN = ("NHWC", "HWIO", "NHWC")
 
 # ---------------------------------------------------------------------------------------------
@@ -291,10 +293,48 @@ def _conv_bwd(padding, dilation, res, dy):
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
+# Stride-1 3x3 convs that allow it (`winograd_ok`: StyleGAN2's modulated convs, whose weight the batch shares
+# by activation-side modulation) run as F(4x4,3x3) Winograd on CPU when in-channels >= WINOGRAD_MIN_CIN and the
+# map is >= WINOGRAD_MIN_SIZE. Forward + input gradient at batch 4, 2-core AVX-512 EPYC: 1.95x (32x32x512),
+# 1.84x (64x64x256), 1.30x (128x128x128) faster than direct; 0.79x at 256x256x64 and 1.10x at 16x16x512, hence
+# the limits. None disables.
+WINOGRAD_MIN_CIN: int | None = 128
+WINOGRAD_MIN_SIZE = 32
+
+
+def _winograd_applies(x: jax.Array, w: jax.Array, pad: tuple[tuple[int, int], tuple[int, int]]) -> bool:
+    return (WINOGRAD_MIN_CIN is not None and jax.default_backend() == "cpu" and w.shape[:2] == (3, 3)
+            and pad == ((1, 1), (1, 1)) and w.shape[2] >= WINOGRAD_MIN_CIN
+            and min(x.shape[1], x.shape[2]) >= WINOGRAD_MIN_SIZE)
+
+
+@jax.custom_vjp
+def _conv3x3_winograd(x: jax.Array, w: jax.Array) -> jax.Array:
+    """`_conv(x, w, padding 1)` of a 3x3 HWIO weight as F(4x4,3x3) (`winograd.conv3x3_f43`, whose input gradient
+    is Winograd too); the weight gradient is the direct conv's (PTI tunes weights; dead code otherwise)."""
+    return winograd.conv3x3_f43(x, winograd.transform_weight_jax(w, winograd.F43))
+
+
+def _conv3x3_winograd_fwd(x, w):
+    return _conv3x3_winograd(x, w), (x, w)
+
+
+def _conv3x3_winograd_bwd(res, dy):
+    x, w = res
+    u = winograd.transform_weight_jax(w, winograd.F43)
+    dx = jax.vjp(lambda x_: winograd.conv3x3_f43(x_, u), x)[1](dy)[0]
+    dw = jax.vjp(lambda w_: _conv_ref(x, w_, ((1, 1), (1, 1)), 1), w)[1](dy)[0]
+    return dx, dw
+
+
+_conv3x3_winograd.defvjp(_conv3x3_winograd_fwd, _conv3x3_winograd_bwd)
+
+
 def conv2d(x: jax.Array, w: jax.Array, stride: int = 1, padding: int | Sequence[int] = 0,
-           flip_weight: bool = True) -> jax.Array:
+           flip_weight: bool = True, winograd_ok: bool = False) -> jax.Array:
     """Plain conv (``flip_weight=True`` = correlation, as torch); padding ``p``, ``(py, px)`` or 4 values
-    ``(px0, px1, py0, py1)`` as upfirdn2d."""
+    ``(px0, px1, py0, py1)`` as upfirdn2d. ``winograd_ok``: a 3x3 stride-1 conv may run as F(4x4,3x3) (see
+    `WINOGRAD_MIN_CIN`)."""
     if not flip_weight:
         w = w[::-1, ::-1]
     if isinstance(padding, int | np.integer):
@@ -305,7 +345,7 @@ def conv2d(x: jax.Array, w: jax.Array, stride: int = 1, padding: int | Sequence[
         px0, px1, py0, py1 = (int(p) for p in padding)
         pad = ((py0, py1), (px0, px1))
     if stride == 1:
-        return _conv(x, w, pad, 1)
+        return _conv3x3_winograd(x, w) if winograd_ok and _winograd_applies(x, w, pad) else _conv(x, w, pad, 1)
     return lax.conv_general_dilated(x, w, (stride, stride), pad, dimension_numbers=_DN)
 
 
@@ -328,8 +368,10 @@ def conv2d_resample(
     padding: int | Sequence[int] = 0,
     flip_weight: bool = True,
     flip_filter: bool = False,
+    winograd_ok: bool = False,
 ) -> jax.Array:
-    """Conv with optional up/downsampling, the official ``conv2d_resample`` paths (padding once)."""
+    """Conv with optional up/downsampling, the official ``conv2d_resample`` paths (padding once); ``winograd_ok``
+    as `conv2d`."""
     kh, kw = w.shape[:2]
     fw, fh = _filter_size(f)
     px0, px1, py0, py1 = _parse_padding(padding)
@@ -367,7 +409,7 @@ def conv2d_resample(
             x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
         return x
     if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
-        return conv2d(x, w, padding=(py0, px0), flip_weight=flip_weight)
+        return conv2d(x, w, padding=(py0, px0), flip_weight=flip_weight, winograd_ok=winograd_ok)
     x = upfirdn2d(x, None, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
     return conv2d(x, w, flip_weight=flip_weight)
 
@@ -395,11 +437,12 @@ def modulated_conv2d(
     """StyleGAN2 modulated conv: ``conv(x * s, w) * dcoefs + noise``.
 
     Equal to the official per-sample weights ``w * s * dcoefs`` because modulation scales input
-    channels and demodulation scales output channels, both of which commute with the conv.
+    channels and demodulation scales output channels, both of which commute with the conv. The conv's weight is
+    shared by the batch, so stride-1 3x3 convs may run as Winograd (`WINOGRAD_MIN_CIN`).
     """
     x = x * styles[:, None, None, :].astype(x.dtype)
     x = conv2d_resample(x, weight, f=resample_filter, up=up, down=down, padding=padding,
-                        flip_weight=flip_weight, flip_filter=flip_filter)
+                        flip_weight=flip_weight, flip_filter=flip_filter, winograd_ok=True)
     if demodulate:
         x = x * demodulation_coefficients(weight, styles)[:, None, None, :]
     if noise is not None:
