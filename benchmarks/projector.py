@@ -1043,10 +1043,9 @@ def print_ratios(results: dict[str, dict[str, Any]], targets: dict[str, float],
         speeds = {s: {b: v["image_steps_per_s"]["median"] for b, v in by.items()} for s, by in sm.items()}
         for b in sorted({b for by in speeds.values() for b in by}):
             have = {s: v[b] for s, v in speeds.items() if v.get(b) is not None}
-            if len(have) == 2:
-                fast = max(have, key=have.get)
-                print(f"{cfg} batch {b}: XLA '{fast}' is faster "
-                      f"({have['eigen'] / have['default']:.2f}x eigen/default, medians)")
+            for other in sorted(set(have) - {"default"}):
+                if "default" in have:
+                    print(f"{cfg} batch {b}: {have[other] / have['default']:.2f}x {other}/default (medians)")
         ratios = {(s, b): v["ratio"] for s, by in sm.items() for b, v in by.items() if v["ratio"]["median"]}
         if not ratios:
             if r["official"]:

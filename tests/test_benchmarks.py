@@ -119,7 +119,8 @@ def test_projector_table_refuses_disturbed_rounds(capsys):
     off = [_piece(0.5, 0.0, False, **common), _piece(0.4, 0.8, True, **common), _piece(0.6, 0.0, False, **common)]
     jx = [_piece(1.0, 0.0, False, **common), _piece(1.1, 0.0, False, **common), _piece(0.9, 0.0, False, **common)]
     busy = [_piece(0.3, 1.0, True, **common) for _ in range(3)]
-    results = {"cfg": {"official": off, "jaxinv": {"default": {2: jx}, "eigen": {2: busy}}}}
+    slow = [_piece(0.5, 0.0, False, **common) for _ in range(3)]
+    results = {"cfg": {"official": off, "jaxinv": {"default": {2: jx}, "eigen": {2: busy}, "direct": {2: slow}}}}
     bench.summarise(results)
     ratio = results["cfg"]["summary"]["jaxinv"]["default"][2]["ratio"]
     assert (ratio["median"], ratio["clean"], ratio["rounds"]) == (1.75, 2, 3)  # round 2: the official was busy
@@ -128,7 +129,7 @@ def test_projector_table_refuses_disturbed_rounds(capsys):
     bench.print_ratios(results, {"cfg": 2.0})
     out = capsys.readouterr().out
     assert "1.75 [1.50..2.00] 2/3" in out and "not measured: machine busy" in out and "DISTURBED" not in out
-    assert "off-eq GFLOP/s" in out and "2/3 clean" in out
+    assert "off-eq GFLOP/s" in out and "2/3 clean" in out and "cfg batch 2: 0.50x direct/default" in out
     bench.summarise(results, allow_disturbed=True)
     bench.print_table(results, allow_disturbed=True)
     out = capsys.readouterr().out
