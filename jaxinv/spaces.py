@@ -501,15 +501,17 @@ def make_space(space: str | Space, **options: Any) -> Space:
     """A space from its name (z, w, w+, s, p, pn) and options (e.g. noise=True, sphere=True); `mgan:N@L` is
     read one floor up (`jaxinv.invert.space_from_spec`)."""
     if isinstance(space, Space):
-        return dataclasses.replace(space, **options) if options else space
-    key = str(space).lower().replace("_", "").replace("plus", "+")
-    if key not in SPACES:
-        raise ConfigError(f"space={space!r}: unknown latent space (choose from {', '.join(SPACES)})")
-    cls = SPACES[key]
-    names = {f.name for f in dataclasses.fields(cls)}
-    bad = sorted(set(options) - names)
+        cls, key = type(space), space.name
+    else:
+        key = str(space).lower().replace("_", "").replace("plus", "+")
+        if key not in SPACES:
+            raise ConfigError(f"space={space!r}: unknown latent space (choose from {', '.join(SPACES)})")
+        cls = SPACES[key]
+    bad = sorted(set(options) - {f.name for f in dataclasses.fields(cls)})
     if bad:
         raise ConfigError(f"space {key!r}: unknown option(s) {bad}")
+    if isinstance(space, Space):
+        return dataclasses.replace(space, **options) if options else space
     return cls(**options)
 
 

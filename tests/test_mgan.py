@@ -60,6 +60,9 @@ def test_bad_specs(model):
     for spec, words in [("mgan:4", "mgan:N@L"), ("mgan:0@2", ">= 1"), ("mgan:4@5", "L must be in 1..4")]:
         with pytest.raises(ConfigError, match=words):
             invert(model, np.zeros((1, 64, 64, 3), np.float32), space=spec, steps=1)
+    with pytest.raises(ConfigError, match=r"space 'mgan': unknown option\(s\) \['embedding'\]"):
+        invert(model, np.zeros((1, 64, 64, 3), np.float32), space="mgan:2@2", space_options={"embedding": True},
+               steps=1)
 
 
 # StyleGAN2 (skip, resnet; conditional), StyleGAN3 and BigGAN-deep on the golden generators (random weights).
