@@ -109,13 +109,13 @@ def test_stylegan2_modulated_convs_winograd_vs_direct_and_float64(monkeypatch):
     ws = jax.random.normal(jax.random.PRNGKey(0), (1, cfg.num_ws, cfg.w_dim))
     dy = jax.random.normal(jax.random.PRNGKey(1), (1, 64, 64, 3))
 
-    def f(params, ws):
-        img, vjp = jax.vjp(lambda w: sg2.synthesis(cfg, params, w), ws)
-        return img, vjp(dy.astype(img.dtype))[0]
-
     def run(min_cin, x64=False):
         monkeypatch.setattr(ops, "WINOGRAD_MIN_CIN", min_cin)
-        jax.clear_caches()  # the choice is made at trace time
+
+        def f(params, ws):  # a new function per run: the choice is made at trace time, jit caches by function
+            img, vjp = jax.vjp(lambda w: sg2.synthesis(cfg, params, w), ws)
+            return img, vjp(dy.astype(img.dtype))[0]
+
         n_wino = str(jax.make_jaxpr(f)(params, ws)).count("_conv3x3_winograd")
         if not x64:
             return n_wino, [np.asarray(a, np.float64) for a in jax.jit(f)(params, ws)]
