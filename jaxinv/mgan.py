@@ -41,7 +41,7 @@ from jaxinv.errors import ConfigError
 from jaxinv.generators import Generator
 from jaxinv.models import biggan, dcgan, stylegan2, stylegan3
 from jaxinv.models.nn import bind
-from jaxinv.spaces import Latent, Space, _register, reflect_into
+from jaxinv.spaces import Latent, Space, _register, reflect_into, truncated_z
 
 _SPEC = re.compile(r"^mgan:(\d+)@(\d+)$")
 FAMILIES = ("dcgan", "stylegan2", "stylegan3", "biggan")
@@ -58,52 +58,47 @@ def num_blocks(gen: Generator) -> int:
     return bind(biggan.BigGAN, gen.cfg, gen.params).generator.num_blocks
 
 
-def _codes_z(gen: Generator, z: jax.Array) -> jax.Array:
-    """The generator's z of latent codes (BigGAN: truncation_psi * reflect_into(u, 2), as the Z space)."""
-    b = gen.z_bound
-    return z if b is None else gen.truncation_psi * reflect_into(z, b)
+def codes(gen: Generator, z: jax.Array, c: Any) -> jax.Array:
+    """What conditions the blocks, per code: z [M, z_dim] (c [M, c_dim] or None) -> the DCGAN's z, BigGAN's
+    truncation_psi * reflect_into(u, 2) (as the Z space), StyleGAN's ws = mapping(z, c, truncation_psi)."""
+    z = truncated_z(gen, jnp.asarray(z, jnp.float32))
+    return gen.mapping(z, c, gen.truncation_psi) if gen.has_w else z
 
 
-def head(gen: Generator, z: jax.Array, c: Any, layer: int) -> tuple[jax.Array, jax.Array | None]:
-    """Blocks 1..layer of codes z [M, z_dim] (c [M, c_dim] or None) -> (features [M, h, w, C], the partial RGB
-    image of StyleGAN2's 'skip' architecture or None)."""
-    z = _codes_z(gen, jnp.asarray(z, jnp.float32))
+def head(gen: Generator, code: jax.Array, c: Any, layer: int) -> tuple[jax.Array, jax.Array | None]:
+    """Blocks 1..layer of `codes` [M, ...] (c [M, c_dim] or None) -> (features [M, h, w, C], the partial RGB image
+    of StyleGAN2's 'skip' architecture or None)."""
     if gen.family == "dcgan":
-        return bind(dcgan.Generator, gen.cfg, gen.params).blocks(z, 1, layer), None
+        return bind(dcgan.Generator, gen.cfg, gen.params).blocks(code, 1, layer), None
     if gen.family == "biggan":
         g = bind(biggan.BigGAN, gen.cfg, gen.params)
-        return g.generator.blocks(None, g.cond_vector(z, c), gen.truncation_psi, 1, layer), None
-    styles = gen.styles(gen.mapping(z, c, gen.truncation_psi))
+        return g.generator.blocks(None, g.cond_vector(code, c), gen.truncation_psi, 1, layer), None
     if gen.family == "stylegan2":
-        return bind(stylegan2.Generator, gen.cfg, gen.params).synthesis.blocks(None, None, styles, 1, layer)
-    return bind(stylegan3.Generator, gen.cfg, gen.params).synthesis.blocks(None, styles, 1, layer), None
+        synth = bind(stylegan2.Generator, gen.cfg, gen.params).synthesis
+        return synth.blocks(None, None, gen.styles(code), 1, layer)
+    return bind(stylegan3.Generator, gen.cfg, gen.params).synthesis.blocks(None, gen.styles(code), 1, layer), None
 
 
-def tail(gen: Generator, feats: jax.Array, img: jax.Array | None, z: jax.Array, c: Any, layer: int) -> jax.Array:
-    """Blocks layer+1.. of composed features [B, h, w, C] -> image; z [B, N, z_dim]: the codes (the tail's
-    style / condition is their mean, see the module docstring)."""
+def tail(gen: Generator, feats: jax.Array, img: jax.Array | None, code: jax.Array, c: Any, layer: int) -> jax.Array:
+    """Blocks layer+1.. of composed features [B, h, w, C] -> image, conditioned by `code` [B, ...] (the mean of
+    the N codes, see the module docstring; the DCGAN's tail takes none)."""
     last = num_blocks(gen)
     if gen.family == "dcgan":
         return bind(dcgan.Generator, gen.cfg, gen.params).blocks(feats, layer + 1, last)
-    zc = _codes_z(gen, jnp.asarray(z, jnp.float32))
     if gen.family == "biggan":
         g = bind(biggan.BigGAN, gen.cfg, gen.params)
-        cond = g.cond_vector(jnp.mean(zc, axis=1), c)
-        return g.generator.blocks(feats, cond, gen.truncation_psi, layer + 1, last)
-    b, n = zc.shape[:2]
-    cc = None if c is None else jnp.repeat(c, n, axis=0)
-    ws = gen.mapping(zc.reshape(b * n, -1), cc, gen.truncation_psi)
-    styles = gen.styles(jnp.mean(ws.reshape(b, n, *ws.shape[1:]), axis=1))
+        return g.generator.blocks(feats, g.cond_vector(code, c), gen.truncation_psi, layer + 1, last)
     if gen.family == "stylegan2":
         synth = bind(stylegan2.Generator, gen.cfg, gen.params).synthesis
-        return synth.blocks(feats, img, styles, layer + 1, last)[1]
-    return bind(stylegan3.Generator, gen.cfg, gen.params).synthesis.blocks(feats, styles, layer + 1, last)
+        return synth.blocks(feats, img, gen.styles(code), layer + 1, last)[1]
+    return bind(stylegan3.Generator, gen.cfg, gen.params).synthesis.blocks(feats, gen.styles(code), layer + 1, last)
 
 
 def feature_channels(gen: Generator, layer: int) -> int:
     """Channels C_L of block `layer`'s output (the length of each alpha_n)."""
     c = jnp.zeros((1, gen.c_dim), jnp.float32) if gen.c_dim else None
-    out = jax.eval_shape(lambda z: head(gen, z, c, layer)[0], jax.ShapeDtypeStruct((1, gen.z_dim), jnp.float32))
+    out = jax.eval_shape(lambda z: head(gen, codes(gen, z, c), c, layer)[0],
+                         jax.ShapeDtypeStruct((1, gen.z_dim), jnp.float32))
     return int(out.shape[-1])
 
 
@@ -144,14 +139,16 @@ class MGanSpace(Space):
     def render(self, gen: Generator, latent: Latent, c: Any = None) -> jax.Array:
         z = latent["z"]
         n = z.shape[0]
+        per_image = lambda a: a.reshape(n, self.codes, *a.shape[1:])  # noqa: E731  [n * N, ...] -> [n, N, ...]
         cc = None if c is None else jnp.repeat(jnp.asarray(c, jnp.float32), self.codes, axis=0)
-        feats, img = head(gen, z.reshape(n * self.codes, z.shape[-1]), cc, self.layer)
-        feats = feats.reshape(n, self.codes, *feats.shape[1:])  # [n, N, h, w, C]
+        code = codes(gen, z.reshape(n * self.codes, z.shape[-1]), cc)
+        feats, img = head(gen, code, cc, self.layer)
+        feats = per_image(feats)  # [n, N, h, w, C]
         if self.importance:
             feats = feats * latent["alpha"][:, :, None, None, :]
         if img is not None:
-            img = jnp.mean(img.reshape(n, self.codes, *img.shape[1:]), axis=1)
-        return tail(gen, jnp.sum(feats, axis=1), img, z, c, self.layer)
+            img = jnp.mean(per_image(img), axis=1)
+        return tail(gen, jnp.sum(feats, axis=1), img, jnp.mean(per_image(code), axis=1), c, self.layer)
 
     def to_input(self, gen, latent):
         # Not a plain generator input: the codes (and importance) of the split forward (`render`).

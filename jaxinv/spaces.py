@@ -50,6 +50,13 @@ def reflect_into(u: jax.Array, b: float) -> jax.Array:
     return jnp.where(jnp.abs(u) <= b, u, folded)
 
 
+def truncated_z(gen: Generator, u: jax.Array) -> jax.Array:
+    """The generator's z of a latent sample u: truncation_psi * reflect_into(u, b) for truncated-normal
+    generators (`Generator.z_bound` = b: BigGAN), u itself otherwise."""
+    b = gen.z_bound
+    return u if b is None else gen.truncation_psi * reflect_into(u, b)
+
+
 def _register(cls: type, data: tuple[str, ...]) -> type:
     fields = [f.name for f in dataclasses.fields(cls)]
     jax.tree_util.register_dataclass(cls, data_fields=list(data), meta_fields=[f for f in fields if f not in data])
@@ -251,12 +258,7 @@ class ZSpace(Space):
         return z * jnp.sqrt(z.shape[-1] / jnp.sum(jnp.square(z), axis=-1, keepdims=True))
 
     def to_input(self, gen, latent):
-        z = latent["z"]
-        b = gen.z_bound
-        if self.sphere:
-            z = self._on_sphere(z)
-        elif b is not None:
-            z = gen.truncation_psi * reflect_into(z, b)
+        z = self._on_sphere(latent["z"]) if self.sphere else truncated_z(gen, latent["z"])
         inp = {"z": z}
         if self.embedding:
             inp["embedding"] = latent["embedding"]
