@@ -747,8 +747,9 @@ def run_profile(weights: Path, init_json: Path, target: Path, *, batch: int, hea
     return out
 
 
-def _hlo_index(hlo_text: str) -> tuple[dict[str, dict[str, Any]], set[str]]:
-    """Instruction name -> {shape, opcode, op_name, calls} and the computations that contain a convolution."""
+def _hlo_index(hlo_text: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Instruction name -> {shape, opcode, op_name, calls}, and computation -> "conv" / "dot" for the
+    computations that contain a convolution / a dot (Winograd's GEMMs are dots)."""
     import re
 
     comps: dict[str, list[str]] = {}
@@ -763,7 +764,7 @@ def _hlo_index(hlo_text: str) -> tuple[dict[str, dict[str, Any]], set[str]]:
         elif cur is not None:
             comps[cur].append(line)
     instr: dict[str, dict[str, Any]] = {}
-    for lines in comps.values():
+    for comp, lines in comps.items():
         for line in lines:
             m = re.match(r"\s*(?:ROOT )?%([\w.\-]+) = (.+?) ([a-z][\w\-]*)\(", line)
             if not m:
@@ -772,12 +773,17 @@ def _hlo_index(hlo_text: str) -> tuple[dict[str, dict[str, Any]], set[str]]:
             calls = re.search(r"calls=%([\w.\-]+)", line)
             instr[m.group(1)] = {"shape": m.group(2).split("{")[0], "opcode": m.group(3),
                                  "op_name": op_name.group(1) if op_name else "",
-                                 "calls": calls.group(1) if calls else None}
-    with_conv = {c for c, lines in comps.items() if any(" convolution(" in ln for ln in lines)}
-    return instr, with_conv
+                                 "calls": calls.group(1) if calls else None, "computation": comp}
+    kinds = {}
+    for c, lines in comps.items():
+        if any(" convolution(" in ln for ln in lines):
+            kinds[c] = "conv"
+        elif any(" dot(" in ln for ln in lines):
+            kinds[c] = "dot"
+    return instr, kinds
 
 
-def _summarise_trace(trace_dir: Path, hlo_text: str, top: int = 15, per: int = 1) -> dict[str, Any]:
+def _summarise_trace(trace_dir: Path, hlo_text: str, top: int = 400, per: int = 1) -> dict[str, Any]:
     """Per-XLA-op self times of the traced step, labelled from the compiled HLO: component (named scope),
     fwd/bwd (`transpose(` in the name stack), conv (a convolution in the op or its fused computation)."""
     import gzip
@@ -788,7 +794,7 @@ def _summarise_trace(trace_dir: Path, hlo_text: str, top: int = 15, per: int = 1
     with gzip.open(files[-1], "rt") as f:
         events = json.load(f)
     events = events.get("traceEvents", []) if isinstance(events, dict) else events
-    instr, with_conv = _hlo_index(hlo_text)
+    instr, kinds = _hlo_index(hlo_text)
     per_op: dict[str, float] = {}
     for e in events:
         args = e.get("args") or {}
@@ -799,8 +805,9 @@ def _summarise_trace(trace_dir: Path, hlo_text: str, top: int = 15, per: int = 1
         info = instr.get(op, {})
         stack = info.get("op_name", "")
         part = next((p for p in ("generator", "lpips", "noise_reg") if p in stack), "optimizer/other")
-        conv = info.get("opcode") == "convolution" or info.get("calls") in with_conv
-        return {"part": part, "dir": "bwd" if "transpose(" in stack else "fwd", "conv": bool(conv),
+        kind = {"convolution": "conv", "dot": "dot"}.get(info.get("opcode"), kinds.get(info.get("calls"), "elem"))
+        return {"part": part, "dir": "bwd" if "transpose(" in stack else "fwd", "kind": kind,
+                "computation": info.get("computation", "?"),
                 "shape": info.get("shape", "?"), "op_name": stack.split("/", 1)[-1][:90]}
 
     by_part: dict[str, float] = {}
@@ -810,7 +817,7 @@ def _summarise_trace(trace_dir: Path, hlo_text: str, top: int = 15, per: int = 1
     total = sum(per_op.values())
     for op, ms in per_op.items():
         lab = label(op)
-        key = f"{lab['part']} {lab['dir']} {'conv' if lab['conv'] else 'other'}"
+        key = f"{lab['part']} {lab['dir']} {lab['kind']}"
         by_part[key] = by_part.get(key, 0.0) + ms
         rows.append({"op": op, "ms": round(ms, 1), **lab})
     rows.sort(key=lambda r: -r["ms"])
@@ -1027,9 +1034,9 @@ def print_profile(cfg: str, setting: str, prof: dict[str, Any]) -> None:
         for k, v in prof["by_part_ms"].items():
             print(f"    {k:32s} {v:9.1f} ms")
         print("  top ops:")
-        for r in prof["top_ops"]:
-            kind = "conv" if r["conv"] else "elem"
-            print(f"    {r['ms']:8.1f} ms  {r['part']:9s} {r['dir']} {kind} {r['shape']:24s} {r['op']}")
+        for r in prof["top_ops"][:40]:
+            print(f"    {r['ms']:8.1f} ms  {r['part']:9s} {r['dir']} {r['kind']:4s} {r['shape']:24s} {r['op']:22s} "
+                  f"{r['op_name'][-60:]}")
 
 
 def print_ratios(results: dict[str, dict[str, Any]], targets: dict[str, float],

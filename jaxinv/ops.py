@@ -69,6 +69,50 @@ def normalize_2nd_moment(x: jax.Array, axis: int = -1, eps: float = 1e-8) -> jax
     return x * lax.rsqrt(jnp.mean(jnp.square(x), axis=axis, keepdims=True) + eps)
 
 
+# ---------------------------------------------------------------------------------------------
+# Sums over an axis as dot products: XLA:CPU's reduce fusions (YNN) ran 10-15x slower than a matrix-vector
+# product over the same data (e.g. the LPIPS channel norm at 256x256x64, forward + backward: 47 vs 5 ms).
+
+
+def axis_sum(x: jax.Array, axis: int = -1) -> jax.Array:
+    """``jnp.sum(x, axis)`` (one axis, dropped) as a dot with a ones vector (float32 sums, any order)."""
+    axis = axis % x.ndim
+    ones = jnp.ones((x.shape[axis],), x.dtype)
+    return lax.dot_general(x, ones, (((axis,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
+
+
+def normalize_channels_reference(f: jax.Array, eps: float = 1e-10) -> jax.Array:
+    """Slow oracle of `normalize_channels` (autodiff of the plain formula)."""
+    s = jnp.sum(jnp.square(f), axis=-1, keepdims=True)
+    pos = s > 0
+    norm = jnp.where(pos, jnp.sqrt(jnp.where(pos, s, 1.0)), 0.0)  # finite gradient at 0
+    return f / (norm + eps)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1,))
+def normalize_channels(f: jax.Array, eps: float = 1e-10) -> jax.Array:
+    """``f / (||f|| + eps)`` over the channel (last) axis (LPIPS' normalize_tensor), with channel sums as dots
+    and a hand-written backward: ``g r - f r^2 (g . f) / ||f||``, ``r = 1 / (||f|| + eps)`` (0 where ||f|| = 0,
+    as the oracle's guarded sqrt)."""
+    return _normalize_channels_fwd(f, eps)[0]
+
+
+def _normalize_channels_fwd(f, eps):
+    norm = jnp.sqrt(axis_sum(jnp.square(f)))[..., None]
+    r = 1.0 / (norm + eps)
+    return f * r, (f, r, norm)
+
+
+def _normalize_channels_bwd(eps, res, g):
+    f, r, norm = res
+    pos = norm > 0
+    k = jnp.where(pos, r * r / jnp.where(pos, norm, 1.0), 0.0) * axis_sum(g * f)[..., None]
+    return (g * r - f * k,)
+
+
+normalize_channels.defvjp(_normalize_channels_fwd, _normalize_channels_bwd)
+
+
 def fully_connected(
     x: jax.Array,
     weight: jax.Array,
@@ -300,6 +344,10 @@ _conv.defvjp(_conv_fwd, _conv_bwd)
 # the limits. None disables.
 WINOGRAD_MIN_CIN: int | None = 128
 WINOGRAD_MIN_SIZE = 32
+# Up-sampling convs (below): forward + input gradient at batch 1 against the direct transposed conv + FIR,
+# same machine: 1.59x at 128x128x128 -> 64, 1.02x at 64x64x256 -> 128, but 0.61x at 32x32x512 -> 256 and 0.28x
+# at 16x16x512 -> 512 (the phase weight, [36, I, 4 O], is read from memory per step), hence input maps >= 128.
+WINOGRAD_MIN_UP_SIZE = 128
 
 
 def _winograd_applies(x: jax.Array, w: jax.Array, pad: tuple[tuple[int, int], tuple[int, int]]) -> bool:
@@ -328,6 +376,104 @@ def _conv3x3_winograd_bwd(res, dy):
 
 
 _conv3x3_winograd.defvjp(_conv3x3_winograd_fwd, _conv3x3_winograd_bwd)
+
+
+# StyleGAN2's up-sampling convs (3x3 transposed conv, stride 2, then the 4-tap FIR with padding 1): output pixel
+# (2i + r, 2j + s) reads only x[i-1 .. i+1, j-1 .. j+1], through a 3x3 "phase" kernel of (w conv FIR) for each of
+# the 4 phases (r, s). So the whole op is one stride-1 3x3 conv of x to 4 x out channels (F(4x4,3x3) Winograd
+# here: the input transform is shared by the 4 phases) and an interleave; no zero-stuffed map, no FIR pass.
+# The same number of products as the direct transposed conv.
+
+
+def _up2_phase_matrix(taps: np.ndarray) -> np.ndarray:
+    """[2 (phase r), 3 (window tap a), 3 (kernel tap k)]: phase r's kernel tap a = sum_k M[r, a, k] g[k], for
+    the correlation taps `taps` (4) of the FIR applied after the transposed conv (out[2j + k] += x[j] g[k],
+    FIR padding 1): output 2i + r takes x[i - 1 + a] with weight sum_k g[k] taps[k + 2a - r - 1]."""
+    m = np.zeros((2, 3, 3), np.float64)
+    for r in range(2):
+        for a in range(3):
+            for k in range(3):
+                t = k + 2 * a - r - 1
+                if 0 <= t < len(taps):
+                    m[r, a, k] = taps[t]
+    return m
+
+
+def _up2_phase_kernel(g: jax.Array, my: np.ndarray, mx: np.ndarray) -> jax.Array:
+    """Transposed-conv kernel g [3, 3, I, O] -> the phase kernels as one HWIO weight [3, 3, I, 4 O] (phases
+    (r, s) outer, channels inner)."""
+    k = jnp.einsum("rak,sbl,klio->abirso", my.astype(np.float32), mx.astype(np.float32), g,
+                   precision=lax.Precision.HIGHEST)
+    return k.reshape(3, 3, g.shape[2], 4 * g.shape[3])
+
+
+def _up2_interleave(y: jax.Array) -> jax.Array:
+    """[B, H, W, 4 O] (phases (r, s) outer) -> [B, 2H, 2W, O]."""
+    b, h, w, c4 = y.shape
+    y = y.reshape(b, h, w, 2, 2, c4 // 4).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(b, 2 * h, 2 * w, c4 // 4)
+
+
+def _up2_deinterleave(dy: jax.Array) -> jax.Array:
+    b, h2, w2, c = dy.shape
+    dy = dy.reshape(b, h2 // 2, 2, w2 // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+    return dy.reshape(b, h2 // 2, w2 // 2, 4 * c)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv3x3_up2_winograd(x: jax.Array, g: jax.Array, my: _Static, mx: _Static) -> jax.Array:
+    """The transposed 3x3 conv (kernel g, stride 2) followed by the FIR of `my` / `mx` (`_up2_phase_matrix`), as
+    one F(4x4,3x3) conv to the 4 phases; input gradient by the transposed Winograd algorithm, weight gradient
+    by autodiff of the phase kernel's direct conv (PTI tunes weights; dead code otherwise)."""
+    u = winograd.transform_weight_jax(_up2_phase_kernel(g, my.value, mx.value), winograd.F43)
+    return _up2_interleave(winograd.conv3x3_f43(x, u))
+
+
+def _conv3x3_up2_winograd_fwd(x, g, my, mx):
+    return _conv3x3_up2_winograd(x, g, my, mx), (x, g)
+
+
+def _conv3x3_up2_winograd_bwd(my, mx, res, dy):
+    x, g = res
+    u = winograd.transform_weight_jax(_up2_phase_kernel(g, my.value, mx.value), winograd.F43)
+    d4 = _up2_deinterleave(dy)
+    dx = jax.vjp(lambda x_: winograd.conv3x3_f43(x_, u), x)[1](d4)[0]
+    dg = jax.vjp(lambda g_: _conv_ref(x, _up2_phase_kernel(g_, my.value, mx.value), ((1, 1), (1, 1)), 1), g)[1](d4)[0]
+    return dx, dg
+
+
+_conv3x3_up2_winograd.defvjp(_conv3x3_up2_winograd_fwd, _conv3x3_up2_winograd_bwd)
+
+
+class _Static:
+    """A numpy array as a hashable static argument (custom_vjp nondiff args must be hashable)."""
+
+    def __init__(self, value: np.ndarray) -> None:
+        self.value = np.asarray(value)
+        self._key = (self.value.shape, self.value.tobytes())
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Static) and self._key == other._key
+
+
+def _winograd_up2_plan(x: jax.Array, w: jax.Array, f: np.ndarray | None, pads: tuple[int, int, int, int],
+                       flip_filter: bool) -> tuple[_Static, _Static] | None:
+    """The phase matrices (rows, columns) when the up-sampling conv has the form above and Winograd pays
+    (CPU, in-channels >= WINOGRAD_MIN_CIN, input maps >= WINOGRAD_MIN_UP_SIZE); else None."""
+    if (WINOGRAD_MIN_CIN is None or jax.default_backend() != "cpu" or w.shape[:2] != (3, 3) or f is None
+            or pads != (1, 1, 1, 1) or w.shape[2] < WINOGRAD_MIN_CIN
+            or min(x.shape[1], x.shape[2]) < WINOGRAD_MIN_UP_SIZE):
+        return None
+    f = np.asarray(f, np.float64)
+    sep = (f, f) if f.ndim == 1 else _separate(f)
+    if sep is None or len(sep[0]) != 4 or len(sep[1]) != 4:
+        return None
+    fy, fx = (t if flip_filter else t[::-1] for t in sep)  # correlation taps
+    fx = fx * 4.0  # upfirdn2d's gain up**2
+    return _Static(_up2_phase_matrix(fy)), _Static(_up2_phase_matrix(fx))
 
 
 def conv2d(x: jax.Array, w: jax.Array, stride: int = 1, padding: int | Sequence[int] = 0,
@@ -402,6 +548,10 @@ def conv2d_resample(
         py1 -= kh - up
         pxt = max(min(-px0, -px1), 0)
         pyt = max(min(-py0, -py1), 0)
+        plan = (_winograd_up2_plan(x, w, f, (px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt), flip_filter)
+                if winograd_ok and up == 2 and down == 1 else None)
+        if plan is not None:
+            return _conv3x3_up2_winograd(x, w[::-1, ::-1] if flip_weight else w, *plan)
         x = conv_transpose2d(x, w, stride=up, padding=(pyt, pxt), flip_weight=not flip_weight)
         x = upfirdn2d(x, f, padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up**2,
                       flip_filter=flip_filter)
@@ -416,7 +566,7 @@ def conv2d_resample(
 
 def demodulation_coefficients(w: jax.Array, styles: jax.Array, eps: float = 1e-8) -> jax.Array:
     """``rsqrt(sum_{i,kh,kw} (w[.., i, o] * s[b, i])^2 + eps)`` as ``s^2 @ sum_k w^2``: ``[B, O]``."""
-    w_sq = jnp.sum(jnp.square(w), axis=(0, 1))  # [I, O]
+    w_sq = axis_sum(jnp.square(w).reshape(-1, *w.shape[2:]), 0)  # [I, O]
     return lax.rsqrt(jnp.square(styles) @ w_sq + eps)
 
 

@@ -83,3 +83,30 @@ def test_bias_act_clamp_and_gain():
     x = jnp.asarray([[-3.0, -0.5, 0.5, 3.0]])
     out = np.asarray(ops.bias_act(x, jnp.asarray([0.0, 0.0, 0.0, 1.0]), act="lrelu", gain=2.0, clamp=4.0))
     np.testing.assert_allclose(out, [[-1.2, -0.2, 1.0, 4.0]], rtol=1e-6)
+
+
+def test_axis_sum_equals_sum():
+    x = np.random.RandomState(3).randn(2, 5, 7, 6)
+    for axis in (0, 2, -1):
+        np.testing.assert_allclose(np.asarray(ops.axis_sum(jnp.asarray(x, jnp.float32), axis)), x.sum(axis),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_normalize_channels_equals_oracle_with_dead_columns():
+    """The hand-written backward against autodiff of the plain formula (float64), all-zero columns included
+    (ReLU features): values and gradients, and finite there."""
+    rng = np.random.RandomState(4)
+    f = np.maximum(rng.randn(2, 6, 5, 16), 0.0)
+    f[0, 1, 2] = 0.0
+    f[1, :, 3] = 0.0
+    g = rng.randn(*f.shape)
+    with jax.enable_x64():
+        f64, g64 = jnp.asarray(f), jnp.asarray(g)
+        y_ref, vjp_ref = jax.vjp(ops.normalize_channels_reference, f64)
+        y, vjp = jax.vjp(ops.normalize_channels, f64)
+        np.testing.assert_allclose(np.asarray(y), np.asarray(y_ref), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(np.asarray(vjp(g64)[0]), np.asarray(vjp_ref(g64)[0]), rtol=1e-9, atol=1e-6)
+    y32, vjp32 = jax.vjp(ops.normalize_channels, jnp.asarray(f, jnp.float32))
+    d32 = np.asarray(vjp32(jnp.asarray(g, jnp.float32))[0])
+    assert np.all(np.isfinite(d32))
+    np.testing.assert_allclose(np.asarray(y32), np.asarray(y_ref), rtol=1e-5, atol=1e-6)

@@ -99,8 +99,9 @@ def test_lpips_winograd_vs_direct_value_and_image_gradient():
 
 
 def test_stylegan2_modulated_convs_winograd_vs_direct_and_float64(monkeypatch):
-    """The generator's stride-1 3x3 modulated convs run as F(4x4,3x3) where `ops.WINOGRAD_MIN_CIN` allows (CPU);
-    image and d image / d ws against a float64 run, next to the direct convs' float32 error."""
+    """The generator's stride-1 and up-sampling 3x3 modulated convs run as F(4x4,3x3) where
+    `ops.WINOGRAD_MIN_CIN` allows (CPU); image and d image / d ws against a float64 run, next to the direct
+    convs' float32 error."""
     if jax.default_backend() != "cpu":
         pytest.skip("Winograd generator convs are a CPU path")
     base = jaxinv.load(require(GOLDEN / "sg2ada_r64_skip.weights.npz")).cfg
@@ -109,6 +110,8 @@ def test_stylegan2_modulated_convs_winograd_vs_direct_and_float64(monkeypatch):
     ws = jax.random.normal(jax.random.PRNGKey(0), (1, cfg.num_ws, cfg.w_dim))
     dy = jax.random.normal(jax.random.PRNGKey(1), (1, 64, 64, 3))
 
+    monkeypatch.setattr(ops, "WINOGRAD_MIN_UP_SIZE", 16)  # so that this 64 px generator's up-sampling convs take it
+
     def run(min_cin, x64=False):
         monkeypatch.setattr(ops, "WINOGRAD_MIN_CIN", min_cin)
 
@@ -116,7 +119,8 @@ def test_stylegan2_modulated_convs_winograd_vs_direct_and_float64(monkeypatch):
             img, vjp = jax.vjp(lambda w: sg2.synthesis(cfg, params, w), ws)
             return img, vjp(dy.astype(img.dtype))[0]
 
-        n_wino = str(jax.make_jaxpr(f)(params, ws)).count("_conv3x3_winograd")
+        jaxpr = str(jax.make_jaxpr(f)(params, ws))
+        n_wino = (jaxpr.count("_conv3x3_winograd"), jaxpr.count("_conv3x3_up2_winograd"))
         if not x64:
             return n_wino, [np.asarray(a, np.float64) for a in jax.jit(f)(params, ws)]
         with jax.enable_x64(True):
@@ -128,9 +132,34 @@ def test_stylegan2_modulated_convs_winograd_vs_direct_and_float64(monkeypatch):
     n_w, (y_w, g_w) = run(ops.WINOGRAD_MIN_CIN)
     n_d, (y_d, g_d) = run(None)
     _, (y64, g64) = run(None, x64=True)
-    assert n_w > 0 and n_d == 0
+    assert min(n_w) > 0 and n_d == (0, 0)  # stride-1 and up-sampling convs
     rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))  # noqa: E731
     assert np.abs(y_w - y64).max() <= 1e-4 * max(1.0, np.abs(y64).max())  # the parity tolerance
     # Measured (AVX-512 EPYC): image 7.8e-7 (direct 7.2e-7), gradient 5.0e-4 (direct 8.8e-4) relative L2.
     assert rel(y_w, y64) <= 2 * rel(y_d, y64) + 1e-6
     assert rel(g_w, g64) <= 2 * rel(g_d, g64) + 1e-4
+
+
+@pytest.mark.parametrize("flip_weight", [False, True])
+def test_up2_conv_phases_equal_transposed_conv_and_fir(monkeypatch, flip_weight):
+    """`conv2d_resample(up=2)` as one Winograd conv to the 4 output phases: value, input and weight gradients
+    equal the direct path (transposed conv, then the FIR), and the path is the one taken."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("Winograd up-sampling convs are a CPU path")
+    monkeypatch.setattr(ops, "WINOGRAD_MIN_CIN", 128)
+    monkeypatch.setattr(ops, "WINOGRAD_MIN_UP_SIZE", 16)
+    f = ops.setup_filter([1, 3, 3, 1])
+    rng = np.random.RandomState(5)
+    x = jnp.asarray(rng.randn(2, 16, 17, 128), jnp.float32)
+    w = jnp.asarray(rng.randn(3, 3, 128, 24) * 0.05, jnp.float32)
+
+    def run(x, w, ok):
+        return ops.conv2d_resample(x, w, f=f, up=2, padding=1, flip_weight=flip_weight, winograd_ok=ok)
+
+    assert "_conv3x3_up2_winograd" in str(jax.make_jaxpr(lambda x: run(x, w, True))(x))
+    y_d, vjp_d = jax.vjp(lambda x, w: run(x, w, False), x, w)
+    y_w, vjp_w = jax.vjp(lambda x, w: run(x, w, True), x, w)
+    assert y_w.shape == y_d.shape == (2, 32, 34, 24)
+    dy = jnp.asarray(rng.randn(*y_d.shape), jnp.float32)
+    for a, b in zip((y_w, *vjp_w(dy)), (y_d, *vjp_d(dy)), strict=True):
+        assert _max_rel(a, np.asarray(b, np.float64)) <= 1e-5

@@ -28,8 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxinv import ops
 from jaxinv.errors import CheckpointError
-from jaxinv.losses.lpips import lpips_distance, normalize_channels
+from jaxinv.losses.lpips import lpips_distance
 from jaxinv.models.nn import bind, buffer, param, shapes
 from jaxinv.state_dict import Entry, fill
 from weights_convert import tfjs as _tfjs
@@ -261,7 +262,7 @@ class Darknet(nnx.Module):
         _, feats = self(x, taps)
         out = []
         for n in taps:
-            f = normalize_channels(feats[n])
+            f = ops.normalize_channels(feats[n])
             _, h, w, _ = f.shape
             out.append((f / np.float32(np.sqrt(h * w))).reshape(f.shape[0], -1))
         return jnp.concatenate(out, axis=1)

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxinv import ops
 from jaxinv.errors import CheckpointError
 from jaxinv.losses import vgg16 as _vgg
 from jaxinv.models.nn import bind, const, param
@@ -165,15 +166,6 @@ def _float(img: jax.Array) -> jax.Array:
     return img.astype(jnp.float64 if img.dtype == jnp.float64 else jnp.float32)
 
 
-def normalize_channels(f: jax.Array) -> jax.Array:
-    """f / ||f|| over the channel axis (LPIPS' normalize_tensor; also Darknet's perceptual features)."""
-    s = jnp.sum(jnp.square(f), axis=-1, keepdims=True)
-    # sqrt with a finite gradient at 0 (all-zero ReLU columns happen); same forward value.
-    pos = s > 0
-    norm = jnp.where(pos, jnp.sqrt(jnp.where(pos, s, 1.0)), 0.0)
-    return f / (norm + _EPS)
-
-
 @dataclass(frozen=True)
 class Config:
     vgg16: _vgg.Config = _vgg.Config()  # the trunk (which convs carry Winograd weights)
@@ -208,7 +200,7 @@ class LPIPS(nnx.Module):
         taps = self.vgg16(x, _vgg.TAP_NAMES, direct=direct)
         out = []
         for k, name in enumerate(_vgg.TAP_NAMES):
-            f = normalize_channels(taps[name])
+            f = ops.normalize_channels(taps[name], _EPS)
             _, h, w, _ = f.shape
             f = f * jnp.sqrt(getattr(self, f"lin{k}")[...]) / np.float32(np.sqrt(h * w))
             out.append(f.reshape(f.shape[0], -1))

@@ -94,10 +94,12 @@ class Config:
 
 
 def _maxpool2x2(x: jax.Array) -> jax.Array:
-    # MaxPool2d(2, 2): floor mode, odd trailing rows/cols dropped.
+    # MaxPool2d(2, 2): floor mode, odd trailing rows/cols dropped. Pairwise maxima of strided slices: a
+    # reduce over the 2x2 windows ran 1.4-2x slower on XLA:CPU (forward + backward).
     b, h, w, c = x.shape
     x = x[:, : h // 2 * 2, : w // 2 * 2, :]
-    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+    x = jnp.maximum(x[:, 0::2], x[:, 1::2])
+    return jnp.maximum(x[:, :, 0::2], x[:, :, 1::2])
 
 
 class Conv2d(nnx.Module):
