@@ -78,7 +78,11 @@ def axis_sum(x: jax.Array, axis: int = -1) -> jax.Array:
     """``jnp.sum(x, axis)`` (one axis, dropped) as a dot with a ones vector (float32 sums, any order)."""
     axis = axis % x.ndim
     ones = jnp.ones((x.shape[axis],), x.dtype)
-    return lax.dot_general(x, ones, (((axis,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
+    if axis == x.ndim - 1:
+        return lax.dot_general(x, ones, (((axis,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
+    # ones as the left operand: a vector-matrix product that reads x in its layout (x as the left operand
+    # with a non-minor contracted axis made XLA transpose x first)
+    return lax.dot_general(ones, x, (((0,), (axis,)), ((), ())), precision=lax.Precision.HIGHEST)
 
 
 def normalize_channels_reference(f: jax.Array, eps: float = 1e-10) -> jax.Array:
