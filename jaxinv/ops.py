@@ -409,7 +409,7 @@ def _up2_phase_matrix(taps: np.ndarray) -> np.ndarray:
 def _up2_phase_kernel(g: jax.Array, my: np.ndarray, mx: np.ndarray) -> jax.Array:
     """Transposed-conv kernel g [3, 3, I, O] -> the phase kernels as one HWIO weight [3, 3, I, 4 O] (phases
     (r, s) outer, channels inner)."""
-    k = jnp.einsum("rak,sbl,klio->abirso", my.astype(np.float32), mx.astype(np.float32), g,
+    k = jnp.einsum("rak,sbl,klio->abirso", my.astype(g.dtype), mx.astype(g.dtype), g,
                    precision=lax.Precision.HIGHEST)
     return k.reshape(3, 3, g.shape[2], 4 * g.shape[3])
 
