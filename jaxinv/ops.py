@@ -392,10 +392,11 @@ _conv3x3_winograd.defvjp(_conv3x3_winograd_fwd, _conv3x3_winograd_bwd)
 # The same number of products as the direct transposed conv.
 
 
-def _up2_phase_matrix(taps: np.ndarray) -> np.ndarray:
-    """[2 (phase r), 3 (window tap a), 3 (kernel tap k)]: phase r's kernel tap a = sum_k M[r, a, k] g[k], for
-    the correlation taps `taps` (4) of the FIR applied after the transposed conv (out[2j + k] += x[j] g[k],
-    FIR padding 1): output 2i + r takes x[i - 1 + a] with weight sum_k g[k] taps[k + 2a - r - 1]."""
+def _up2_phase_matrix(taps: np.ndarray) -> tuple:
+    """[2 (phase r), 3 (window tap a), 3 (kernel tap k)] as nested tuples (hashable: a static argument): phase
+    r's kernel tap a = sum_k M[r, a, k] g[k], for the correlation taps `taps` (4) of the FIR applied after the
+    transposed conv (out[2j + k] += x[j] g[k], FIR padding 1): output 2i + r takes x[i - 1 + a] with weight
+    sum_k g[k] taps[k + 2a - r - 1]."""
     m = np.zeros((2, 3, 3), np.float64)
     for r in range(2):
         for a in range(3):
@@ -403,13 +404,13 @@ def _up2_phase_matrix(taps: np.ndarray) -> np.ndarray:
                 t = k + 2 * a - r - 1
                 if 0 <= t < len(taps):
                     m[r, a, k] = taps[t]
-    return m
+    return tuple(tuple(tuple(float(v) for v in row) for row in mr) for mr in m)
 
 
-def _up2_phase_kernel(g: jax.Array, my: np.ndarray, mx: np.ndarray) -> jax.Array:
+def _up2_phase_kernel(g: jax.Array, my: tuple, mx: tuple) -> jax.Array:
     """Transposed-conv kernel g [3, 3, I, O] -> the phase kernels as one HWIO weight [3, 3, I, 4 O] (phases
     (r, s) outer, channels inner)."""
-    k = jnp.einsum("rak,sbl,klio->abirso", my.astype(g.dtype), mx.astype(g.dtype), g,
+    k = jnp.einsum("rak,sbl,klio->abirso", np.asarray(my, g.dtype), np.asarray(mx, g.dtype), g,
                    precision=lax.Precision.HIGHEST)
     return k.reshape(3, 3, g.shape[2], 4 * g.shape[3])
 
@@ -428,11 +429,11 @@ def _up2_deinterleave(dy: jax.Array) -> jax.Array:
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv3x3_up2_winograd(x: jax.Array, g: jax.Array, my: _Static, mx: _Static) -> jax.Array:
+def _conv3x3_up2_winograd(x: jax.Array, g: jax.Array, my: tuple, mx: tuple) -> jax.Array:
     """The transposed 3x3 conv (kernel g, stride 2) followed by the FIR of `my` / `mx` (`_up2_phase_matrix`), as
     one F(4x4,3x3) conv to the 4 phases; input gradient by the transposed Winograd algorithm, weight gradient
     by autodiff of the phase kernel's direct conv (PTI tunes weights; dead code otherwise)."""
-    u = winograd.transform_weight_jax(_up2_phase_kernel(g, my.value, mx.value), winograd.F43)
+    u = winograd.transform_weight_jax(_up2_phase_kernel(g, my, mx), winograd.F43)
     return _up2_interleave(winograd.conv3x3_f43(x, u))
 
 
@@ -442,32 +443,18 @@ def _conv3x3_up2_winograd_fwd(x, g, my, mx):
 
 def _conv3x3_up2_winograd_bwd(my, mx, res, dy):
     x, g = res
-    u = winograd.transform_weight_jax(_up2_phase_kernel(g, my.value, mx.value), winograd.F43)
+    u = winograd.transform_weight_jax(_up2_phase_kernel(g, my, mx), winograd.F43)
     d4 = _up2_deinterleave(dy)
     dx = jax.vjp(lambda x_: winograd.conv3x3_f43(x_, u), x)[1](d4)[0]
-    dg = jax.vjp(lambda g_: _conv_ref(x, _up2_phase_kernel(g_, my.value, mx.value), ((1, 1), (1, 1)), 1), g)[1](d4)[0]
+    dg = jax.vjp(lambda g_: _conv_ref(x, _up2_phase_kernel(g_, my, mx), ((1, 1), (1, 1)), 1), g)[1](d4)[0]
     return dx, dg
 
 
 _conv3x3_up2_winograd.defvjp(_conv3x3_up2_winograd_fwd, _conv3x3_up2_winograd_bwd)
 
 
-class _Static:
-    """A numpy array as a hashable static argument (custom_vjp nondiff args must be hashable)."""
-
-    def __init__(self, value: np.ndarray) -> None:
-        self.value = np.asarray(value)
-        self._key = (self.value.shape, self.value.tobytes())
-
-    def __hash__(self) -> int:
-        return hash(self._key)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Static) and self._key == other._key
-
-
 def _winograd_up2_plan(x: jax.Array, w: jax.Array, f: np.ndarray | None, pads: tuple[int, int, int, int],
-                       flip_filter: bool) -> tuple[_Static, _Static] | None:
+                       flip_filter: bool) -> tuple[tuple, tuple] | None:
     """The phase matrices (rows, columns) when the up-sampling conv has the form above and Winograd pays
     (CPU, in-channels >= WINOGRAD_MIN_CIN, input maps >= WINOGRAD_MIN_UP_SIZE); else None."""
     if (WINOGRAD_MIN_CIN is None or jax.default_backend() != "cpu" or w.shape[:2] != (3, 3) or f is None
@@ -480,7 +467,7 @@ def _winograd_up2_plan(x: jax.Array, w: jax.Array, f: np.ndarray | None, pads: t
         return None
     fy, fx = (t if flip_filter else t[::-1] for t in sep)  # correlation taps
     fx = fx * 4.0  # upfirdn2d's gain up**2
-    return _Static(_up2_phase_matrix(fy)), _Static(_up2_phase_matrix(fx))
+    return _up2_phase_matrix(fy), _up2_phase_matrix(fx)
 
 
 def conv2d(x: jax.Array, w: jax.Array, stride: int = 1, padding: int | Sequence[int] = 0,
