@@ -1,13 +1,25 @@
+import gc
 import os
 from pathlib import Path
 
+import jax
 import pytest
 
-# CLI runs inside the test process would turn on JAX's persistent compilation cache for the whole pytest process
-# (in the user's ~/.cache/jaxinv/xla, which grew to 8 GB over local runs); with it on, a later cache write
-# segfaulted in jax (compilation_cache.put_executable_and_time, test_rosinality, twice in full local runs; not
-# alone). So it is off here; the tests of the cache (test_jobs, test_distributed) set their own folder.
+# CLI runs inside the test process would turn on JAX's persistent compilation cache for the whole pytest process,
+# in the user's ~/.cache/jaxinv/xla (which grew to 8 GB over local runs); so it is off here. The tests of the cache
+# (test_jobs, test_distributed) set their own folder.
 os.environ.setdefault("JAXINV_XLA_CACHE", "off")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop every compiled program after each test module. An XLA:CPU executable holds ~4 memory maps (JIT code)
+    while its jit cache entry lives; without this a full run reached 65130 maps, and XLA segfaulted compiling the
+    next program (test_rosinality) at the kernel's vm.max_map_count (65530)."""
+    yield
+    jax.clear_caches()
+    gc.collect()
+
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("JAXINV_SHARED", ROOT.parent / "shared"))
