@@ -110,3 +110,40 @@ def test_normalize_channels_equals_oracle_with_dead_columns():
     d32 = np.asarray(vjp32(jnp.asarray(g, jnp.float32))[0])
     assert np.all(np.isfinite(d32))
     np.testing.assert_allclose(np.asarray(y32), np.asarray(y_ref), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("stride", [2, 3])
+@pytest.mark.parametrize("pad", [0, 1, 2])
+def test_conv_transpose_phases_equal_zero_stuffed_conv(k, stride, pad):
+    """The per-phase form of the transposed conv (CPU) against the oracle, a conv of the zero-stuffed input:
+    values, input and weight gradients in float64, odd and even sizes, phases without taps (k < stride)."""
+    if pad > k - 1:
+        pytest.skip("torch requires padding < kernel size here")
+    rng = np.random.RandomState(5)
+    for h, w_ in [(1, 3), (4, 5), (5, 6)]:
+        x, w = rng.randn(2, h, w_, 3), rng.randn(k, k, 3, 4)
+        oracle = lambda x, w: ops._conv_ref(x, w[::-1, ::-1], ((k - 1 - pad,) * 2,) * 2, stride)
+        with jax.enable_x64():
+            x64, w64 = jnp.asarray(x), jnp.asarray(w)
+            y_ref, vjp_ref = jax.vjp(oracle, x64, w64)
+            if y_ref.size == 0:
+                continue
+            y, vjp = jax.vjp(lambda x, w: ops._conv_transpose_phases(x, w[::-1, ::-1], ((k - 1 - pad,) * 2,) * 2,
+                                                                     stride), x64, w64)
+            dy = jnp.asarray(rng.randn(*y_ref.shape))
+            chex.assert_trees_all_close((y, *vjp(dy)), (y_ref, *vjp_ref(dy)), rtol=1e-12, atol=1e-12)
+            if jax.default_backend() == "cpu":  # the public op takes this path on CPU
+                chex.assert_trees_all_close(ops.conv_transpose2d(x64, w64, stride, (pad, pad)), y_ref,
+                                            rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_1x1_as_dot_equals_conv():
+    rng = np.random.RandomState(6)
+    x, w = rng.randn(2, 5, 6, 7), rng.randn(1, 1, 7, 3)
+    with jax.enable_x64():
+        x64, w64 = jnp.asarray(x), jnp.asarray(w)
+        y_ref, vjp_ref = jax.vjp(lambda x, w: ops._conv_ref(x, w, ((0, 0), (0, 0)), 1), x64, w64)
+        y, vjp = jax.vjp(ops.conv2d, x64, w64)
+        dy = jnp.asarray(rng.randn(*y_ref.shape))
+        chex.assert_trees_all_close((y, *vjp(dy)), (y_ref, *vjp_ref(dy)), rtol=1e-12, atol=1e-12)
