@@ -22,7 +22,6 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass
-from functools import partial
 from importlib import resources
 from typing import Any
 
@@ -31,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxinv import ops
 from jaxinv.errors import CheckpointError, ConfigError
 from jaxinv.models.nn import bind, param
 from jaxinv.state_dict import Entry, fill
@@ -109,44 +109,6 @@ def from_source(src: Any) -> tuple[Config, dict]:
     return cfg, params
 
 
-_DN = ("NHWC", "HWIO", "NHWC")
-
-
-def conv_transpose_ref(x: jax.Array, weight_hwio: jax.Array, stride: int, padding: int) -> jax.Array:
-    """torch ConvTranspose2d (no bias) as a conv of the zero-dilated input; weight already flipped, HWIO."""
-    pad = KERNEL - 1 - padding
-    return jax.lax.conv_general_dilated(x, weight_hwio, window_strides=(1, 1), padding=[(pad, pad), (pad, pad)],
-                                        lhs_dilation=(stride, stride), dimension_numbers=_DN)
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv_transpose(x: jax.Array, weight_hwio: jax.Array, stride: int, padding: int) -> jax.Array:
-    """`conv_transpose_ref` with a hand-written input gradient.
-
-    The input gradient of a transposed conv is a strided conv with the kernel flipped back and in/out swapped.
-    Autodiff leaves that swap to XLA, which on CPU folds it into the conv's kernel layout (`01oi`) inside
-    `lax.scan` bodies and leaves its fast conv path: 2-3x slower per inversion step. Here the swapped kernel is
-    an explicit HWIO array. The weight gradient is the reference one (dead code in inversion).
-    """
-    return conv_transpose_ref(x, weight_hwio, stride, padding)
-
-
-def _conv_transpose_fwd(x, weight_hwio, stride, padding):
-    return conv_transpose_ref(x, weight_hwio, stride, padding), (x, weight_hwio)
-
-
-def _conv_transpose_bwd(stride, padding, res, dy):
-    x, weight_hwio = res
-    w_back = jnp.transpose(weight_hwio[::-1, ::-1], (0, 1, 3, 2))  # [kh, kw, out, in]
-    dx = jax.lax.conv_general_dilated(dy, w_back, window_strides=(stride, stride),
-                                      padding=[(padding, padding), (padding, padding)], dimension_numbers=_DN)
-    dw = jax.vjp(lambda w: conv_transpose_ref(x, w, stride, padding), weight_hwio)[1](dy)[0]
-    return dx, dw
-
-
-conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
-
-
 class ConvTranspose2d(nnx.Module):
     """torch ConvTranspose2d(in, out, 4, stride, padding, bias=False); `weight` [4, 4, in, out], flipped HWIO."""
 
@@ -156,7 +118,7 @@ class ConvTranspose2d(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """[B, H, W, in] -> [B, 2H, 2W, out] (stride 2, padding 1)."""
-        return conv_transpose(x, self.weight[...], self.stride, self.padding)
+        return ops.conv_transpose2d(x, self.weight[...], self.stride, (self.padding,) * 2, flip_weight=False)
 
     def from_vector(self, z: jax.Array) -> jax.Array:
         """[B, in] as a 1x1 input (stride 1, padding 0) -> [B, 4, 4, out]: a matmul with the unflipped kernel."""
