@@ -415,17 +415,20 @@ def _up2_phase_kernel(g: jax.Array, my: tuple, mx: tuple) -> jax.Array:
     return k.reshape(3, 3, g.shape[2], 4 * g.shape[3])
 
 
-def _up2_interleave(y: jax.Array) -> jax.Array:
-    """[B, H, W, 4 O] (phases (r, s) outer) -> [B, 2H, 2W, O]."""
-    b, h, w, c4 = y.shape
-    y = y.reshape(b, h, w, 2, 2, c4 // 4).transpose(0, 1, 3, 2, 4, 5)
-    return y.reshape(b, 2 * h, 2 * w, c4 // 4)
+def _phase_interleave(y: jax.Array, stride: int = 2) -> jax.Array:
+    """[B, H, W, s * s * O] (output phases (r, q) outer, channels inner) -> [B, s H, s W, O]: phase (r, q) at
+    pixel (i, j) goes to (s i + r, s j + q)."""
+    b, h, w, c = y.shape
+    o = c // (stride * stride)
+    y = y.reshape(b, h, w, stride, stride, o).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(b, stride * h, stride * w, o)
 
 
-def _up2_deinterleave(dy: jax.Array) -> jax.Array:
-    b, h2, w2, c = dy.shape
-    dy = dy.reshape(b, h2 // 2, 2, w2 // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
-    return dy.reshape(b, h2 // 2, w2 // 2, 4 * c)
+def _phase_deinterleave(dy: jax.Array, stride: int = 2) -> jax.Array:
+    """The inverse of `_phase_interleave`."""
+    b, h, w, c = dy.shape
+    dy = dy.reshape(b, h // stride, stride, w // stride, stride, c).transpose(0, 1, 3, 2, 4, 5)
+    return dy.reshape(b, h // stride, w // stride, stride * stride * c)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -434,7 +437,7 @@ def _conv3x3_up2_winograd(x: jax.Array, g: jax.Array, my: tuple, mx: tuple) -> j
     one F(4x4,3x3) conv to the 4 phases; input gradient by the transposed Winograd algorithm, weight gradient
     by autodiff of the phase kernel's direct conv (PTI tunes weights; dead code otherwise)."""
     u = winograd.transform_weight_jax(_up2_phase_kernel(g, my, mx), winograd.F43)
-    return _up2_interleave(winograd.conv3x3_f43(x, u))
+    return _phase_interleave(winograd.conv3x3_f43(x, u))
 
 
 def _conv3x3_up2_winograd_fwd(x, g, my, mx):
@@ -444,7 +447,7 @@ def _conv3x3_up2_winograd_fwd(x, g, my, mx):
 def _conv3x3_up2_winograd_bwd(my, mx, res, dy):
     x, g = res
     u = winograd.transform_weight_jax(_up2_phase_kernel(g, my, mx), winograd.F43)
-    d4 = _up2_deinterleave(dy)
+    d4 = _phase_deinterleave(dy)
     dx = jax.vjp(lambda x_: winograd.conv3x3_f43(x_, u), x)[1](d4)[0]
     dg = jax.vjp(lambda g_: _conv_ref(x, _up2_phase_kernel(g_, my, mx), ((1, 1), (1, 1)), 1), g)[1](d4)[0]
     return dx, dg
@@ -522,16 +525,12 @@ def _conv_transpose_phases(x: jax.Array, w: jax.Array, padding: tuple[tuple[int,
     for ty, fy, by in rows:
         for tx, fx, bx in cols:
             if not ty or not tx:  # no tap meets a real sample: zeros
-                phases.append(jnp.zeros((b, h + fy + by - len(ty) + 1, wd + fx + bx - len(tx) + 1, w.shape[3]),
-                                        x.dtype))
+                phases.append(jnp.zeros((b, -(-n_h // stride), -(-n_w // stride), w.shape[3]), x.dtype))
                 continue
             xp = _pad_axis(_pad_axis(x, 1, min(fy, 0), min(by, 0)), 2, min(fx, 0), min(bx, 0))  # crops only
             k = w[np.asarray(ty)][:, np.asarray(tx)]
             phases.append(_conv(xp, k, ((max(fy, 0), max(by, 0)), (max(fx, 0), max(bx, 0))), 1))
-    y = jnp.stack(phases, axis=3)  # [B, H', W', s * s (r outer), O]
-    nh, nw = y.shape[1:3]
-    y = y.reshape(b, nh, nw, stride, stride, -1).transpose(0, 1, 3, 2, 4, 5)
-    return y.reshape(b, nh * stride, nw * stride, -1)[:, :n_h, :n_w]
+    return _phase_interleave(jnp.concatenate(phases, axis=3), stride)[:, :n_h, :n_w]
 
 
 def conv_transpose2d(x: jax.Array, w: jax.Array, stride: int, padding: Sequence[int] = (0, 0),
