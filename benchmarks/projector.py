@@ -644,7 +644,7 @@ def run_profile(weights: Path, init_json: Path, target: Path, *, batch: int, hea
     import jax.numpy as jnp
 
     from jaxinv.generators import Generator
-    from jaxinv.losses.lpips import lpips_distance, lpips_features, lpips_params
+    from jaxinv.losses.lpips import lpips_distance_to, lpips_features, lpips_params
     from jaxinv.losses.regularizers import noise_regularization
     from jaxinv.losses.vgg16 import vgg16_params_from_torchvision
     from jaxinv.models import from_source
@@ -670,7 +670,7 @@ def run_profile(weights: Path, init_json: Path, target: Path, *, batch: int, hea
 
     def lpips_to_target(x, ctx):
         with jax.named_scope("lpips"):
-            return lpips_distance(lpips_features(ctx[2], x), ctx[3])
+            return lpips_distance_to(ctx[2], x, ctx[3])  # as invert's LPIPS term
 
     def noise_reg(noise):
         with jax.named_scope("noise_reg"):

@@ -117,8 +117,7 @@ def _loss_fn(gen: Generator, cfg: SearchConfig, lpips_params: Any):
         img = gen.render(_to_input(gen, one, jax.tree_util.tree_map(lambda x: x[None], fixed)))
         val = cfg.l2_weight * jnp.mean(jnp.square(img - target[None]))
         if lpips_params is not None and cfg.lpips_weight:
-            val = val + cfg.lpips_weight * _lpips.lpips_distance(_lpips.lpips_features(lpips_params, img),
-                                                                 feat[None])[0]
+            val = val + cfg.lpips_weight * _lpips.lpips_distance_to(lpips_params, img, feat[None])[0]
         return val, img[0]
     return loss
 

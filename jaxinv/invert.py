@@ -105,7 +105,7 @@ class LPIPS(Term):
         return _losses.lpips_features(self.params, targets)
 
     def __call__(self, img, target, latent, space):
-        return _losses.lpips_distance(_losses.lpips_features(self.params, img), target)
+        return _losses.lpips_distance_to(self.params, img, target)
 
 
 @dataclass(frozen=True)

@@ -347,19 +347,24 @@ _conv.defvjp(_conv_fwd, _conv_bwd)
 # Stride-1 3x3 convs that allow it (`winograd_ok`: StyleGAN2's modulated convs, whose weight the batch shares
 # by activation-side modulation) run as F(4x4,3x3) Winograd on CPU when in-channels >= WINOGRAD_MIN_CIN and the
 # map is >= WINOGRAD_MIN_SIZE. Forward + input gradient at batch 4, 2-core AVX-512 EPYC: 1.95x (32x32x512),
-# 1.84x (64x64x256), 1.30x (128x128x128) faster than direct; 0.79x at 256x256x64 and 1.10x at 16x16x512, hence
-# the limits. None disables.
+# 1.84x (64x64x256), 1.30x (128x128x128), 1.10x (16x16x512) faster than direct; 0.79x at 256x256x64, hence
+# the channel limit. 2-core Xeon (AVX-512), batch 1 (the CPU engine's lane group): 1.77x at 16x16x512 (batch 4:
+# 2.3x) but 0.94x at 8x8x512, hence the size limit. None disables.
 WINOGRAD_MIN_CIN: int | None = 128
-WINOGRAD_MIN_SIZE = 32
+WINOGRAD_MIN_SIZE = 16
 # Up-sampling convs (below): forward + input gradient at batch 1 against the direct transposed conv + FIR,
 # same machine: 1.59x at 128x128x128 -> 64, 1.02x at 64x64x256 -> 128, but 0.61x at 32x32x512 -> 256 and 0.28x
 # at 16x16x512 -> 512 (the phase weight, [36, I, 4 O], is read from memory per step), hence input maps >= 128.
 WINOGRAD_MIN_UP_SIZE = 128
+# The real float32, fixed at import: `jaxinv.parity.projector.float64_engine` reads this module's np.float32 and
+# jnp.float32 as float64 (its float64 reference runs take the direct convs).
+_F32 = np.dtype(np.float32)
 
 
 def _winograd_applies(x: jax.Array, w: jax.Array, pad: tuple[tuple[int, int], tuple[int, int]]) -> bool:
-    return (WINOGRAD_MIN_CIN is not None and jax.default_backend() == "cpu" and w.shape[:2] == (3, 3)
-            and pad == ((1, 1), (1, 1)) and w.shape[2] >= WINOGRAD_MIN_CIN
+    # float32 only: float64 runs are the references (the transform's constants are float32 ones)
+    return (WINOGRAD_MIN_CIN is not None and jax.default_backend() == "cpu" and x.dtype == _F32
+            and w.shape[:2] == (3, 3) and pad == ((1, 1), (1, 1)) and w.shape[2] >= WINOGRAD_MIN_CIN
             and min(x.shape[1], x.shape[2]) >= WINOGRAD_MIN_SIZE)
 
 
@@ -460,7 +465,8 @@ def _winograd_up2_plan(x: jax.Array, w: jax.Array, f: np.ndarray | None, pads: t
                        flip_filter: bool) -> tuple[tuple, tuple] | None:
     """The phase matrices (rows, columns) when the up-sampling conv has the form above and Winograd pays
     (CPU, in-channels >= WINOGRAD_MIN_CIN, input maps >= WINOGRAD_MIN_UP_SIZE); else None."""
-    if (WINOGRAD_MIN_CIN is None or jax.default_backend() != "cpu" or w.shape[:2] != (3, 3) or f is None
+    if (WINOGRAD_MIN_CIN is None or jax.default_backend() != "cpu" or x.dtype != _F32
+            or w.shape[:2] != (3, 3) or f is None
             or pads != (1, 1, 1, 1) or w.shape[2] < WINOGRAD_MIN_CIN
             or min(x.shape[1], x.shape[2]) < WINOGRAD_MIN_UP_SIZE):
         return None

@@ -213,8 +213,7 @@ def _run(gen: Generator, cfg: PTIConfig, lpips_params: Any, w_center: Any, targe
             img = gen.with_params(apply_delta(base, d)).render(one)
             rec = cfg.l2_weight * _mse(img, target[None])
             if use_lpips and cfg.lpips_weight:
-                rec = rec + cfg.lpips_weight * _lpips.lpips_distance(_lpips.lpips_features(lpips_params, img),
-                                                                     feat[None])[0]
+                rec = rec + cfg.lpips_weight * _lpips.lpips_distance_to(lpips_params, img, feat[None])[0]
             return rec, img[0]
 
         def locality(d, k):

@@ -351,6 +351,27 @@ def test_lpips_resize_branch_and_gradients(proc_lpips):
     assert np.all(np.isfinite(np.asarray(gz)))
 
 
+def test_lpips_distance_to_equals_distance_of_concatenated_features(proc_lpips):
+    # the tap-by-tap loss of inversion against lpips_distance(lpips_features(...)): values and image gradients,
+    # for per-image targets and one shared target, with the area-resize branch
+    rng = np.random.default_rng(12)
+    img = jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
+    tgt = L.lpips_features(proc_lpips, jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32), max_size=16)
+    for t in (tgt, tgt[:1]):
+        def ref(x, t=t):
+            return L.lpips_distance(L.lpips_features(proc_lpips, x, max_size=16), t)
+
+        def new(x, t=t):
+            return L.lpips_distance_to(proc_lpips, x, t, max_size=16)
+
+        np.testing.assert_allclose(np.asarray(new(img)), np.asarray(ref(img)), rtol=1e-5)
+        g_ref = jax.grad(lambda x: ref(x).sum())(img)
+        g_new = jax.grad(lambda x: new(x).sum())(img)
+        assert float(jnp.abs(g_new - g_ref).max()) <= 1e-5 * float(jnp.abs(g_ref).max())
+    with pytest.raises(ValueError, match="features per image"):
+        L.lpips_distance_to(proc_lpips, img, tgt[:, :-1], max_size=16)
+
+
 def test_lpips_heads_file_formats(heads):
     h_npz = L.load_lpips_heads(HEADS)
     assert [h_npz[f"lin{k}"].shape[0] for k in range(5)] == list(V.TAP_CHANNELS)

@@ -18,6 +18,7 @@ from jaxinv.losses.identity import (
 from jaxinv.losses.lpips import (
     load_lpips,
     lpips_distance,
+    lpips_distance_to,
     lpips_features,
     nvlabs_vgg16_call,
     procedural_lpips,
@@ -30,7 +31,7 @@ __all__ = [
     "darknet", "identity", "lpips", "pixel", "regularizers", "vgg16",
     "l1_loss", "l2_loss",
     "vgg16_features", "load_vgg16", "procedural_vgg16",
-    "load_lpips", "procedural_lpips", "lpips_features", "lpips_distance", "nvlabs_vgg16_call",
+    "load_lpips", "procedural_lpips", "lpips_features", "lpips_distance", "lpips_distance_to", "nvlabs_vgg16_call",
     "load_face_id", "face_descriptor", "face_descriptor_from_image", "cosine_similarity", "identity_loss",
     "load_darknet", "darknet_perceptual_features", "perceptual_distance",
     "noise_regularization", "w_avg_distance", "z_gaussian_prior", "z_norm_prior",
