@@ -140,23 +140,25 @@ def test_stylegan2_modulated_convs_winograd_vs_direct_and_float64(monkeypatch):
     assert rel(g_w, g64) <= 2 * rel(g_d, g64) + 1e-4
 
 
-@pytest.mark.parametrize("flip_weight", [False, True])
-def test_up2_conv_phases_equal_transposed_conv_and_fir(monkeypatch, flip_weight):
+@pytest.mark.parametrize("flip_weight,cin", [(False, 128), (True, 128), (False, 64)])
+def test_up2_conv_phases_equal_transposed_conv_and_fir(monkeypatch, flip_weight, cin):
     """`conv2d_resample(up=2)` as one Winograd conv to the 4 output phases: value, input and weight gradients
-    equal the direct path (transposed conv, then the FIR), and the path is the one taken."""
+    equal the direct path (transposed conv, then the FIR), and the path is the one taken (from
+    `WINOGRAD_MIN_UP_CIN` = 64 in-channels; not below)."""
     if jax.default_backend() != "cpu":
         pytest.skip("Winograd up-sampling convs are a CPU path")
     monkeypatch.setattr(ops, "WINOGRAD_MIN_CIN", 128)
     monkeypatch.setattr(ops, "WINOGRAD_MIN_UP_SIZE", 16)
     f = ops.setup_filter([1, 3, 3, 1])
     rng = np.random.RandomState(5)
-    x = jnp.asarray(rng.randn(2, 16, 17, 128), jnp.float32)
-    w = jnp.asarray(rng.randn(3, 3, 128, 24) * 0.05, jnp.float32)
+    x = jnp.asarray(rng.randn(2, 16, 17, cin), jnp.float32)
+    w = jnp.asarray(rng.randn(3, 3, cin, 24) * 0.05, jnp.float32)
 
     def run(x, w, ok):
         return ops.conv2d_resample(x, w, f=f, up=2, padding=1, flip_weight=flip_weight, winograd_ok=ok)
 
     assert "_conv3x3_up2_winograd" in str(jax.make_jaxpr(lambda x: run(x, w, True))(x))
+    assert "_conv3x3_up2_winograd" not in str(jax.make_jaxpr(lambda x: run(x[..., :32], w[:, :, :32], True))(x))
     y_d, vjp_d = jax.vjp(lambda x, w: run(x, w, False), x, w)
     y_w, vjp_w = jax.vjp(lambda x, w: run(x, w, True), x, w)
     assert y_w.shape == y_d.shape == (2, 32, 34, 24)
