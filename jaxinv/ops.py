@@ -433,36 +433,12 @@ def _phase_interleave(y: jax.Array, stride: int = 2) -> jax.Array:
     return y.reshape(b, stride * h, stride * w, o)
 
 
-def _phase_deinterleave(dy: jax.Array, stride: int = 2) -> jax.Array:
-    """The inverse of `_phase_interleave`."""
-    b, h, w, c = dy.shape
-    dy = dy.reshape(b, h // stride, stride, w // stride, stride, c).transpose(0, 1, 3, 2, 4, 5)
-    return dy.reshape(b, h // stride, w // stride, stride * stride * c)
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+@partial(jax.jit, static_argnums=(2, 3))  # a named call (jaxprs show which path a conv took); XLA inlines it
 def _conv3x3_up2_winograd(x: jax.Array, g: jax.Array, my: tuple, mx: tuple) -> jax.Array:
     """The transposed 3x3 conv (kernel g, stride 2) followed by the FIR of `my` / `mx` (`_up2_phase_matrix`), as
-    one F(4x4,3x3) conv to the 4 phases; input gradient by the transposed Winograd algorithm, weight gradient
-    by autodiff of the phase kernel's direct conv (PTI tunes weights; dead code otherwise)."""
-    u = winograd.transform_weight_jax(_up2_phase_kernel(g, my, mx), winograd.F43)
-    return _phase_interleave(winograd.conv3x3_f43(x, u))
-
-
-def _conv3x3_up2_winograd_fwd(x, g, my, mx):
-    return _conv3x3_up2_winograd(x, g, my, mx), (x, g)
-
-
-def _conv3x3_up2_winograd_bwd(my, mx, res, dy):
-    x, g = res
-    u = winograd.transform_weight_jax(_up2_phase_kernel(g, my, mx), winograd.F43)
-    d4 = _phase_deinterleave(dy)
-    dx = jax.vjp(lambda x_: winograd.conv3x3_f43(x_, u), x)[1](d4)[0]
-    dg = jax.vjp(lambda g_: _conv_ref(x, _up2_phase_kernel(g_, my, mx), ((1, 1), (1, 1)), 1), g)[1](d4)[0]
-    return dx, dg
-
-
-_conv3x3_up2_winograd.defvjp(_conv3x3_up2_winograd_fwd, _conv3x3_up2_winograd_bwd)
+    one F(4x4,3x3) conv to the 4 phases (`_conv3x3_winograd`: Winograd input gradient; the weight gradient
+    reaches g through the phase kernel by autodiff)."""
+    return _phase_interleave(_conv3x3_winograd(x, _up2_phase_kernel(g, my, mx)))
 
 
 def _winograd_up2_plan(x: jax.Array, w: jax.Array, f: np.ndarray | None, pads: tuple[int, int, int, int],
