@@ -268,9 +268,9 @@ def lpips_distance_to(params: Mapping[str, Any], img: jax.Array, target_feat: ja
     summed tap by tap against slices of `target_feat`: the per-step loss of inversion does not concatenate
     the ~8M-long feature vector of a 256 px image (LPIPS value_and_grad at batch 1, 2-core Xeon: 249 -> 229 ms)."""
     taps = bind(LPIPS, Config.of(params), params).feature_taps(img, drange=drange, max_size=max_size, direct=direct)
-    if sum(f.shape[1] for f in taps) != target_feat.shape[1]:
-        raise ValueError(f"target_feat has {target_feat.shape[1]} features per image; these images give "
-                         f"{sum(f.shape[1] for f in taps)}")
+    size = sum(f.shape[1] for f in taps)
+    if size != target_feat.shape[1]:
+        raise ValueError(f"target_feat has {target_feat.shape[1]} features per image; these images give {size}")
     total, start = None, 0
     for f in taps:
         d = lpips_distance(f, target_feat[:, start:start + f.shape[1]])
