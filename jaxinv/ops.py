@@ -365,10 +365,14 @@ WINOGRAD_MIN_UP_CIN = 64
 _F32 = np.dtype(np.float32)
 
 
+def _winograd_on(x: jax.Array) -> bool:
+    """Winograd convs at all: on CPU, not disabled (WINOGRAD_MIN_CIN None), float32 only (float64 runs are the
+    references; the transform's constants are float32 ones)."""
+    return WINOGRAD_MIN_CIN is not None and jax.default_backend() == "cpu" and x.dtype == _F32
+
+
 def _winograd_applies(x: jax.Array, w: jax.Array, pad: tuple[tuple[int, int], tuple[int, int]]) -> bool:
-    # float32 only: float64 runs are the references (the transform's constants are float32 ones)
-    return (WINOGRAD_MIN_CIN is not None and jax.default_backend() == "cpu" and x.dtype == _F32
-            and w.shape[:2] == (3, 3) and pad == ((1, 1), (1, 1)) and w.shape[2] >= WINOGRAD_MIN_CIN
+    return (_winograd_on(x) and w.shape[:2] == (3, 3) and pad == ((1, 1), (1, 1)) and w.shape[2] >= WINOGRAD_MIN_CIN
             and min(x.shape[1], x.shape[2]) >= WINOGRAD_MIN_SIZE)
 
 
@@ -444,12 +448,9 @@ def _conv3x3_up2_winograd(x: jax.Array, g: jax.Array, my: tuple, mx: tuple) -> j
 def _winograd_up2_plan(x: jax.Array, w: jax.Array, f: np.ndarray | None, pads: tuple[int, int, int, int],
                        flip_filter: bool) -> tuple[tuple, tuple] | None:
     """The phase matrices (rows, columns) when the up-sampling conv has the form above and Winograd pays
-    (CPU, float32, in-channels >= WINOGRAD_MIN_UP_CIN, input maps >= WINOGRAD_MIN_UP_SIZE; WINOGRAD_MIN_CIN None
-    disables it); else None."""
-    if (WINOGRAD_MIN_CIN is None or jax.default_backend() != "cpu" or x.dtype != _F32
-            or w.shape[:2] != (3, 3) or f is None
-            or pads != (1, 1, 1, 1) or w.shape[2] < WINOGRAD_MIN_UP_CIN
-            or min(x.shape[1], x.shape[2]) < WINOGRAD_MIN_UP_SIZE):
+    (`_winograd_on`, in-channels >= WINOGRAD_MIN_UP_CIN, input maps >= WINOGRAD_MIN_UP_SIZE); else None."""
+    if (not _winograd_on(x) or w.shape[:2] != (3, 3) or f is None or pads != (1, 1, 1, 1)
+            or w.shape[2] < WINOGRAD_MIN_UP_CIN or min(x.shape[1], x.shape[2]) < WINOGRAD_MIN_UP_SIZE):
         return None
     f = np.asarray(f, np.float64)
     sep = (f, f) if f.ndim == 1 else _separate(f)
