@@ -56,19 +56,16 @@ What runs, each in its own subprocess (peak RSS = that process's `ru_maxrss`):
 * jaxinv: `jaxinv.invert(model, images, space=WSpace(noise=True), loss=LPIPS + 1e5 * noise-reg,
   optimizer=Adam(), steps=steps)` with `batch` lanes (images x restarts, vmapped, steps in one lax.scan).
   Compile time (trace + lowering + XLA compile, read from `jax.monitoring` events) is reported separately;
-  the rest of `InvertResult.seconds` is execution. A call also pays a prologue/epilogue (target LPIPS
-  features, final loss of every lane: about one step per image at 256 px), so each piece makes two calls,
-  of `steps` and 2 x `steps` steps: the headline per-step time is the difference of their executions over
-  `steps` (the marginal step, what the official per-step stamps measure); `e2e` image-steps/s is the
-  `steps` call's whole execution, prologue included, and the JSON keeps `apportioned_image_steps_per_s`
-  (that execution split by XLA FLOP counts of the pieces, the estimate used before 2026-12-05c; it
-  charged part of the prologue to the steps). FLOPs per image-step: XLA cost analysis of one lowered Adam
-  step of one lane (the compiled program's count agrees within 0.3%). Every batch size runs under two XLA
-  CPU settings: jax's default flags (`JAXINV_XLA_CPU_CONVS=default`), and
-  `--xla_cpu_experimental_ynn_fusion_type=` (YNN fusions off, i.e. Eigen convolutions:
-  `JAXINV_XLA_CPU_CONVS=eigen`, see README), and under every `--lane-groups` value (invert's `lane_group`:
-  `auto` is the engine's choice, 1 on CPU; `all` vmaps the whole batch in one program; rows other than auto
-  show it in the xla column as `default/lg=all`).
+  the rest of `InvertResult.seconds` is execution. One call also pays a prologue/epilogue (target LPIPS
+  features, final loss of every lane: about 0.6 of a step per image); `e2e` image-steps/s include it, the
+  headline image-steps/s apportion the execution by XLA FLOP counts of the lowered pieces (one lane step,
+  one final evaluation, one target's features) to give the per-step rate that the official per-step time
+  is compared with. FLOPs per image-step: XLA cost analysis of one lowered Adam step of one lane (the
+  compiled program's count agrees within 0.3%). Every batch size runs under two XLA CPU settings: jax's
+  default flags (`JAXINV_XLA_CPU_CONVS=default`), and `--xla_cpu_experimental_ynn_fusion_type=` (YNN fusions
+  off, i.e. Eigen convolutions: `JAXINV_XLA_CPU_CONVS=eigen`, see README), and under every `--lane-groups`
+  value (invert's `lane_group`: `auto` is the engine's choice, 1 on CPU; `all` vmaps the whole batch in one
+  program; rows other than auto show it in the xla column as `default/lg=all`).
 
 Peak RSS covers the whole process (imports, weights, compilation, execution); MiB/img = peak / batch.
 Large batches need a lot of memory (jaxinv at 256 x 16 images: ~9 GiB; at 1024 x 16: tens of GiB), and a
@@ -243,17 +240,14 @@ def run_jaxinv(weights: str | os.PathLike, init_json: str | os.PathLike, target:
                heads: str | os.PathLike | None = None, repeat: int = 0, device: str = "cpu",
                lane_group: int | str | None = "auto") -> dict[str, Any]:
     """Time `jaxinv.invert` (W + free noise maps, LPIPS + noise reg, official Adam) on `batch` lanes
-    (batch // restarts images x restarts), `lane_group` lanes vmapped at a time (`invert`'s argument:
-    "auto" = the engine's choice, None = all lanes in one vmapped program).
+    (batch // restarts images x restarts) for `steps` steps, `lane_group` lanes vmapped at a time
+    (`invert`'s argument: "auto" = the engine's choice, None = all lanes in one vmapped program).
 
-    Two calls, of `steps` and of 2 x `steps` steps; each compiles and runs, and its compile phases (trace,
-    lowering, XLA compile; `jax.monitoring` events) are subtracted to give its execution time (`repeat` > 0:
-    that many extra calls of each, the fastest execution of each is used). The per-step time is the marginal
-    one, (exec(2 x steps) - exec(steps)) / steps: what one more step of the call costs, as the official
-    per-step stamps measure, free of the call's prologue/epilogue (target LPIPS features, final loss of
-    every lane). `e2e` is the `steps` call's whole execution per image-step; `apportioned` splits that
-    execution by the XLA FLOP counts of the lowered pieces (one lane step, one lane's final evaluation, one
-    target's features), the estimate this benchmark used before. Keys: `JAXINV_KEYS`.
+    One call compiles and runs; its compile phases (trace, lowering, XLA compile; `jax.monitoring` events)
+    are subtracted to give the execution time (`repeat` > 0: extra calls, the fastest execution is used).
+    The execution covers `steps` optimisation steps plus the per-call prologue/epilogue (target LPIPS
+    features, final loss of every lane); the step share is apportioned by XLA FLOP counts of the lowered
+    pieces (one lane step, one lane's final evaluation, one target's features). Keys: `JAXINV_KEYS`.
     device "cuda": jax's default backend must be the GPU; adds its peak memory (`gpu_peak_mib`).
     """
     import jax
@@ -285,23 +279,21 @@ def run_jaxinv(weights: str | os.PathLike, init_json: str | os.PathLike, target:
     w_statistics(gen, w_avg_samples)  # compiles the mapping of the space statistics before the timed call
     rss_before = _rss_mib()
 
-    def call(n_steps: int) -> tuple[Any, float]:
+    def call():
         with clock:
-            res = invert(model, images, space=space, loss=loss, optimizer=opt, steps=n_steps, restarts=restarts,
+            res = invert(model, images, space=space, loss=loss, optimizer=opt, steps=steps, restarts=restarts,
                          seed=0, lane_group=lane_group)
-        return res, res.seconds - clock.total
+        return res, clock.total
 
-    execs: dict[int, list[float]] = {}  # steps -> executions: the compiling call's, then the repeats
-    compile_s = {}
-    for n_steps in (steps, 2 * steps):
-        res, first_exec = call(n_steps)
-        compile_s[n_steps] = clock.total
-        execs[n_steps] = [first_exec] + [call(n_steps)[1] for _ in range(repeat)]
-    short, long_ = (min(execs[n][1:] if repeat else execs[n]) for n in (steps, 2 * steps))
-    step_s = (long_ - short) / steps  # the marginal step (all lanes)
-    if step_s <= 0:
-        raise RuntimeError(f"marginal step time not positive: {2 * steps} steps ran in {long_:.3f} s, {steps} in "
-                           f"{short:.3f} s (too few steps to resolve a step; raise --steps)")
+    res, compile_s = call()
+    first_s = res.seconds
+    exec_s = first_s - compile_s
+    repeats = []
+    for _ in range(repeat):
+        r, c = call()
+        repeats.append(r.seconds - c)
+    if repeats:
+        exec_s = min(repeats)
     peak = _peak_rss_mib()
     gpu = {}
     if device == "cuda":
@@ -327,19 +319,17 @@ def run_jaxinv(weights: str | os.PathLike, init_json: str | os.PathLike, target:
     f_prep = _flops(jax.jit(lambda loss, x: tuple(t.prepare(x) for t in loss.terms)).lower(loss_c, one))
     f_steps = steps * batch * f_step
     f_call = f_steps + batch * f_final + n_images * f_prep
+    step_exec_s = exec_s * f_steps / f_call
     return {
         "side": "jaxinv", "batch": batch, "images": n_images, "restarts": restarts, "steps": steps,
         "lane_group": resolve_lane_group(lane_group, gen),
         "w_avg_samples": w_avg_samples, "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "compile_s": round(compile_s[steps], 2), "compile_long_s": round(compile_s[2 * steps], 2),
-        "exec_s": round(short, 3), "exec_long_s": round(long_, 3),
-        "exec_calls_s": {str(n): [round(x, 3) for x in v] for n, v in execs.items()},
-        "step_s": round(step_s, 4),
-        "image_steps_per_s": round(batch / step_s, 4),
-        "e2e_image_steps_per_s": round(batch * steps / short, 4),
+        "compile_s": round(compile_s, 2), "first_call_s": round(first_s, 2), "exec_s": round(exec_s, 3),
+        "exec_repeats_s": [round(x, 3) for x in repeats],
         "steps_share": round(f_steps / f_call, 4),
-        "apportioned_image_steps_per_s": round(batch * steps / (short * f_steps / f_call), 4),
-        "gflop_per_image_step": round(f_step / 1e9, 2), "gflop_per_s": round(batch * f_step / step_s / 1e9, 1),
+        "step_s": round(step_exec_s / steps, 4), "image_steps_per_s": round(batch * steps / step_exec_s, 4),
+        "e2e_image_steps_per_s": round(batch * steps / exec_s, 4),
+        "gflop_per_image_step": round(f_step / 1e9, 2), "gflop_per_s": round(f_call / exec_s / 1e9, 1),
         "finite": bool(np.isfinite(res.losses).all()), "final_loss": float(np.min(res.losses)),
         "rss_before_mib": round(rss_before, 1), "peak_rss_mib": round(peak, 1),
         "mib_per_image": round(gpu.get("gpu_peak_mib", peak) / batch, 1), **gpu,

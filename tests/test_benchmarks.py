@@ -159,25 +159,16 @@ def test_projector_benchmark_jaxinv_side(tmp_path):
     weights, init_json = bench.numpy_generator_files(init_kwargs, tmp_path)
     target = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
 
-    steps = 3
-    res = bench.run_jaxinv(weights, init_json, target, batch=batch, steps=steps, w_avg_samples=64, heads=None,
-                           repeat=1)
+    res = bench.run_jaxinv(weights, init_json, target, batch=batch, steps=2, w_avg_samples=64, heads=None)
     for key in bench.JAXINV_KEYS:
         assert key in res, f"missing key {key!r} in {sorted(res)}"
-    assert res["batch"] == batch and res["steps"] == steps
+    assert res["batch"] == batch and res["steps"] == 2
     assert res["finite"], res
     for key in ("compile_s", "exec_s", "step_s", "image_steps_per_s", "e2e_image_steps_per_s", "peak_rss_mib",
                 "gflop_per_image_step", "gflop_per_s"):
         assert math.isfinite(res[key]) and res[key] > 0, f"{key} = {res[key]}"
-    # Calls of 3 and 6 steps, each compiled once and timed once more; the step is their difference over 3.
-    calls = res["exec_calls_s"]
-    assert sorted(calls) == ["3", "6"] and all(len(v) == 2 for v in calls.values()), calls
-    assert res["exec_s"] == calls["3"][1] and res["exec_long_s"] == calls["6"][1], res
-    assert math.isclose(res["step_s"], (res["exec_long_s"] - res["exec_s"]) / steps, rel_tol=0.02, abs_tol=1e-4)
-    assert math.isclose(res["image_steps_per_s"], batch / res["step_s"], rel_tol=0.02), res
-    assert math.isclose(res["e2e_image_steps_per_s"], batch * steps / res["exec_s"], rel_tol=0.02), res
-    # The FLOP-apportioned estimate excludes a FLOP share of the prologue/epilogue (strictly between 0 and 1).
+    # The per-step rate excludes the call's prologue/epilogue (a FLOP share strictly between 0 and 1).
     assert 0 < res["steps_share"] < 1, res
-    assert math.isclose(res["apportioned_image_steps_per_s"], res["e2e_image_steps_per_s"] / res["steps_share"],
-                        rel_tol=0.02)
+    assert math.isclose(res["e2e_image_steps_per_s"], batch * 2 / res["exec_s"], rel_tol=0.02), res
+    assert math.isclose(res["image_steps_per_s"], res["e2e_image_steps_per_s"] / res["steps_share"], rel_tol=0.02)
     assert math.isclose(res["mib_per_image"], res["peak_rss_mib"] / batch, rel_tol=0.02), res
