@@ -170,6 +170,7 @@ def _invert_settings(args: argparse.Namespace) -> dict[str, Any]:
     {space, space_options, loss, optimizer (an optim object), steps, restarts, seed, start, crop, preset}."""
     from jaxinv import presets
     from jaxinv.errors import ConfigError
+    from jaxinv.invert import parse_loss_spec
     from jaxinv.optim import LBFGS, Adam
 
     preset = None if args.preset is None else presets.get(args.preset)
@@ -196,7 +197,7 @@ def _invert_settings(args: argparse.Namespace) -> dict[str, Any]:
             given = getattr(args, dest)
             if given is None:
                 pass
-            elif not (presets.loss_weights(given) == presets.loss_weights(value) if dest == "loss"
+            elif not (dict(parse_loss_spec(given)) == dict(parse_loss_spec(value)) if dest == "loss"
                       else str(given).lower() == str(value).lower() if isinstance(value, str) else given == value):
                 raise ConfigError(f"{flag} {given}: contradicts {name} ({what})")
             setattr(args, dest, value)
@@ -498,9 +499,10 @@ def _pre_dict(pre) -> dict:
 
 def _resources(args: argparse.Namespace) -> dict[str, Any]:
     from jaxinv.errors import ConfigError
+    from jaxinv.invert import parse_loss_spec
 
     res: dict[str, Any] = {}
-    names = {part.partition("=")[0].strip().lower() for part in args.loss.split(",")}
+    names = {name for name, _ in parse_loss_spec(args.loss)}
     if "lpips" in names:
         if not args.lpips_weights:
             raise ConfigError("--loss lpips: needs --lpips-weights FILE (a VGG16 checkpoint)")

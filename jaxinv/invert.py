@@ -189,6 +189,20 @@ class Loss:
 _register(Loss, ("terms",))
 
 
+def parse_loss_spec(spec: str) -> list[tuple[str, float]]:
+    """[(term name, weight)] of a loss spec "mse=1,lpips=0.1" (names lower-cased; a bare name weighs 1). Only
+    the syntax: `make_loss` checks the names."""
+    out = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        name, _, w = part.partition("=")
+        name = name.strip().lower()
+        try:
+            out.append((name, float(w) if w.strip() else 1.0))
+        except ValueError:
+            raise ConfigError(f"loss={spec!r}: weight of {name!r} is not a number ({w!r})") from None
+    return out
+
+
 def make_loss(loss: str | Loss | Sequence[tuple[float, Term | Callable]] | Term,
               resources: dict[str, Any] | None = None) -> Loss:
     """A Loss from a spec: "mse", "mse=1,lpips=0.1,id=0.5,noise=1e5,prior=0.01", a Term, or a list of
@@ -201,13 +215,7 @@ def make_loss(loss: str | Loss | Sequence[tuple[float, Term | Callable]] | Term,
         return Loss((loss,), (1.0,))
     pairs: list[tuple[float, Term]] = []
     if isinstance(loss, str):
-        for part in [p.strip() for p in loss.split(",") if p.strip()]:
-            name, _, w = part.partition("=")
-            name = name.strip().lower()
-            try:
-                weight = float(w) if w else 1.0
-            except ValueError:
-                raise ConfigError(f"loss={loss!r}: weight of {name!r} is not a number ({w!r})") from None
+        for name, weight in parse_loss_spec(loss):
             if name not in TERMS:
                 raise ConfigError(f"loss={loss!r}: unknown term {name!r} (choose from {', '.join(TERMS)})")
             cls = TERMS[name]

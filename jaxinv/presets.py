@@ -68,15 +68,3 @@ def get(name: str) -> Preset:
     if name not in PRESETS:
         raise ConfigError(f"preset={name!r}: unknown (choose from {', '.join(PRESETS)})")
     return PRESETS[name]
-
-
-def loss_weights(spec: str) -> dict[str, float]:
-    """{term: weight} of a loss spec ("mse", "lpips=1,noise=1e5"): to compare specs written differently."""
-    out: dict[str, float] = {}
-    for part in (p.strip() for p in spec.split(",") if p.strip()):
-        name, _, w = part.partition("=")
-        try:
-            out[name.strip().lower()] = float(w) if w.strip() else 1.0
-        except ValueError:
-            raise ConfigError(f"loss={spec!r}: weight of {name.strip()!r} is not a number ({w!r})") from None
-    return out

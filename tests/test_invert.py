@@ -9,7 +9,7 @@ import pytest
 
 from jaxinv import images
 from jaxinv.errors import ConfigError, ImageError
-from jaxinv.invert import MSE, Fn, Identity, Loss, NoiseReg, Prior, invert, make_loss
+from jaxinv.invert import MSE, Fn, Identity, Loss, NoiseReg, Prior, invert, make_loss, parse_loss_spec
 from jaxinv.models import dcgan
 from jaxinv.optim import LBFGS, Adam
 from tests.conftest import ADAM_ROUNDING_ATOL, REALDATA, require
@@ -131,6 +131,8 @@ def test_loss_specs_and_terms(model, faces):
     loss = make_loss("mse=1, l1=0.5,prior=1e-3")
     assert loss.weights == (1.0, 0.5, 1e-3) and loss.names == ["mse", "l1", "prior"]
     assert make_loss([(2.0, MSE()), (1.0, MSE())]).names == ["mse", "mse_1"]
+    # The one spec parser (make_loss, the CLI's --loss, the preset check): names lower-cased, bare name = 1.
+    assert parse_loss_spec(" LPIPS , noise=1e5,") == [("lpips", 1.0), ("noise", 1e5)]
     for bad, msg in (("foo=1", "unknown term"), ("mse=x", "not a number"), ("", "no loss terms"),
                      ("lpips=1", r"resources\['lpips'\]"), ("id=0.1", r"resources\['id'\]")):
         with pytest.raises(ConfigError, match=msg):
