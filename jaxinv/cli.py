@@ -161,7 +161,11 @@ _INVERT_DEFAULTS: dict[str, Any] = {"noise": False, "steps": 400, "restarts": 1,
                                     "crop": "auto"}
 # Options outside every preset: given with --preset, they are refused (dest -> flag).
 _NOT_IN_PRESETS = {"sphere": "--sphere", "embedding": "--embedding", "init": "--init", "encoder": "--encoder",
-                   "early_stop": "--early-stop", "degrade": "--degrade", "resize_first": "--resize-first"}
+                   "early_stop": "--early-stop", "degrade": "--degrade", "resize_first": "--resize-first",
+                   "lbfgs_memory": "--lbfgs-memory"}
+# Each solver's own options (dest -> flag): given with the other solver, they are refused.
+_SOLVER_OPTIONS = {"adam": {"lr": "--lr", "schedule": "--schedule", "noise_factor": "--noise-factor"},
+                   "lbfgs": {"lbfgs_memory": "--lbfgs-memory"}}
 
 
 def _invert_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -208,6 +212,12 @@ def _invert_settings(args: argparse.Namespace) -> dict[str, Any]:
         return {"space": preset.space, "space_options": dict(preset.space_options), "loss": preset.loss,
                 "optimizer": opt, "steps": preset.steps, "restarts": preset.restarts, "seed": preset.seed,
                 "start": preset.start, "crop": preset.crop, "preset": preset}
+    solver = args.optimizer or _INVERT_DEFAULTS["optimizer"]
+    for dest, flag in _SOLVER_OPTIONS["lbfgs" if solver == "adam" else "adam"].items():
+        if getattr(args, dest) is not None:
+            raise ConfigError(f"{flag}: not an option of --optimizer {solver}")
+    if args.lbfgs_memory is not None and args.lbfgs_memory < 1:
+        raise ConfigError(f"--lbfgs-memory {args.lbfgs_memory}: expected an integer >= 1")
     for dest, value in _INVERT_DEFAULTS.items():
         if getattr(args, dest) is None:
             setattr(args, dest, value)
@@ -218,7 +228,7 @@ def _invert_settings(args: argparse.Namespace) -> dict[str, Any]:
     if args.optimizer == "adam":
         optimizer = Adam(learning_rate=args.lr, schedule=args.schedule, initial_noise_factor=args.noise_factor)
     else:
-        optimizer = LBFGS()
+        optimizer = LBFGS() if args.lbfgs_memory is None else LBFGS(memory_size=args.lbfgs_memory)
     return {"space": args.space, "space_options": options, "loss": args.loss, "optimizer": optimizer,
             "steps": args.steps, "restarts": args.restarts, "seed": args.seed, "start": args.start, "crop": args.crop,
             "preset": None}
@@ -266,6 +276,8 @@ class Invert:
         p.add_argument("--noise-factor", type=float, default=None,
                        help="Adam latent noise at step 0 in units of the space's spread, ramped to 0 (default "
                             "0.05, official)")
+        p.add_argument("--lbfgs-memory", type=int, default=None, metavar="M",
+                       help="L-BFGS: curvature pairs kept (default 10)")
         p.add_argument("--loss", default=None,
                        help="weighted terms, e.g. mse=1,l1=0.5,lpips=1,id=0.1,noise=1e5,prior=1e-3 (default mse)")
         p.add_argument("--lpips-weights", default=None, metavar="FILE|URL",

@@ -129,6 +129,10 @@ class LBFGS:
     def __post_init__(self) -> None:
         if self.lanes not in ("map", "vmap"):
             raise ConfigError(f"lbfgs lanes={self.lanes!r}: expected 'map' or 'vmap'")
+        for name in ("memory_size", "max_linesearch_steps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+                raise ConfigError(f"lbfgs {name}={v!r}: expected an integer >= 1")
 
     def _tx(self) -> optax.GradientTransformationExtraArgs:
         ls = optax.scale_by_zoom_linesearch(max_linesearch_steps=self.max_linesearch_steps)

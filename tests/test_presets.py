@@ -12,7 +12,7 @@ from conftest import GOLDEN, REALDATA, require
 from jaxinv import cli, presets
 from jaxinv.errors import ConfigError
 from jaxinv.invert import LPIPS, NoiseReg, _lane_value, make_loss
-from jaxinv.optim import Adam
+from jaxinv.optim import LBFGS, Adam
 from jaxinv.spaces import WSpace, make_space
 
 CASE = "projector_sg2ada_r64_skip"
@@ -118,3 +118,22 @@ def test_defaults_without_preset():
         (400, 1, 0, "mse", "auto", None, {})
     s, _ = _settings("--noise", "--steps", "7", "--optimizer", "lbfgs")
     assert s["space_options"] == {"noise": True} and s["steps"] == 7 and type(s["optimizer"]).__name__ == "LBFGS"
+
+
+def test_solver_options_belong_to_their_solver():
+    s, _ = _settings("--optimizer", "lbfgs", "--lbfgs-memory", "4")
+    assert s["optimizer"] == LBFGS(memory_size=4) and _settings("--optimizer", "lbfgs")[0]["optimizer"] == LBFGS()
+    for extra, message in ((["--lbfgs-memory", "4"], "--lbfgs-memory: not an option of --optimizer adam"),
+                           (["--optimizer", "lbfgs", "--lr", "0.05"], "--lr: not an option of --optimizer lbfgs"),
+                           (["--optimizer", "lbfgs", "--schedule", "constant"],
+                            "--schedule: not an option of --optimizer lbfgs"),
+                           (["--optimizer", "lbfgs", "--lbfgs-memory", "0"],
+                            "--lbfgs-memory 0: expected an integer >= 1"),
+                           (["--preset", "official", "--lpips-weights", "v.pt", "--lbfgs-memory", "4"],
+                            "--lbfgs-memory: not part of --preset official")):
+        with pytest.raises(ConfigError) as e:
+            _settings(*extra)
+        assert str(e.value) == message
+    for bad in (0, 2.5, True):
+        with pytest.raises(ConfigError, match="lbfgs memory_size"):
+            LBFGS(memory_size=bad)
