@@ -114,7 +114,7 @@ MANIFESTS = SHARED / "golden" / "manifests"
 HEADS = SHARED / "realdata" / "weights" / "lpips_linear_heads" / "vgg_v0.1.npz"
 CONFIGS = {"paper256": "sg2ada_256_paper256", "ffhq1024": "sg2ada_ffhq1024_stylegan2cfg"}
 XLA_SETTINGS = {"default": "", "eigen": "--xla_cpu_experimental_ynn_fusion_type=",
-                "direct": ""}  # direct: default flags, the generator's convs without Winograd (ops.WINOGRAD_MIN_CIN)
+                "direct": ""}  # direct: default flags, the generator's convs without Winograd (ops.WINOGRAD)
 OFFICIAL_COMMIT = "d72cc7d"
 NOISE_WEIGHT = 1e5  # official regularize_noise_weight
 VGG_SEED = 20240601
@@ -909,7 +909,7 @@ def _role_main(role: str, payload: dict[str, Any]) -> None:
         if os.environ.get("BENCH_GENERATOR_WINOGRAD") == "0":
             from jaxinv import ops
 
-            ops.WINOGRAD_MIN_CIN = None
+            ops.WINOGRAD = False
         res = run_jaxinv(payload["weights"], payload["init_json"], payload["target"], batch=payload["batch"],
                          steps=payload["steps"], w_avg_samples=payload["w_avg_samples"],
                          restarts=payload["restarts"], heads=payload["heads"], repeat=payload["repeat"],

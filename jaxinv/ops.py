@@ -349,8 +349,9 @@ _conv.defvjp(_conv_fwd, _conv_bwd)
 # map is >= WINOGRAD_MIN_SIZE. Forward + input gradient at batch 4, 2-core AVX-512 EPYC: 1.95x (32x32x512),
 # 1.84x (64x64x256), 1.30x (128x128x128), 1.10x (16x16x512) faster than direct; 0.79x at 256x256x64, hence
 # the channel limit. 2-core Xeon (AVX-512), batch 1 (the CPU engine's lane group): 1.77x at 16x16x512 (batch 4:
-# 2.3x) but 0.94x at 8x8x512, hence the size limit. None disables.
-WINOGRAD_MIN_CIN: int | None = 128
+# 2.3x) but 0.94x at 8x8x512, hence the size limit.
+WINOGRAD = True  # False: every conv direct (benchmarks, the tests' direct references)
+WINOGRAD_MIN_CIN = 128
 WINOGRAD_MIN_SIZE = 16
 # Up-sampling convs (below): forward + input gradient at batch 1 against the direct transposed conv + FIR,
 # same machine: 1.59x at 128x128x128 -> 64, 1.02x at 64x64x256 -> 128, but 0.61x at 32x32x512 -> 256 and 0.28x
@@ -366,9 +367,9 @@ _F32 = np.dtype(np.float32)
 
 
 def _winograd_on(x: jax.Array) -> bool:
-    """Winograd convs at all: on CPU, not disabled (WINOGRAD_MIN_CIN None), float32 only (float64 runs are the
-    references; the transform's constants are float32 ones)."""
-    return WINOGRAD_MIN_CIN is not None and jax.default_backend() == "cpu" and x.dtype == _F32
+    """Winograd convs at all: on CPU, not disabled (WINOGRAD), float32 only (float64 runs are the references;
+    the transform's constants are float32 ones)."""
+    return WINOGRAD and jax.default_backend() == "cpu" and x.dtype == _F32
 
 
 def _winograd_applies(x: jax.Array, w: jax.Array, pad: tuple[tuple[int, int], tuple[int, int]]) -> bool:

@@ -112,8 +112,8 @@ def test_stylegan2_modulated_convs_winograd_vs_direct_and_float64(monkeypatch):
 
     monkeypatch.setattr(ops, "WINOGRAD_MIN_UP_SIZE", 16)  # so that this 64 px generator's up-sampling convs take it
 
-    def run(min_cin, x64=False):
-        monkeypatch.setattr(ops, "WINOGRAD_MIN_CIN", min_cin)
+    def run(winograd, x64=False):
+        monkeypatch.setattr(ops, "WINOGRAD", winograd)
 
         def f(params, ws):  # a new function per run: the choice is made at trace time, jit caches by function
             img, vjp = jax.vjp(lambda w: sg2.synthesis(cfg, params, w), ws)
@@ -129,9 +129,9 @@ def test_stylegan2_modulated_convs_winograd_vs_direct_and_float64(monkeypatch):
             assert out[0].dtype == out[1].dtype == jnp.float64
             return n_wino, [np.asarray(a) for a in out]
 
-    n_w, (y_w, g_w) = run(ops.WINOGRAD_MIN_CIN)
-    n_d, (y_d, g_d) = run(None)
-    _, (y64, g64) = run(None, x64=True)
+    n_w, (y_w, g_w) = run(True)
+    n_d, (y_d, g_d) = run(False)
+    _, (y64, g64) = run(False, x64=True)
     assert min(n_w) > 0 and n_d == (0, 0)  # stride-1 and up-sampling convs
     rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))  # noqa: E731
     assert np.abs(y_w - y64).max() <= 1e-4 * max(1.0, np.abs(y64).max())  # the parity tolerance
@@ -147,7 +147,7 @@ def test_up2_conv_phases_equal_transposed_conv_and_fir(monkeypatch, flip_weight,
     `WINOGRAD_MIN_UP_CIN` = 64 in-channels; not below)."""
     if jax.default_backend() != "cpu":
         pytest.skip("Winograd up-sampling convs are a CPU path")
-    monkeypatch.setattr(ops, "WINOGRAD_MIN_CIN", 128)
+    monkeypatch.setattr(ops, "WINOGRAD", True)
     monkeypatch.setattr(ops, "WINOGRAD_MIN_UP_SIZE", 16)
     f = ops.setup_filter([1, 3, 3, 1])
     rng = np.random.RandomState(5)
