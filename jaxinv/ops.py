@@ -204,17 +204,31 @@ def _upsample_axis(x: jax.Array, axis: int, up: int) -> jax.Array:
     return lax.pad(x, jnp.zeros((), x.dtype), cfg)
 
 
-def _fir_axis(x: jax.Array, axis: int, taps: np.ndarray, down: int) -> jax.Array:
-    """Correlate one axis with static taps (shifted adds), keeping every ``down``-th output."""
+def _fold_taps(taps: np.ndarray) -> list[tuple[float, int, int | None]]:
+    """(weight, tap, mirrored tap or None): a symmetric filter adds mirrored samples before multiplying."""
+    k = len(taps)
+    if k > 1 and np.array_equal(taps, taps[::-1]):
+        return [(float(taps[t]), t, k - 1 - t if k - 1 - t != t else None) for t in range(-(-k // 2))]
+    return [(float(w), t, None) for t, w in enumerate(taps)]
+
+
+def _fir_axis(x: jax.Array, axis: int, taps: np.ndarray, down: int, fold: bool = False) -> jax.Array:
+    """Correlate one axis with static taps (shifted adds), computing only every ``down``-th output. ``fold``: a
+    symmetric filter adds mirrored samples before multiplying (half the multiplies; filtered_lrelu's order of
+    float32 sums, upfirdn2d's is unfolded)."""
     k = len(taps)
     n_out = (x.shape[axis] - k) // down + 1
     if n_out <= 0:
-        raise ValueError(f"upfirdn2d: filter of {k} taps does not fit an axis of {x.shape[axis]} samples")
+        raise ValueError(f"FIR filter of {k} taps does not fit an axis of {x.shape[axis]} samples")
+
+    def tap(t: int) -> jax.Array:
+        return lax.slice_in_dim(x, t, t + (n_out - 1) * down + 1, stride=down, axis=axis)
+
     y = None
-    for t, c in enumerate(taps):
-        if c == 0:
+    for w, t, mirror in _fold_taps(taps) if fold else [(float(w), t, None) for t, w in enumerate(taps)]:
+        if w == 0:
             continue
-        term = lax.slice_in_dim(x, t, t + (n_out - 1) * down + 1, stride=down, axis=axis) * np.float32(c)
+        term = (tap(t) if mirror is None else tap(t) + tap(mirror)) * np.float32(w)
         y = term if y is None else y + term
     if y is None:
         shape = list(x.shape)
@@ -676,38 +690,6 @@ def _polyphase_up_axis(x: jax.Array, axis: int, taps: np.ndarray, up: int, p0: i
     return lax.slice_in_dim(y, 0, n_out, axis=axis)
 
 
-def _fold_taps(taps: np.ndarray) -> list[tuple[float, int, int | None]]:
-    """(weight, tap, mirrored tap or None): a symmetric filter adds mirrored samples before multiplying."""
-    k = len(taps)
-    if k > 1 and np.array_equal(taps, taps[::-1]):
-        return [(float(taps[t]), t, k - 1 - t if k - 1 - t != t else None) for t in range(-(-k // 2))]
-    return [(float(w), t, None) for t, w in enumerate(taps)]
-
-
-def _fir_down_folded(x: jax.Array, axis: int, taps: np.ndarray, down: int) -> jax.Array:
-    """Correlate one axis with static taps, computing only every ``down``-th output; a symmetric filter
-    adds mirrored samples before multiplying (half the multiplies)."""
-    k = len(taps)
-    n_out = (x.shape[axis] - k) // down + 1
-    if n_out <= 0:
-        raise ValueError(f"filtered_lrelu: {k} taps do not fit {x.shape[axis]} samples")
-
-    def tap(t: int) -> jax.Array:
-        return lax.slice_in_dim(x, t, t + (n_out - 1) * down + 1, stride=down, axis=axis)
-
-    y = None
-    for w, t, mirror in _fold_taps(taps):
-        if w == 0:
-            continue
-        term = (tap(t) if mirror is None else tap(t) + tap(mirror)) * np.float32(w)
-        y = term if y is None else y + term
-    if y is None:
-        shape = list(x.shape)
-        shape[axis] = n_out
-        y = jnp.zeros(shape, x.dtype)
-    return y
-
-
 def _down_plan(fd: np.ndarray | None, flip_filter: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Downsampling filter as ``sum_j (H taps h_j) x (W taps w_j)``: one term for a separable (or no)
     filter; one per filter column for a 2-D filter (with the mirrored column folded in when the filter is
@@ -744,7 +726,7 @@ def _filtered_lrelu_rows(x: jax.Array, fu: tuple[np.ndarray, np.ndarray], h_taps
         x = x * np.float32(gain)
     if clamp is not None and clamp >= 0:
         x = jnp.clip(x, -clamp, clamp)
-    return jnp.stack([_fir_down_folded(x, 1, taps, down) for taps in h_taps])
+    return jnp.stack([_fir_axis(x, 1, taps, down, fold=True) for taps in h_taps])
 
 
 def filtered_lrelu(
@@ -841,7 +823,7 @@ def filtered_lrelu(
             vk = lax.dynamic_slice_in_dim(v, k * cols * down, col_in, axis=3)
             y = None
             for j, taps in enumerate(w_taps):
-                term = _fir_down_folded(vk[j], 2, taps, down)
+                term = _fir_axis(vk[j], 2, taps, down, fold=True)
                 y = term if y is None else y + term
             return y
 
