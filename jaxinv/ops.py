@@ -204,10 +204,11 @@ def _upsample_axis(x: jax.Array, axis: int, up: int) -> jax.Array:
     return lax.pad(x, jnp.zeros((), x.dtype), cfg)
 
 
-def _fold_taps(taps: np.ndarray) -> list[tuple[float, int, int | None]]:
-    """(weight, tap, mirrored tap or None): a symmetric filter adds mirrored samples before multiplying."""
+def _fold_taps(taps: np.ndarray, fold: bool) -> list[tuple[float, int, int | None]]:
+    """(weight, tap, mirrored tap or None): with ``fold``, a symmetric filter adds mirrored samples before
+    multiplying."""
     k = len(taps)
-    if k > 1 and np.array_equal(taps, taps[::-1]):
+    if fold and k > 1 and np.array_equal(taps, taps[::-1]):
         return [(float(taps[t]), t, k - 1 - t if k - 1 - t != t else None) for t in range(-(-k // 2))]
     return [(float(w), t, None) for t, w in enumerate(taps)]
 
@@ -225,7 +226,7 @@ def _fir_axis(x: jax.Array, axis: int, taps: np.ndarray, down: int, fold: bool =
         return lax.slice_in_dim(x, t, t + (n_out - 1) * down + 1, stride=down, axis=axis)
 
     y = None
-    for w, t, mirror in _fold_taps(taps) if fold else [(float(w), t, None) for t, w in enumerate(taps)]:
+    for w, t, mirror in _fold_taps(taps, fold):
         if w == 0:
             continue
         term = (tap(t) if mirror is None else tap(t) + tap(mirror)) * np.float32(w)
