@@ -31,8 +31,8 @@ from flax import nnx
 from jaxinv import ops
 from jaxinv.errors import CheckpointError
 from jaxinv.losses.lpips import lpips_distance
-from jaxinv.models.nn import bind, buffer, param, shapes
-from jaxinv.state_dict import Entry, fill
+from jaxinv.models.nn import bind, buffer, entry_table, param
+from jaxinv.state_dict import fill
 from weights_convert import tfjs as _tfjs
 
 __all__ = [
@@ -144,9 +144,7 @@ def load_darknet(path: str | os.PathLike) -> tuple[Config, dict]:
         raise CheckpointError(f"{path}: not a TF.js layers model (needs modelTopology and weightsManifest)")
     cfg = _parse_layers(model["modelTopology"], path)
     flat = _tfjs.read_weights_manifest(model["weightsManifest"], os.path.dirname(path), src=path)
-    table = [Entry("/".join(k.key for k in p), tuple(v.shape), tuple(k.key for k in p))
-             for p, v in jax.tree_util.tree_leaves_with_path(shapes(Darknet, cfg))]
-    return cfg, fill(table, flat, path, what="Darknet TF.js weights")
+    return cfg, fill(entry_table(Darknet, cfg), flat, path, what="Darknet TF.js weights")
 
 
 # ----------------------------------------------------------------------------------------------------

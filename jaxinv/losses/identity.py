@@ -31,8 +31,8 @@ import numpy as np
 from flax import nnx
 
 from jaxinv import download
-from jaxinv.models.nn import bind, param, shapes
-from jaxinv.state_dict import Entry, fill
+from jaxinv.models.nn import bind, entry_table, param
+from jaxinv.state_dict import fill
 from weights_convert import tfjs as _tfjs
 
 __all__ = [
@@ -189,9 +189,7 @@ class FaceRecognitionNet(nnx.Module):
 
 def face_id_params_from_weights(weights: Mapping[str, np.ndarray], src: str = "weights") -> dict:
     """Shape-check a flat TF.js `name -> array` map against `FaceRecognitionNet` and nest it into params."""
-    table = [Entry("/".join(k.key for k in path), tuple(s.shape), tuple(k.key for k in path))
-             for path, s in jax.tree_util.tree_leaves_with_path(shapes(FaceRecognitionNet, CONFIG))]
-    return fill(table, weights, src, what="face-ID TF.js weights")
+    return fill(entry_table(FaceRecognitionNet, CONFIG), weights, src, what="face-ID TF.js weights")
 
 
 def load_face_id(path: str | os.PathLike) -> dict:

@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxinv.models.nn import bind, const, param, shapes
-from jaxinv.state_dict import Entry, fill
+from jaxinv.models.nn import bind, const, entry_table, param
+from jaxinv.state_dict import fill
 from weights_convert import tfjs as _tfjs
 
 MEAN_RGB_DETECTOR = (117.001, 114.697, 97.404)  # tinyFaceDetector/const.ts
@@ -179,16 +179,6 @@ class FaceLandmark68Net(nnx.Module):
 # Loading
 
 
-def _table(shapes: dict, prefix: tuple[str, ...] = ()) -> list[Entry]:
-    out = []
-    for k, v in shapes.items():
-        if isinstance(v, dict):
-            out += _table(v, (*prefix, k))
-        else:
-            out.append(Entry("/".join((*prefix, k)), tuple(v.shape), (*prefix, k)))
-    return out
-
-
 def _manifest(path: str | os.PathLike, model: str) -> str:
     path = os.fspath(path)
     return os.path.join(path, f"{model}-weights_manifest.json") if os.path.isdir(path) else path
@@ -196,7 +186,7 @@ def _manifest(path: str | os.PathLike, model: str) -> str:
 
 def params_from_weights(cls: type[nnx.Module], cfg, weights: dict, src: str) -> dict:
     """Shape-check a flat TF.js `name -> array` map against `cls(cfg)` and nest it into params."""
-    return fill(_table(shapes(cls, cfg)), weights, src, what=f"{cls.__name__} TF.js weights")
+    return fill(entry_table(cls, cfg), weights, src, what=f"{cls.__name__} TF.js weights")
 
 
 def load_detector(path: str | os.PathLike) -> tuple[DetectorConfig, dict]:

@@ -28,6 +28,7 @@ import numpy as np
 from flax import nnx
 
 from jaxinv.errors import ConfigError
+from jaxinv.state_dict import Entry
 
 M = TypeVar("M", bound=nnx.Module)
 
@@ -98,15 +99,21 @@ def shapes(cls: type[nnx.Module], cfg: Any) -> dict:
     return _built(cls, cfg)[1]
 
 
-def _paths(tree: Mapping, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _leaves(tree: Mapping, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    out: list[tuple[tuple[str, ...], Any]] = []
     for k, v in tree.items():
-        p = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_paths(v, p + "."))
-        else:
-            out[p] = v
+        out += _leaves(v, (*prefix, k)) if isinstance(v, Mapping) else [((*prefix, k), v)]
     return out
+
+
+def _paths(tree: Mapping) -> dict[str, Any]:
+    return {".".join(p): v for p, v in _leaves(tree)}
+
+
+def entry_table(cls: type[nnx.Module], cfg: Any, sep: str = "/") -> list[Entry]:
+    """The converter table (`jaxinv.state_dict.fill`) of a module whose official weight names are its weight
+    paths joined by `sep` (TF.js names such as ``conv0/filters``), layouts as they are."""
+    return [Entry(sep.join(p), tuple(s.shape), p) for p, s in _leaves(shapes(cls, cfg))]
 
 
 def check(cls: type[nnx.Module], cfg: Any, params: Any) -> None:
