@@ -14,6 +14,7 @@ are allowed, and then they are marked.
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import os
 import re
@@ -27,6 +28,16 @@ ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx
              "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
 MAX_FOREIGN_CPU = 0.10  # cores, average over a piece
 MAX_RETRIES = 2
+
+
+def add_arguments(ap: argparse.ArgumentParser, rounds_help: str) -> None:
+    """The protocol's options (--rounds, --max-foreign-cpu, --max-retries, --allow-disturbed)."""
+    ap.add_argument("--rounds", type=int, default=3, help=rounds_help)
+    ap.add_argument("--max-foreign-cpu", type=float, default=MAX_FOREIGN_CPU,
+                    help="cores other processes may use on average during a piece before it counts as disturbed")
+    ap.add_argument("--max-retries", type=int, default=MAX_RETRIES, help="times a disturbed piece is repeated")
+    ap.add_argument("--allow-disturbed", action="store_true",
+                    help="use disturbed rounds too (flagged DISTURBED beside the figures)")
 
 
 def cpu_info(path: str = "/proc/cpuinfo") -> dict[str, Any]:

@@ -204,13 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encoder", choices=sorted(CASES), default="psp")
     ap.add_argument("--batches", default="1,8,32", help="comma-separated batch sizes")
     ap.add_argument("--repeats", type=int, default=3, help="timed calls per batch size (after one warm-up)")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (torch worker, then jax worker)")
-    ap.add_argument("--max-foreign-cpu", type=float, default=protocol.MAX_FOREIGN_CPU,
-                    help="cores other processes may use on average during a piece before it counts as disturbed")
-    ap.add_argument("--max-retries", type=int, default=protocol.MAX_RETRIES,
-                    help="times a disturbed piece is repeated")
-    ap.add_argument("--allow-disturbed", action="store_true",
-                    help="use disturbed rounds too (flagged DISTURBED beside the figures)")
+    protocol.add_arguments(ap, rounds_help="interleaved rounds (torch worker, then jax worker)")
     ap.add_argument("--json", help="write the machine record, every piece and the summary to this JSON file")
     ap.add_argument("--recipe", help="golden <case>.meta.json with the procedural weight recipe "
                     "(default ../shared/golden/<case>.meta.json)")

@@ -1104,13 +1104,7 @@ def main() -> None:
     ap.add_argument("--lane-groups", default="auto",
                     help="jaxinv lane groups to run, each under every --xla setting: auto (the engine's choice), "
                     "all (every lane of the batch in one vmapped program), or K (lanes vmapped at a time)")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (official, then every jaxinv piece)")
-    ap.add_argument("--max-foreign-cpu", type=float, default=protocol.MAX_FOREIGN_CPU,
-                    help="cores other processes may use on average during a piece before it counts as disturbed")
-    ap.add_argument("--max-retries", type=int, default=protocol.MAX_RETRIES,
-                    help="times a disturbed piece is repeated")
-    ap.add_argument("--allow-disturbed", action="store_true",
-                    help="use disturbed rounds too (flagged DISTURBED beside the figures)")
+    protocol.add_arguments(ap, rounds_help="interleaved rounds (official, then every jaxinv piece)")
     ap.add_argument("--quick", action="store_true", help="smoke test: paper256, batches 1,4, 2 steps")
     ap.add_argument("--profile", metavar="CONFIG", help="only profile one jaxinv step of CONFIG (--batches[-1])")
     ap.add_argument("--predict-memory", action="store_true",
