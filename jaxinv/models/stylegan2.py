@@ -463,11 +463,15 @@ class SynthesisNetwork(nnx.Module):
         return {name: self.layer(name).affine(ws[:, self.layer(name).w_idx]) for name in cfg.layer_names}
 
     def blocks(self, x: jax.Array | None, img: jax.Array | None, styles: dict[str, jax.Array], first: int,
-               last: int, noise_mode: str = "const", noise: dict | None = None) -> tuple[jax.Array, jax.Array | None]:
-        """SynthesisBlocks first..last (1-based: block 1 is b4, taking x = img = None) -> (x, img): the split
-        forward of the multi-code prior (`jaxinv.mgan`); stored ('const') or given noise."""
+               last: int, noise_mode: str = "const", noise: dict | None = None, keys: dict | None = None,
+               out: dict | None = None) -> tuple[jax.Array, jax.Array | None]:
+        """SynthesisBlocks first..last (1-based: block 1 is b4, taking x = img = None) -> (x, img): the whole
+        synthesis, or the split forward of the multi-code prior (`jaxinv.mgan`). `keys`: the 'random' noise keys
+        by noise-layer name; `out`: a dict that receives each block's (x, img) under 'b{R}'."""
         for res in self.cfg.block_resolutions[first - 1:last]:
-            x, img = getattr(self, f"b{res}")(x, img, styles, noise_mode, noise)
+            x, img = getattr(self, f"b{res}")(x, img, styles, noise_mode, noise, keys)
+            if out is not None:
+                out[f"b{res}"] = (x, img)
         return x, img
 
     def __call__(self, ws: jax.Array | None = None, *, styles: dict | None = None, noise_mode: str = "const",
@@ -480,12 +484,8 @@ class SynthesisNetwork(nnx.Module):
             styles = self.styles(ws)
         keys = dict(zip([n for n, _ in cfg.noise_layers], jax.random.split(key, len(cfg.noise_layers)),
                         strict=True)) if (key is not None and noise_mode == "random") else {}
-        x = img = None
-        blocks = {}
-        for res in cfg.block_resolutions:
-            x, img = getattr(self, f"b{res}")(x, img, styles, noise_mode, noise, keys)
-            if return_blocks:
-                blocks[f"b{res}"] = (x, img)
+        blocks: dict | None = {} if return_blocks else None
+        _, img = self.blocks(None, None, styles, 1, len(cfg.block_resolutions), noise_mode, noise, keys, blocks)
         return (img, blocks) if return_blocks else img
 
 

@@ -428,15 +428,17 @@ class SynthesisNetwork(nnx.Module):
             out[name] = getattr(self, name).affine(ws[:, idx + 1])
         return out
 
-    def blocks(self, x: jax.Array | None, styles: Mapping[str, jax.Array], first: int, last: int) -> jax.Array:
+    def blocks(self, x: jax.Array | None, styles: Mapping[str, jax.Array], first: int, last: int,
+               out: dict | None = None) -> jax.Array:
         """Layers first..last of (input, L0, L1, ...) (1-based: block 1 is ``input``, taking x = None; the last
-        one's output scaled by ``output_scale``): the split forward of the multi-code prior (`jaxinv.mgan`)."""
+        one's output scaled by ``output_scale``): the whole synthesis, or the split forward of the multi-code prior
+        (`jaxinv.mgan`). `out`: a dict that receives each layer's output (before ``output_scale``) by name."""
         for i in range(first - 1, last):
-            if i == 0:
-                x = self.input(styles["input"].astype(jnp.float32))
-            else:
-                name = self.layer_names[i - 1]
-                x = getattr(self, name)(x, styles[name].astype(jnp.float32))
+            name = "input" if i == 0 else self.layer_names[i - 1]
+            x = self.input(styles[name].astype(jnp.float32)) if i == 0 else \
+                getattr(self, name)(x, styles[name].astype(jnp.float32))
+            if out is not None:
+                out[name] = x
         if last == len(self.layer_names) + 1 and self.output_scale != 1:
             x = x * np.float32(self.output_scale)
         return x
@@ -459,12 +461,8 @@ class SynthesisNetwork(nnx.Module):
         missing = [n for n in ("input", *self.layer_names) if n not in styles]
         if missing:
             raise ConfigError(f"stylegan3.synthesis: styles lack {', '.join(missing)}")
-        x = self.input(styles["input"].astype(jnp.float32))
-        layer_outs = {"input": x}
-        for name in self.layer_names:
-            x = getattr(self, name)(x, styles[name].astype(jnp.float32))
-            layer_outs[name] = x
-        img = x * np.float32(self.output_scale) if self.output_scale != 1 else x
+        layer_outs: dict | None = {} if return_layers else None
+        img = self.blocks(None, styles, 1, len(self.layer_names) + 1, layer_outs)
         return (img, layer_outs) if return_layers else img
 
 
