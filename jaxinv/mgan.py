@@ -35,13 +35,12 @@ from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxinv.errors import ConfigError
 from jaxinv.generators import Generator
 from jaxinv.models import biggan, dcgan, stylegan2, stylegan3
 from jaxinv.models.nn import bind
-from jaxinv.spaces import Latent, Space, _register, reflect_into, truncated_z
+from jaxinv.spaces import Latent, Space, _register, perturb_z, reflect_into, sample_z, truncated_z
 
 _SPEC = re.compile(r"^mgan:(\d+)@(\d+)$")
 FAMILIES = ("dcgan", "stylegan2", "stylegan3", "biggan")
@@ -128,9 +127,7 @@ class MGanSpace(Space):
         return dataclasses.replace(self, z_bound=gen.z_bound)
 
     def init(self, key, gen, n, center=False, c=None):
-        shape, b = (n, self.codes, gen.z_dim), gen.z_bound
-        z = jax.random.normal(key, shape) if b is None else jax.random.truncated_normal(key, -b, b, shape)
-        z = z.astype(jnp.float32)
+        z = sample_z(key, (n, self.codes, gen.z_dim), gen.z_bound)
         if not self.importance:
             return {"z": z}
         alpha = jnp.full((n, self.codes, feature_channels(gen, self.layer)), 1.0 / self.codes, jnp.float32)
@@ -159,8 +156,7 @@ class MGanSpace(Space):
         return jnp.mean(jnp.square(z), axis=(1, 2))
 
     def perturb(self, latent, key, scale):
-        z = latent["z"]
-        return {**latent, "z": z + (scale * np.sqrt(z.shape[-1])) * jax.random.normal(key, z.shape)}
+        return {**latent, "z": perturb_z(latent["z"], key, scale)}
 
     def project(self, latent):
         return self.canonical(latent)

@@ -57,6 +57,19 @@ def truncated_z(gen: Generator, u: jax.Array) -> jax.Array:
     return u if b is None else gen.truncation_psi * reflect_into(u, b)
 
 
+def sample_z(key: jax.Array, shape: tuple[int, ...], b: float | None) -> jax.Array:
+    """Latent samples u of the Z spaces: N(0, I), or truncnorm(-b, b) for truncated-normal generators
+    (`Generator.z_bound` = b)."""
+    if b is None:
+        return jax.random.normal(key, shape, jnp.float32)
+    return jax.random.truncated_normal(key, -b, b, shape, jnp.float32)
+
+
+def perturb_z(z: jax.Array, key: jax.Array, scale: float | jax.Array) -> jax.Array:
+    """Restart noise of the Z spaces: ``scale * sqrt(z_dim)`` times N(0, I)."""
+    return z + (scale * np.sqrt(z.shape[-1])) * jax.random.normal(key, z.shape)
+
+
 def _register(cls: type, data: tuple[str, ...]) -> type:
     fields = [f.name for f in dataclasses.fields(cls)]
     jax.tree_util.register_dataclass(cls, data_fields=list(data), meta_fields=[f for f in fields if f not in data])
@@ -240,13 +253,10 @@ class ZSpace(Space):
         return out
 
     def init(self, key, gen, n, center=False, c=None):
-        b = gen.z_bound
         if center and not self.sphere:
             z = jnp.zeros((n, gen.z_dim), jnp.float32)
-        elif b is not None:
-            z = jax.random.truncated_normal(key, -b, b, (n, gen.z_dim), jnp.float32)
         else:
-            z = jax.random.normal(key, (n, gen.z_dim), jnp.float32)
+            z = sample_z(key, (n, gen.z_dim), gen.z_bound)
         if not self.embedding:
             return {"z": z}
         if c is None:
@@ -272,8 +282,7 @@ class ZSpace(Space):
 
     def perturb(self, latent, key, scale):
         kz, ke = jax.random.split(key) if self.embedding else (key, None)
-        z = latent["z"]
-        out = {**latent, "z": z + (scale * np.sqrt(z.shape[-1])) * jax.random.normal(kz, z.shape)}
+        out = {**latent, "z": perturb_z(latent["z"], kz, scale)}
         if self.embedding:
             e = latent["embedding"]
             out["embedding"] = e + (scale * self.emb_std * np.sqrt(e.shape[-1])) * jax.random.normal(ke, e.shape)
