@@ -242,6 +242,9 @@ def test_split_checkpoint_without_torch():
     loaded, params = enc.from_source(encoder, fast=False)
     assert (loaded.encoder_type, loaded.family, loaded.n_styles) == (cfg.encoder_type, "e4e", 16)
     assert params["latent_avg"].shape == (16, 512)
+    for stored in (avg[0], avg[:1]):  # [512] / [1, 512] in the checkpoint: one row per style in params
+        _, p1 = enc.from_source(split_checkpoint("e4e.pt", {**obj, "latent_avg": stored})[0], fast=False)
+        np.testing.assert_array_equal(p1["latent_avg"], avg)
     with pytest.raises(CheckpointError, match="outside encoder"):
         split_checkpoint("x.pt", {**obj, "state_dict": {**sd, "face_pool.weight": np.zeros(1)}})
     with pytest.raises(CheckpointError, match="opts"):

@@ -471,7 +471,7 @@ def params_from_state_dict(cfg: Config, state_dict: dict[str, np.ndarray], where
         if avg.shape[-1] != STYLE_DIM or avg.ndim > 2 or (avg.ndim == 2 and avg.shape[0] not in (1, cfg.n_styles)):
             raise CheckpointError(f"{where}: latent_avg has shape {avg.shape}, expected ({cfg.n_styles}, 512), "
                                   "(1, 512) or (512,)")
-        params["latent_avg"] = avg
+        params["latent_avg"] = np.array(np.broadcast_to(avg.reshape(-1, STYLE_DIM), (cfg.n_styles, STYLE_DIM)))
     return jax.tree_util.tree_map(np.ascontiguousarray, params)
 
 
@@ -783,7 +783,7 @@ class _Encoder(nnx.Module):
                                                                None if lo == hi else hi - lo + 1)
             for lo, hi in cfg.body_segments})
         if cfg.start_from_latent_avg:
-            self.latent_avg = buffer(cfg.n_styles, STYLE_DIM)  # checkpoints may also hold [1, 512] or [512]
+            self.latent_avg = buffer(cfg.n_styles, STYLE_DIM)  # [1, 512] / [512] in a checkpoint: broadcast
 
     def head(self, x: jax.Array, taps: dict[int, jax.Array], inter: dict[str, jax.Array]) -> jax.Array:
         raise NotImplementedError
@@ -924,9 +924,7 @@ def face_pool(img: jax.Array, size: int = 256) -> jax.Array:
 
 def _with_latent_avg(cfg: Config, avg: jax.Array | None, out: jax.Array) -> jax.Array:
     codes = out if out.ndim == 3 else jnp.broadcast_to(out[:, None], (out.shape[0], cfg.n_styles, STYLE_DIM))
-    if avg is not None:
-        codes = codes + (avg if avg.ndim == 2 else avg[None])
-    return codes
+    return codes if avg is None else codes + avg
 
 
 def add_latent_avg(cfg: Config, params: dict, out: jax.Array) -> jax.Array:

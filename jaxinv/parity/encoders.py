@@ -77,7 +77,7 @@ def run_checks(case: Case, cfg: enc.Config, params: dict) -> Iterator[Check]:
         # latent_avg (recipe or checkpoint) is checked against it on its own.
         if cfg.start_from_latent_avg:
             own = np.asarray(params["latent_avg"])
-            yield Check("latent_avg", np.broadcast_to(own, io["latent_avg"].shape), io["latent_avg"])
+            yield Check("latent_avg", own, np.broadcast_to(io["latent_avg"], own.shape))
         codes = enc.add_latent_avg(cfg, {"latent_avg": io["latent_avg"]}, aux["encoder_out"])
     if "codes" in io:
         ref = io["codes"]
