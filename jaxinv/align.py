@@ -4,7 +4,7 @@
     face = find_face(nets, img)                  # img [H, W, 3] 0..255 -> Face(box, score, landmarks [68, 2])
     quad = ffhq_quad(face.landmarks)             # [4, 2] corners TL, BL, BR, TR (pixel-index coordinates)
     out = warp_quad(img, quad, 1024)             # [1024, 1024, 3] uint8
-    back = paste_back(img, out, quad)            # the aligned image warped back into the photo (feathered)
+    back = paste_back(img, out, quad, landmarks=face.landmarks)  # its face warped back into the photo
 
 Steps (face-api.js src/tinyYolov2/TinyYolov2Base.ts, src/faceLandmarkNet/FaceLandmark68NetBase.ts):
 1. Detector input: the photo scaled by S / max(H, W) (S = 416), top-left in a zero S x S square; boxes decoded
@@ -368,9 +368,54 @@ def warp_quad(img: Any, quad: np.ndarray, size: int = 1024, mode: str = "ffhq") 
     return out
 
 
-def paste_back(photo: Any, aligned: Any, quad: np.ndarray, feather: float = 0.05) -> np.ndarray:
+# The face region of `paste_back`: the jaw line (landmarks 0-16) and the eyebrows (17-26) raised by this fraction
+# of the brow-to-chin distance, for the forehead (brow to hairline is about half of brow to chin; less, so that
+# bangs stay the photo's).
+FOREHEAD = 0.3
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a[0] * b[1] - a[1] * b[0])
+
+
+def face_hull(landmarks: np.ndarray) -> np.ndarray:
+    """The face region of 68 landmarks [68, 2] as a convex polygon [K, 2] (vertices in the order of a positive
+    shoelace area): the hull of the jaw line and the raised eyebrows (`FOREHEAD`)."""
+    lm = np.asarray(landmarks, np.float64)
+    if lm.shape != (68, 2):
+        raise ConfigError(f"landmarks: expected [68, 2], got {lm.shape}")
+    brows = lm[17:27]
+    up = brows.mean(0) - lm[8]  # chin -> brows
+    pts = np.concatenate([lm[:17], brows + FOREHEAD * up])
+    pts = pts[np.lexsort((pts[:, 1], pts[:, 0]))]
+
+    def chain(points: np.ndarray) -> list[np.ndarray]:  # Andrew's monotone chain, one half
+        out: list[np.ndarray] = []
+        for pt in points:
+            while len(out) >= 2 and _cross(out[-1] - out[-2], pt - out[-2]) <= 0:
+                out.pop()
+            out.append(pt)
+        return out[:-1]
+
+    return np.array(chain(pts) + chain(pts[::-1]))
+
+
+def _inside_distance(poly: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Signed distance of points (x, y) to the border of the convex polygon `poly` (`face_hull`'s orientation):
+    positive inside (the smallest distance to an edge's line), negative outside."""
+    d = np.full(x.shape, np.inf)
+    for p, q in zip(poly, np.roll(poly, -1, axis=0), strict=True):
+        e = q - p
+        d = np.minimum(d, (e[0] * (y - p[1]) - e[1] * (x - p[0])) / max(np.hypot(*e), 1e-12))
+    return d
+
+
+def paste_back(photo: Any, aligned: Any, quad: np.ndarray, feather: float = 0.05,
+               landmarks: np.ndarray | None = None) -> np.ndarray:
     """The aligned crop (any size, e.g. a reconstruction) warped back into the photo at `quad`, blended with a
-    mask that is 1 inside and falls to 0 over the outer `feather` fraction of the crop -> uint8 [H, W, 3]."""
+    mask that is 1 inside and falls to 0 over the outer `feather` fraction of the crop -> uint8 [H, W, 3]. With
+    the face's `landmarks` [68, 2] only the face is pasted (`face_hull`; its border feathered over the same
+    width), so the photo keeps its own hair and background."""
     photo = as_float_rgb(photo)
     crop = as_float_rgb(aligned)
     s = crop.shape[0]
@@ -391,6 +436,10 @@ def paste_back(photo: Any, aligned: Any, quad: np.ndarray, feather: float = 0.05
     ramp = max(feather * s, 1e-6)
     dist = np.minimum(np.minimum(u, s - u), np.minimum(v, s - v))  # to the crop's border, in crop pixels
     m = np.clip(dist / ramp, 0.0, 1.0)[..., None]
+    if landmarks is not None:  # feather width in photo pixels: `feather` of the crop's side
+        side = np.hypot(*(q[3] - q[0]))
+        m = m * np.clip(_inside_distance(face_hull(landmarks), xx, yy) / max(feather * side, 1e-6), 0.0, 1.0)[
+            ..., None]
     m = m * m * (3.0 - 2.0 * m)  # smoothstep
     vals = sample_bilinear(crop, u - 0.5, v - 0.5, "reflect")
     out[y0:y1, x0:x1] = m * vals + (1.0 - m) * out[y0:y1, x0:x1]
@@ -426,6 +475,12 @@ def record(path: str | os.PathLike, al: Aligned, size: int) -> dict:
             "box": [round(v, 3) for v in f.box], "score": round(f.score, 6), "faces_found": f.faces_found,
             "landmarks": np.round(f.landmarks, 3).tolist(),
             "recipe": "ffhq-dataset recreate_aligned_images; face-api.js tiny face detector + 68 landmarks"}
+
+
+def record_landmarks(rec: dict) -> np.ndarray | None:
+    """The face's landmarks [68, 2] of a `record` (None in records without them: the whole crop is pasted)."""
+    lm = rec.get("landmarks")
+    return None if lm is None else np.asarray(lm, np.float64)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -538,8 +593,8 @@ def job_loader(nets: FaceNets, resolution: int, channels: int, out_dir: str | os
 
 def paste_back_job(out_dir: str | os.PathLike, names: dict[str, str], recon: str = "proj.png",
                    feather: float = 0.05) -> int:
-    """For every OUT/<name>/ holding `recon` and align.json: OUT/<name>/pasted.png, the reconstruction warped
-    back into the source photo (feathered). Returns how many were written."""
+    """For every OUT/<name>/ holding `recon` and align.json: OUT/<name>/pasted.png, the reconstruction's face
+    warped back into the source photo (`paste_back` with the record's landmarks). Returns how many were written."""
     n = 0
     for name in names.values():
         d = Path(out_dir) / name
@@ -547,7 +602,7 @@ def paste_back_job(out_dir: str | os.PathLike, names: dict[str, str], recon: str
             continue
         rec = json.loads((d / "align.json").read_text())
         img = np.asarray(Image.open(d / recon).convert("RGB"))
-        out = paste_back(read_photo(rec["source"]), img, np.asarray(rec["quad"]), feather)
+        out = paste_back(read_photo(rec["source"]), img, np.asarray(rec["quad"]), feather, record_landmarks(rec))
         tmp = d / ".pasted.png.tmp"
         Image.fromarray(out).save(tmp, format="PNG")
         os.replace(tmp, d / "pasted.png")

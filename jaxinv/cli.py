@@ -321,8 +321,8 @@ class Invert:
                             "jaxinv align); the quad goes to DIR/<image>/align.json, photos without a face to "
                             "errors.csv")
         p.add_argument("--paste-back", action="store_true",
-                       help="with --align: also write DIR/<image>/pasted.png, the reconstruction warped back into "
-                            "the photo with a feathered mask")
+                       help="with --align: also write DIR/<image>/pasted.png, the reconstruction's face warped back "
+                            "into the photo (feathered; hair and background stay the photo's)")
         p.add_argument("--face-weights", default=None, metavar="DIR",
                        help="--align: face-api.js model folder (default: the embedded copy)")
         p.add_argument("--degrade", default=None, metavar="OP[+OP...]",

@@ -347,7 +347,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=8, help="images per rendered batch")
     parser.add_argument("--paste-back", action="store_true",
                         help="--latents from `jaxinv invert --align`: also write OUT/<name>/pasted_<k>.png, each "
-                             "edit warped back into the original photo (the quad in <latents>/<name>/align.json)")
+                             "edit's face warped back into the original photo (the quad and landmarks in "
+                             "<latents>/<name>/align.json)")
     return parser
 
 
@@ -385,8 +386,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def paste_back_edits(latents: Path, names: Sequence[str], imgs: np.ndarray, out: Path) -> int:
-    """Each code's edits imgs [N, T, H, W, C] ([-1, 1]) warped into its photo (`align.paste_back`, the quad of
-    `latents/<name>/align.json`) -> out/<name>/pasted_<k>.png. Returns how many codes had a quad."""
+    """Each code's edits imgs [N, T, H, W, C] ([-1, 1]) warped into its photo (`align.paste_back`, the quad and
+    landmarks of `latents/<name>/align.json`: the face only) -> out/<name>/pasted_<k>.png. Returns how many codes
+    had a quad."""
     if not latents.is_dir():
         raise ConfigError(f"latents={str(latents)!r}: paste-back needs the output folder of an aligned inversion")
     missing = [n for n in names if not (latents / n / "align.json").is_file()]
@@ -397,7 +399,8 @@ def paste_back_edits(latents: Path, names: Sequence[str], imgs: np.ndarray, out:
         photo = align.read_photo(rec["source"])
         (out / name).mkdir(parents=True, exist_ok=True)
         for k, img in enumerate(row):
-            pasted = align.paste_back(photo, to_uint8(img), np.asarray(rec["quad"]))
+            pasted = align.paste_back(photo, to_uint8(img), np.asarray(rec["quad"]),
+                                      landmarks=align.record_landmarks(rec))
             Image.fromarray(pasted).save(out / name / f"pasted_{k}.png")
     return len(names)
 

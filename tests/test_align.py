@@ -80,6 +80,29 @@ def test_warp_inverts_a_known_similarity_and_pastes_back():
     assert pasted[~((src[..., 0] > -1) & (src[..., 0] < n) & (src[..., 1] > -1) & (src[..., 1] < n))].max() == 0
 
 
+def test_paste_back_with_landmarks_pastes_the_face_only():
+    """With landmarks, the mask is the face hull (jaw line + raised brows), feathered inside its border; without,
+    the whole crop."""
+    t = np.linspace(np.pi, 0, 17)
+    lm = np.zeros((68, 2))
+    lm[:17] = np.stack([100 + 40 * np.cos(t), 100 + 50 * np.sin(t)], 1)  # jaw: a U, chin at (100, 150)
+    lm[17:27] = np.stack([np.linspace(65, 135, 10), np.full(10, 90.0)], 1)  # brows at y = 90
+    hull = A.face_hull(lm)
+    pts = np.concatenate([lm[:27], lm[17:27] + A.FOREHEAD * (lm[17:27].mean(0) - lm[8])])
+    assert A._inside_distance(hull, pts[:, 0], pts[:, 1]).min() > -1e-9  # every point in the hull
+    assert hull[:, 1].min() == pytest.approx(90 - A.FOREHEAD * 60)  # the forehead: brows raised by FOREHEAD x 60 px
+    photo = np.zeros((200, 200, 3), np.uint8)
+    crop = np.full((64, 64, 3), 255, np.uint8)
+    quad = np.array([[20.0, 20.0], [20.0, 180.0], [180.0, 180.0], [180.0, 20.0]])  # TL, BL, BR, TR
+    whole = A.paste_back(photo, crop, quad, feather=0.05)
+    face = A.paste_back(photo, crop, quad, feather=0.05, landmarks=lm)
+    assert whole[40, 40].min() == 255 and face[40, 40].max() == 0  # a quad corner: outside the face
+    assert face[110, 100].min() == 255 and face[82, 100].min() == 255  # the cheeks, the forehead
+    assert face[165, 100].max() == 0 and face[100, 55].max() == 0  # below the chin, beside the jaw
+    assert 0 < face[100, 62].max() < 255  # the feathered border (8 px wide, inside the hull)
+    assert (face <= whole).all()
+
+
 # ----------------------------------------------------------------------------------------------------
 # The nets against the numpy reference
 
