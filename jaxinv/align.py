@@ -255,11 +255,16 @@ def find_face(nets: FaceNets, img: Any, size: int = DETECTOR_SIZE,
 # The FFHQ quad and the warp
 
 
-def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
-    """The FFHQ crop quad [4, 2] (TL, BL, BR, TR; pixel-index coordinates) from 68 landmarks [68, 2]."""
+def _landmarks68(landmarks: Any) -> np.ndarray:
     lm = np.asarray(landmarks, np.float64)
     if lm.shape != (68, 2):
         raise ConfigError(f"landmarks: expected [68, 2], got {lm.shape}")
+    return lm
+
+
+def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
+    """The FFHQ crop quad [4, 2] (TL, BL, BR, TR; pixel-index coordinates) from 68 landmarks [68, 2]."""
+    lm = _landmarks68(landmarks)
     eye_left, eye_right = lm[36:42].mean(0), lm[42:48].mean(0)
     eye_avg = (eye_left + eye_right) * 0.5
     eye_to_eye = eye_right - eye_left
@@ -381,9 +386,7 @@ def _cross(a: np.ndarray, b: np.ndarray) -> float:
 def face_hull(landmarks: np.ndarray) -> np.ndarray:
     """The face region of 68 landmarks [68, 2] as a convex polygon [K, 2] (vertices in the order of a positive
     shoelace area): the hull of the jaw line and the raised eyebrows (`FOREHEAD`)."""
-    lm = np.asarray(landmarks, np.float64)
-    if lm.shape != (68, 2):
-        raise ConfigError(f"landmarks: expected [68, 2], got {lm.shape}")
+    lm = _landmarks68(landmarks)
     brows = lm[17:27]
     up = brows.mean(0) - lm[8]  # chin -> brows
     pts = np.concatenate([lm[:17], brows + FOREHEAD * up])
