@@ -435,8 +435,8 @@ class SynthesisNetwork(nnx.Module):
         (`jaxinv.mgan`). `out`: a dict that receives each layer's output (before ``output_scale``) by name."""
         for i in range(first - 1, last):
             name = "input" if i == 0 else self.layer_names[i - 1]
-            x = self.input(styles[name].astype(jnp.float32)) if i == 0 else \
-                getattr(self, name)(x, styles[name].astype(jnp.float32))
+            s = styles[name].astype(jnp.float32)
+            x = self.input(s) if i == 0 else getattr(self, name)(x, s)
             if out is not None:
                 out[name] = x
         if last == len(self.layer_names) + 1 and self.output_scale != 1:
