@@ -216,8 +216,6 @@ def _invert_settings(args: argparse.Namespace) -> dict[str, Any]:
     for dest, flag in _SOLVER_OPTIONS["lbfgs" if solver == "adam" else "adam"].items():
         if getattr(args, dest) is not None:
             raise ConfigError(f"{flag}: not an option of --optimizer {solver}")
-    if args.lbfgs_memory is not None and args.lbfgs_memory < 1:
-        raise ConfigError(f"--lbfgs-memory {args.lbfgs_memory}: expected an integer >= 1")
     for dest, value in _INVERT_DEFAULTS.items():
         if getattr(args, dest) is None:
             setattr(args, dest, value)
@@ -228,7 +226,10 @@ def _invert_settings(args: argparse.Namespace) -> dict[str, Any]:
     if args.optimizer == "adam":
         optimizer = Adam(learning_rate=args.lr, schedule=args.schedule, initial_noise_factor=args.noise_factor)
     else:
-        optimizer = LBFGS() if args.lbfgs_memory is None else LBFGS(memory_size=args.lbfgs_memory)
+        try:  # LBFGS checks memory_size; the message names the flag
+            optimizer = LBFGS() if args.lbfgs_memory is None else LBFGS(memory_size=args.lbfgs_memory)
+        except ConfigError:
+            raise ConfigError(f"--lbfgs-memory {args.lbfgs_memory}: expected an integer >= 1") from None
     return {"space": args.space, "space_options": options, "loss": args.loss, "optimizer": optimizer,
             "steps": args.steps, "restarts": args.restarts, "seed": args.seed, "start": args.start, "crop": args.crop,
             "preset": None}
