@@ -24,22 +24,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _realfaces import FACES, SHARED, dcgan_faces  # benchmarks/_realfaces.py; puts the repo on sys.path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from jaxinv import metrics
+from jaxinv.invert import MSE, Identity, invert
+from jaxinv.losses import face_descriptor_from_image, load_face_id
+from jaxinv.optim import LBFGS, Adam
 
-from jaxinv import images, metrics  # noqa: E402
-from jaxinv.invert import MSE, Identity, invert  # noqa: E402
-from jaxinv.losses import face_descriptor_from_image, load_face_id  # noqa: E402
-from jaxinv.models import dcgan  # noqa: E402
-from jaxinv.optim import LBFGS, Adam  # noqa: E402
-
-SHARED = ROOT.parent / "shared" / "realdata"
 CONFIGS = ("adam-baseline", "adam-official", "adam-restarts", "lbfgs", "lbfgs-restarts", "lbfgs+id")
 
 
@@ -58,7 +53,7 @@ def config(name: str, restarts: int, id_params, id_weight: float):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--faces", default=str(SHARED / "images" / "faces_aligned"))
+    ap.add_argument("--faces", default=str(FACES))
     ap.add_argument("--id-weights", default=str(SHARED / "weights" / "face_id_dlib_resnet_faceapi"))
     ap.add_argument("--n", type=int, default=70, help="at most N faces (default all 70)")
     ap.add_argument("--every", type=int, default=1, help="take every K-th face of the sorted list (default 1)")
@@ -71,11 +66,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="also write the markdown table here")
     args = ap.parse_args(argv)
 
-    model = dcgan.load_default()
-    files = images.list_images(args.faces)[:: args.every][: args.n]
-    x, names, errors = images.load_images(files, model)  # the CLI's crop for the embedded model (dcgan-faces)
-    for _, msg in errors:
-        print(f"skipped {msg}", file=sys.stderr)
+    model, x, names = dcgan_faces(args.faces, args.every, args.n)
     id_params = load_face_id(args.id_weights)
     desc = jax.jit(lambda p, im: face_descriptor_from_image(p, im))
     target01 = jnp.asarray((x + 1) / 2)

@@ -29,17 +29,13 @@ from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
+from _realfaces import FACES, ROOT, dcgan_faces  # benchmarks/_realfaces.py; puts the repo on sys.path
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from jaxinv import degrade, images, metrics
+from jaxinv.invert import invert
+from jaxinv.optim import Adam
 
-from jaxinv import degrade, images, metrics  # noqa: E402
-from jaxinv.invert import invert  # noqa: E402
-from jaxinv.models import dcgan  # noqa: E402
-from jaxinv.optim import Adam  # noqa: E402
-
-SHARED = ROOT.parent / "shared" / "realdata"
 TASKS = ("reconstruction", "inpaint-center", "inpaint-random", "sr4", "colorize")
 
 
@@ -93,7 +89,7 @@ def score(img: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--faces", default=str(SHARED / "images" / "faces_aligned"))
+    ap.add_argument("--faces", default=str(FACES))
     ap.add_argument("--n", type=int, default=8, help="at most N faces (default 8)")
     ap.add_argument("--every", type=int, default=8, help="take every K-th face of the sorted list (default 8)")
     ap.add_argument("--steps", type=int, default=200)
@@ -106,11 +102,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "restoration"))
     args = ap.parse_args(argv)
 
-    model = dcgan.load_default()
-    files = images.list_images(args.faces)[:: args.every][: args.n]
-    x, names, errors = images.load_images(files, model)  # the CLI's crop for the embedded model (dcgan-faces)
-    for _, msg in errors:
-        print(f"skipped {msg}", file=sys.stderr)
+    model, x, names = dcgan_faces(args.faces, args.every, args.n)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cmd = "python benchmarks/restoration.py " + " ".join(sys.argv[1:] if argv is None else argv)
