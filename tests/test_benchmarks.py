@@ -2,7 +2,9 @@
 official repo) and the protocol's pure logic (interference accounting, median/spread, refusal of disturbed
 rounds) on synthetic samples. No timing assertions (machines are shared)."""
 
+import gzip
 import importlib.util
+import json
 import math
 import sys
 
@@ -172,3 +174,32 @@ def test_projector_benchmark_jaxinv_side(tmp_path):
     assert math.isclose(res["e2e_image_steps_per_s"], batch * 2 / res["exec_s"], rel_tol=0.02), res
     assert math.isclose(res["image_steps_per_s"], res["e2e_image_steps_per_s"] / res["steps_share"], rel_tol=0.02)
     assert math.isclose(res["mib_per_image"], res["peak_rss_mib"] / batch, rel_tol=0.02), res
+
+
+HLO = """HloModule jit_run
+
+%body.1 (p: (s32[], f32[4])) -> (s32[], f32[4]) {
+  %add.1 = f32[4]{0} add(%a, %b), metadata={op_name="jit(run)/while/body/generator/add"}
+  %dot.2 = f32[36,8]{1,0} dot(%c, %d), metadata={op_name="jit(run)/while/body/transpose(jvp(lpips))/dot_general"}
+}
+
+ENTRY %main.3 (x: f32[4]) -> f32[4] {
+  %stack.4 = f32[36,4]{1,0} fusion(%x), kind=kLoop, calls=%fc.5, metadata={op_name="jit(run)/generator/stack"}
+  %while.6 = (s32[], f32[4]) while(%t), condition=%cond, body=%body.1
+}
+"""
+
+
+def test_profile_reports_hoisted_ops_per_call_apart_from_the_step_loop(tmp_path):
+    bench = _load_bench()
+    ev = lambda op, us: {"ph": "X", "dur": us, "args": {"hlo_op": op, "hlo_module": "jit_run"}}  # noqa: E731
+    with gzip.open(tmp_path / "x.trace.json.gz", "wt") as f:
+        json.dump({"traceEvents": [ev("add.1", 4000), ev("dot.2", 6000), ev("stack.4", 10000),
+                                   ev("while.6", 30000)]}, f)
+    out = bench._summarise_trace(tmp_path, HLO, per=2)  # one traced call of 2 steps
+    assert out["traced_ms_per_step"] == 5.0  # (4 + 6) / 2: the loop's ops only, the while itself not counted
+    assert out["per_call_ms"] == 10.0  # the hoisted stack, once per call
+    assert out["by_part_ms"] == {"lpips bwd dot": 3.0, "generator fwd elem": 2.0}
+    rows = {r["op"]: r for r in out["top_ops"]}
+    assert rows["stack.4"]["per_call"] and rows["stack.4"]["ms"] == 10.0
+    assert not rows["add.1"]["per_call"] and rows["add.1"]["ms"] == 2.0
